@@ -1,0 +1,313 @@
+//! Configuration: the TOML file as written (`RawConfig`), checked by `validate()` into a typed
+//! `Config` with every default filled in. A bad file is refused with the file, line and key named,
+//! and the daemon does not start on it. The default config is embedded in the binary, so
+//! `wf-supervisor` with no arguments runs.
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::process::signals::parse_signal;
+
+/// The configuration the daemon runs on when no `--config` is given.
+pub const DEFAULT_CONFIG: &str = include_str!("default-config.toml");
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {origin}: line {line}: key `{key}`: {message}")]
+    Invalid {
+        origin: String,
+        line: usize,
+        key: String,
+        message: String,
+    },
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    daemon: RawDaemon,
+    #[serde(default)]
+    runs: RawRuns,
+    #[serde(default)]
+    containment: RawContainment,
+    #[serde(default)]
+    logs: RawLogs,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDaemon {
+    socket: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+    listen: Option<String>,
+    shutdown_timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRuns {
+    grace_ms: Option<u64>,
+    kill_deadline_ms: Option<u64>,
+    stop_signals: Option<Vec<String>>,
+    max_live_runs: Option<usize>,
+    default_cwd: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawContainment {
+    mode: Option<String>,
+    cgroup_root: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLogs {
+    max_bytes_per_stream: Option<u64>,
+    max_line_bytes: Option<usize>,
+}
+
+/// How runs are contained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainmentMode {
+    /// A cgroup per run where the daemon can create one, else process groups plus /proc tracking.
+    Auto,
+    /// Cgroups are required: the daemon refuses to start without a writable cgroup v2 root.
+    Cgroup,
+    /// Never use cgroups: process group, subreaper and /proc tracking only.
+    ProcessGroup,
+}
+
+/// The validated configuration with every default filled in.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub socket: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
+    pub listen: Option<std::net::SocketAddr>,
+    pub shutdown_timeout: Duration,
+    pub grace: Duration,
+    pub kill_deadline: Duration,
+    pub stop_signals: Vec<String>,
+    pub max_live_runs: usize,
+    pub default_cwd: Option<PathBuf>,
+    pub containment: ContainmentMode,
+    pub cgroup_root: Option<PathBuf>,
+    pub log_max_bytes_per_stream: u64,
+    pub max_line_bytes: usize,
+}
+
+impl Config {
+    /// The embedded default configuration.
+    pub fn embedded() -> Result<Config, ConfigError> {
+        Config::parse(DEFAULT_CONFIG, "(embedded default)")
+    }
+
+    /// Read and validate a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    /// Parse and validate config text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let de = toml::Deserializer::new(text);
+        let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            let line = inner
+                .span()
+                .map(|s| line_of_offset(text, s.start))
+                .unwrap_or_else(|| find_key_line(text, &key));
+            ConfigError::Invalid {
+                origin: origin.to_string(),
+                line,
+                key,
+                message: inner.message().to_string(),
+            }
+        })?;
+        raw.validate(text, origin)
+    }
+}
+
+impl RawConfig {
+    fn validate(self, text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let bad = |key: &str, message: String| ConfigError::Invalid {
+            origin: origin.to_string(),
+            line: find_key_line(text, key),
+            key: key.to_string(),
+            message,
+        };
+        let listen = match self.daemon.listen {
+            None => None,
+            Some(s) if s.is_empty() => None,
+            Some(s) => Some(s.parse().map_err(|e| {
+                bad(
+                    "daemon.listen",
+                    format!("{s:?} is not an address such as 127.0.0.1:7443 ({e})"),
+                )
+            })?),
+        };
+        let grace_ms = self.runs.grace_ms.unwrap_or(5000);
+        if grace_ms > 3_600_000 {
+            return Err(bad(
+                "runs.grace_ms",
+                format!("{grace_ms} is over the limit of 3600000 (one hour)"),
+            ));
+        }
+        let kill_deadline_ms = self.runs.kill_deadline_ms.unwrap_or(10_000);
+        if kill_deadline_ms == 0 || kill_deadline_ms > 600_000 {
+            return Err(bad(
+                "runs.kill_deadline_ms",
+                format!("{kill_deadline_ms} must be between 1 and 600000"),
+            ));
+        }
+        let stop_signals = self
+            .runs
+            .stop_signals
+            .unwrap_or_else(|| vec!["TERM".to_string()]);
+        if stop_signals.is_empty() {
+            return Err(bad(
+                "runs.stop_signals",
+                "needs at least one signal, e.g. [\"TERM\"]".into(),
+            ));
+        }
+        for s in &stop_signals {
+            parse_signal(s).map_err(|e| bad("runs.stop_signals", e))?;
+        }
+        let max_live_runs = self.runs.max_live_runs.unwrap_or(4096);
+        if max_live_runs == 0 {
+            return Err(bad("runs.max_live_runs", "must be at least 1".into()));
+        }
+        let containment = match self.containment.mode.as_deref().unwrap_or("auto") {
+            "auto" => ContainmentMode::Auto,
+            "cgroup" => ContainmentMode::Cgroup,
+            "process-group" => ContainmentMode::ProcessGroup,
+            other => {
+                return Err(bad(
+                    "containment.mode",
+                    format!("{other:?} is not one of \"auto\", \"cgroup\", \"process-group\""),
+                ))
+            }
+        };
+        let log_max = self.logs.max_bytes_per_stream.unwrap_or(64 << 20);
+        if log_max < 4096 {
+            return Err(bad(
+                "logs.max_bytes_per_stream",
+                format!("{log_max} is under the minimum of 4096"),
+            ));
+        }
+        let max_line_bytes = self.logs.max_line_bytes.unwrap_or(1 << 20);
+        if !(256..=64 << 20).contains(&max_line_bytes) {
+            return Err(bad(
+                "logs.max_line_bytes",
+                format!("{max_line_bytes} must be between 256 and 67108864"),
+            ));
+        }
+        Ok(Config {
+            socket: self.daemon.socket.filter(|p| !p.as_os_str().is_empty()),
+            state_dir: self.daemon.state_dir.filter(|p| !p.as_os_str().is_empty()),
+            listen,
+            shutdown_timeout: Duration::from_millis(
+                self.daemon.shutdown_timeout_ms.unwrap_or(60_000),
+            ),
+            grace: Duration::from_millis(grace_ms),
+            kill_deadline: Duration::from_millis(kill_deadline_ms),
+            stop_signals,
+            max_live_runs,
+            default_cwd: self.runs.default_cwd.filter(|p| !p.as_os_str().is_empty()),
+            containment,
+            cgroup_root: self
+                .containment
+                .cgroup_root
+                .filter(|p| !p.as_os_str().is_empty()),
+            log_max_bytes_per_stream: log_max,
+            max_line_bytes,
+        })
+    }
+}
+
+fn line_of_offset(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// The line where a dotted key such as `runs.grace_ms` is set, or 0 when it is not in the text.
+fn find_key_line(text: &str, dotted: &str) -> usize {
+    let (table, key) = match dotted.rsplit_once('.') {
+        Some((t, k)) => (t, k),
+        None => ("", dotted),
+    };
+    let mut current = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let l = line.trim();
+        if l.starts_with('[') {
+            current = l.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+            continue;
+        }
+        if current == table {
+            if let Some((k, _)) = l.split_once('=') {
+                if k.trim().trim_matches('"') == key {
+                    return i + 1;
+                }
+            }
+        }
+    }
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let c = Config::embedded().expect("embedded config");
+        assert_eq!(c.grace, Duration::from_millis(5000));
+        assert_eq!(c.stop_signals, vec!["TERM".to_string()]);
+        assert_eq!(c.containment, ContainmentMode::Auto);
+    }
+
+    #[test]
+    fn wrong_type_names_line_and_key() {
+        let err = Config::parse("[runs]\n\ngrace_ms = \"soon\"\n", "t.toml").unwrap_err();
+        let s = err.to_string();
+        assert!(s.contains("t.toml"), "{s}");
+        assert!(s.contains("line 3"), "{s}");
+        assert!(s.contains("runs.grace_ms"), "{s}");
+    }
+
+    #[test]
+    fn unknown_key_is_refused() {
+        let s = Config::parse("[runs]\ngrace = 3\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(s.contains("grace"), "{s}");
+        assert!(s.contains("line 2"), "{s}");
+    }
+
+    #[test]
+    fn semantic_errors_name_the_key() {
+        let s = Config::parse("[containment]\nmode = \"jail\"\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(s.contains("line 2") && s.contains("containment.mode"), "{s}");
+        let s = Config::parse("[runs]\nstop_signals = [\"NOPE\"]\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(s.contains("runs.stop_signals") && s.contains("NOPE"), "{s}");
+        let s = Config::parse("[daemon]\nlisten = \"here\"\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(s.contains("daemon.listen"), "{s}");
+    }
+}

@@ -1,0 +1,18 @@
+//! wf-supervisor: a per-host daemon that runs AI-agent workflows as its own children and gives
+//! orchestrators and operators complete lifecycle control over them through gRPC.
+//!
+//! The module tree follows the architecture: `supervisor` is the one core task that owns the run
+//! table; `run` holds one task per run and the kill plan; `process` is the only place that talks to
+//! the kernel with unsafe code (spawn, pidfds, reaping, cgroups, /proc); `grpc` turns requests into
+//! messages for the core and errors into statuses in one place.
+#![deny(unsafe_code)]
+
+pub mod config;
+pub mod daemon;
+pub mod grpc;
+pub mod ids;
+pub mod process;
+pub mod proto;
+pub mod run;
+pub mod supervisor;
+pub mod time;
