@@ -1,1 +1,281 @@
-//! (under construction)
+//! The daemon's life: arguments -> config -> state dir and socket -> core, reaper and API ->
+//! serve until SIGTERM/SIGINT -> end every live run through the kill state machine -> exit 0.
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use futures::StreamExt;
+use tokio::net::UnixListener;
+use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::grpc::SupervisorService;
+use crate::process::cgroup::Containment;
+use crate::process::reaper::Reaper;
+use crate::proto::supervisor_server::SupervisorServer;
+use crate::supervisor::{self, CoreSettings};
+
+/// wf-supervisor: runs AI-agent workflows as its own children and ends them completely on demand.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Args {
+    /// TOML config file; without it the embedded default config is used.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Unix socket for the API (overrides the config).
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Directory for run logs and state (overrides the config).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Also serve the API on this TCP address, e.g. 127.0.0.1:7443.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Log format: text (stderr), json (stderr), or journald.
+    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    pub log: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+    Journald,
+}
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// The socket path: flag, config, `$RUNTIME_DIRECTORY/wf.sock`, `/run/wf-supervisor/wf.sock` as
+/// root, else `$XDG_RUNTIME_DIR/wf-supervisor/wf.sock`.
+pub fn default_socket() -> anyhow::Result<PathBuf> {
+    if let Some(d) = std::env::var_os("RUNTIME_DIRECTORY") {
+        // systemd may pass several, separated by ':'; the first is ours.
+        let first = d.to_string_lossy().split(':').next().unwrap_or("").to_string();
+        if !first.is_empty() {
+            return Ok(Path::new(&first).join("wf.sock"));
+        }
+    }
+    if is_root() {
+        return Ok(PathBuf::from("/run/wf-supervisor/wf.sock"));
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) => Ok(Path::new(&d).join("wf-supervisor").join("wf.sock")),
+        None => bail!("no socket path: set --socket, RUNTIME_DIRECTORY or XDG_RUNTIME_DIR"),
+    }
+}
+
+/// The state dir: flag, config, `$STATE_DIRECTORY`, `/var/lib/wf-supervisor` as root, else
+/// `$XDG_STATE_HOME/wf-supervisor` (or `~/.local/state/wf-supervisor`).
+fn default_state_dir() -> anyhow::Result<PathBuf> {
+    if let Some(d) = std::env::var_os("STATE_DIRECTORY") {
+        let first = d.to_string_lossy().split(':').next().unwrap_or("").to_string();
+        if !first.is_empty() {
+            return Ok(PathBuf::from(first));
+        }
+    }
+    if is_root() {
+        return Ok(PathBuf::from("/var/lib/wf-supervisor"));
+    }
+    if let Some(d) = std::env::var_os("XDG_STATE_HOME") {
+        return Ok(Path::new(&d).join("wf-supervisor"));
+    }
+    match std::env::var_os("HOME") {
+        Some(h) => Ok(Path::new(&h).join(".local/state/wf-supervisor")),
+        None => bail!("no state dir: set --state-dir, STATE_DIRECTORY or HOME"),
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::prelude::*;
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("WF_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let registry = tracing_subscriber::registry().with(filter);
+    match format {
+        LogFormat::Text => registry
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .init(),
+        LogFormat::Json => registry
+            .with(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr))
+            .init(),
+        LogFormat::Journald => match tracing_journald::layer() {
+            Ok(j) => registry.with(j).init(),
+            Err(e) => {
+                registry
+                    .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+                    .init();
+                warn!(error = %e, "journald is not reachable; logging to stderr");
+            }
+        },
+    }
+}
+
+/// Entry point of the `wf-supervisor` binary.
+pub fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    // Refuse a bad config before anything else happens.
+    let config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::embedded()?,
+    };
+    init_logging(args.log);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("wf-supervisor")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(args, config))
+}
+
+async fn bind_socket(path: &Path) -> anyhow::Result<UnixListener> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create socket directory {}", parent.display()))?;
+    }
+    if path.exists() {
+        if tokio::net::UnixStream::connect(path).await.is_ok() {
+            bail!(
+                "another daemon is already serving {}; stop it or pick another --socket",
+                path.display()
+            );
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("cannot remove stale socket {}", path.display()))?;
+    }
+    let listener =
+        UnixListener::bind(path).with_context(|| format!("cannot bind socket {}", path.display()))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .with_context(|| format!("cannot set permissions on {}", path.display()))?;
+    Ok(listener)
+}
+
+async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
+    let socket = match args.socket.clone().or(config.socket.clone()) {
+        Some(p) => p,
+        None => default_socket()?,
+    };
+    let state_dir = match args.state_dir.clone().or(config.state_dir.clone()) {
+        Some(p) => p,
+        None => default_state_dir()?,
+    };
+    let listen = args.listen.or(config.listen);
+    for d in [state_dir.clone(), state_dir.join("runs"), state_dir.join("work")] {
+        std::fs::create_dir_all(&d)
+            .with_context(|| format!("cannot create state directory {}", d.display()))?;
+    }
+    let default_cwd = config.default_cwd.clone().unwrap_or_else(|| state_dir.join("work"));
+
+    if let Err(e) = Reaper::become_subreaper() {
+        warn!(error = %e, "cannot become a child subreaper; orphans of runs will go to init");
+    }
+    let reaper = Reaper::new();
+    tokio::spawn(reaper.clone().run());
+
+    let containment = Containment::detect(&config).map_err(anyhow::Error::msg)?;
+    match &containment {
+        Containment::Cgroup(root) => {
+            info!(cgroup_root = %root.path().display(), "containment: a cgroup per run")
+        }
+        Containment::ProcessGroup { reason } => warn!(
+            reason = reason.as_str(),
+            "containment: process group and /proc tracking only (no cgroups)"
+        ),
+    }
+
+    let handle = supervisor::start(CoreSettings {
+        config: config.clone(),
+        state_dir: state_dir.clone(),
+        default_cwd,
+        containment,
+        reaper,
+    });
+
+    let shutdown = CancellationToken::new();
+    let service = SupervisorService::new(handle.clone(), shutdown.clone());
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<SupervisorServer<SupervisorService>>().await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("cannot build the reflection service")?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .context("cannot build the reflection service")?;
+    let routes = tonic::service::Routes::new(SupervisorServer::new(service))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha);
+
+    let listener = bind_socket(&socket).await?;
+    info!(socket = %socket.display(), state_dir = %state_dir.display(), "listening");
+    let mut servers = tokio::task::JoinSet::new();
+    {
+        let routes = routes.clone();
+        let stop = shutdown.clone();
+        servers.spawn(async move {
+            tonic::transport::Server::builder()
+                .serve_with_incoming_shutdown(
+                    routes,
+                    UnixListenerStream::new(listener),
+                    stop.cancelled_owned(),
+                )
+                .await
+        });
+    }
+    if let Some(addr) = listen {
+        let tcp = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        info!(%addr, "listening on TCP");
+        let stop = shutdown.clone();
+        servers.spawn(async move {
+            tonic::transport::Server::builder()
+                .serve_with_incoming_shutdown(routes, TcpListenerStream::new(tcp), stop.cancelled_owned())
+                .await
+        });
+    }
+
+    let mut signals = signal_hook_tokio::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])
+    .context("cannot watch SIGTERM/SIGINT")?;
+    tokio::select! {
+        sig = signals.next() => info!(signal = ?sig, "stop requested"),
+        r = servers.join_next() => {
+            if let Some(Ok(Err(e))) = r {
+                error!(error = %e, "the API server failed; stopping");
+            }
+        }
+    }
+
+    // Stop accepting calls; end every live run; then exit.
+    shutdown.cancel();
+    health
+        .set_not_serving::<SupervisorServer<SupervisorService>>()
+        .await;
+    let bound = config.shutdown_timeout;
+    match tokio::time::timeout(bound, handle.shutdown()).await {
+        Ok(_) => info!("every run has ended"),
+        Err(_) => error!(
+            timeout_ms = bound.as_millis() as u64,
+            "runs were still ending when the shutdown bound passed"
+        ),
+    }
+    // Let in-flight calls (e.g. kills that just completed) finish answering, briefly.
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while servers.join_next().await.is_some() {}
+    })
+    .await;
+    let _ = std::fs::remove_file(&socket);
+    info!("stopped");
+    Ok(())
+}

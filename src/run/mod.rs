@@ -1,1 +1,131 @@
-//! (under construction)
+//! Runs: the record the daemon keeps of each, the per-run task that owns the process, the kill
+//! plan, and the output drains.
+pub mod kill;
+pub mod output;
+pub mod task;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The run lifecycle: `QUEUED -> STARTING -> RUNNING -> STOPPING -> terminal`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RunStatus {
+    Queued,
+    Starting,
+    Running,
+    Stopping,
+    Succeeded,
+    Failed,
+    Killed,
+    Cancelled,
+    TimedOut,
+    Lost,
+}
+
+impl RunStatus {
+    /// Terminal states are final.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Succeeded
+                | RunStatus::Failed
+                | RunStatus::Killed
+                | RunStatus::Cancelled
+                | RunStatus::TimedOut
+                | RunStatus::Lost
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "QUEUED",
+            RunStatus::Starting => "STARTING",
+            RunStatus::Running => "RUNNING",
+            RunStatus::Stopping => "STOPPING",
+            RunStatus::Succeeded => "SUCCEEDED",
+            RunStatus::Failed => "FAILED",
+            RunStatus::Killed => "KILLED",
+            RunStatus::Cancelled => "CANCELLED",
+            RunStatus::TimedOut => "TIMED_OUT",
+            RunStatus::Lost => "LOST",
+        }
+    }
+}
+
+/// What to run: everything needed to start it again on Restart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSpec {
+    pub argv: Vec<String>,
+    pub cwd: PathBuf,
+    pub env: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    pub stop_signals: Vec<String>,
+    pub grace: Duration,
+}
+
+/// Everything the daemon records of one run.
+#[derive(Debug, Clone)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub spec: RunSpec,
+    pub status: RunStatus,
+    pub pid: i32,
+    pub pgid: i32,
+    pub created_at: i64,
+    pub started_at: i64,
+    pub ended_at: i64,
+    pub exit_code: Option<i32>,
+    pub signal: Option<String>,
+    pub error: String,
+    pub attempt: u32,
+    pub restart_of: String,
+    pub last_heartbeat_at: i64,
+    pub heartbeats: u64,
+    pub containment: String,
+    pub stdout_bytes: u64,
+    pub stderr_bytes: u64,
+    pub end_reason: String,
+}
+
+/// Which phase ended a kill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KillPhase {
+    /// The stop signals sufficed.
+    Term,
+    /// KILL was needed or forced.
+    Kill,
+    /// Something outlived the KILL deadline.
+    Survivors,
+    /// The leader had exited on its own before the kill; what it left behind was ended.
+    AlreadyExited,
+}
+
+/// One cleanup step and how it went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CleanupStep {
+    pub step: &'static str,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// A process that outlived the kill.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Survivor {
+    pub pid: i32,
+    pub state: char,
+    pub comm: String,
+}
+
+/// What a kill did, as the Kill response reports it.
+#[derive(Debug, Clone)]
+pub struct KillReport {
+    pub phase: KillPhase,
+    pub signals_sent: Vec<String>,
+    pub started_at: i64,
+    pub killed_at: i64,
+    pub duration: Duration,
+    pub survivors: Vec<Survivor>,
+    pub cleanup: Vec<CleanupStep>,
+    pub message: String,
+}

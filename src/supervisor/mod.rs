@@ -1,1 +1,91 @@
-//! (under construction)
+//! The core: one task owns the run table (invariant 6). The API, run tasks and drains talk to it
+//! by messages (`Msg`); it never awaits while handling one, so no state is touched by two parties
+//! and no lock is held across an await. `SupervisorHandle` is the API side of the queue.
+mod core;
+mod handle;
+
+pub use self::core::{start, CoreSettings};
+pub use self::handle::{ApiError, KillOutcome, LogSource, SpawnRequest, SupervisorHandle};
+
+use tokio::sync::oneshot;
+
+use crate::process::pidfd::ExitKind;
+use crate::run::{KillReport, RunRecord, RunStatus};
+
+/// Why a run is being ended, which decides its terminal status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndIntent {
+    /// An operator's or orchestrator's kill: KILLED.
+    Kill { reason: String },
+    /// ForceComplete: the given outcome (SUCCEEDED or FAILED).
+    Complete { outcome: RunStatus, reason: String },
+    /// The daemon is stopping: KILLED.
+    Shutdown,
+}
+
+/// A state change, as Watch streams it.
+#[derive(Debug, Clone)]
+pub struct RunEvent {
+    pub run_id: String,
+    pub at: i64,
+    pub kind: &'static str,
+    pub message: String,
+    pub run: RunRecord,
+}
+
+/// Messages to the core.
+#[derive(Debug)]
+pub enum Msg {
+    // From the API.
+    Spawn {
+        req: SpawnRequest,
+        reply: oneshot::Sender<Result<RunRecord, ApiError>>,
+    },
+    Get {
+        run_id: String,
+        reply: oneshot::Sender<Result<RunRecord, ApiError>>,
+    },
+    List {
+        statuses: Vec<RunStatus>,
+        limit: usize,
+        reply: oneshot::Sender<Vec<RunRecord>>,
+    },
+    Kill {
+        run_id: String,
+        force: bool,
+        grace: Option<std::time::Duration>,
+        intent: EndIntent,
+        reply: oneshot::Sender<Result<KillOutcome, ApiError>>,
+    },
+    Logs {
+        run_id: String,
+        reply: oneshot::Sender<Result<LogSource, ApiError>>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+    // From run tasks and drains.
+    Started {
+        run_id: String,
+        pid: i32,
+        pgid: i32,
+    },
+    SpawnFailed {
+        run_id: String,
+        error: String,
+    },
+    LeaderExited {
+        run_id: String,
+        exit: Option<ExitKind>,
+    },
+    Heartbeat {
+        run_id: String,
+        count: u64,
+        at: i64,
+    },
+    Ended {
+        run_id: String,
+        exit: Option<ExitKind>,
+        report: KillReport,
+    },
+}

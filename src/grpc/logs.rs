@@ -1,0 +1,104 @@
+//! Streaming a run's log files: the tail of each stream, then (with follow) new output as the
+//! drains write it, until the run's drains are done.
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tonic::Status;
+
+use crate::proto::{LogChunk, LogStream};
+use crate::run::output::Stream;
+use crate::supervisor::LogSource;
+
+const CHUNK: usize = 64 * 1024;
+
+/// Send `[from, len)` of a file in chunks; returns the new offset, or None if the client left.
+async fn send_range(
+    path: &Path,
+    from: u64,
+    stream: LogStream,
+    tx: &mpsc::Sender<Result<LogChunk, Status>>,
+) -> Option<u64> {
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return Some(from);
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    // A file that shrank was rotated or replaced: start over from its beginning.
+    let mut off = if from > len { 0 } else { from };
+    if f.seek(SeekFrom::Start(off)).is_err() {
+        return Some(off);
+    }
+    while off < len {
+        let want = ((len - off) as usize).min(CHUNK);
+        let mut buf = vec![0u8; want];
+        let n = match f.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        buf.truncate(n);
+        off += n as u64;
+        let chunk = LogChunk {
+            stream: stream as i32,
+            data: buf,
+        };
+        if tx.send(Ok(chunk)).await.is_err() {
+            return None;
+        }
+    }
+    Some(off)
+}
+
+pub async fn stream_logs(
+    mut source: LogSource,
+    tail: u64,
+    follow: bool,
+    tx: mpsc::Sender<Result<LogChunk, Status>>,
+    shutdown: CancellationToken,
+) {
+    let streams = [
+        (Stream::Stdout, LogStream::Stdout),
+        (Stream::Stderr, LogStream::Stderr),
+    ];
+    let mut offsets = [0u64; 2];
+    for (i, (s, ls)) in streams.iter().enumerate() {
+        let path = source.dir.join(s.file_name());
+        let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        match send_range(&path, len.saturating_sub(tail), *ls, &tx).await {
+            Some(o) => offsets[i] = o,
+            None => return,
+        }
+    }
+    if !follow {
+        return;
+    }
+    loop {
+        let done = source.progress.borrow_and_update().done;
+        for (i, (s, ls)) in streams.iter().enumerate() {
+            let path = source.dir.join(s.file_name());
+            match send_range(&path, offsets[i], *ls, &tx).await {
+                Some(o) => offsets[i] = o,
+                None => return,
+            }
+        }
+        if done {
+            return;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tx.closed() => return,
+            changed = source.progress.changed() => {
+                if changed.is_err() {
+                    // The run task is gone: one last read above on the next turn, then stop.
+                    for (i, (s, ls)) in streams.iter().enumerate() {
+                        let path = source.dir.join(s.file_name());
+                        if send_range(&path, offsets[i], *ls, &tx).await.map(|o| offsets[i] = o).is_none() {
+                            return;
+                        }
+                    }
+                    return;
+                }
+            }
+        }
+    }
+}

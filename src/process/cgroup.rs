@@ -1,0 +1,229 @@
+//! Per-run cgroups (v2). A run's cgroup holds everything the run started, including setsid
+//! escapees, so a kill of the cgroup ends the whole run (invariant 3). The child enters its
+//! cgroup before exec through an fd on `cgroup.procs` opened by the parent.
+use std::fs;
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+
+use nix::sys::signal::Signal;
+
+use crate::config::{Config, ContainmentMode};
+use crate::process::pidfd::PidFd;
+
+/// The writable cgroup v2 directory under which run cgroups are made.
+#[derive(Debug, Clone)]
+pub struct CgroupRoot {
+    path: PathBuf,
+}
+
+/// What containment the daemon chose at start, and why.
+#[derive(Debug, Clone)]
+pub enum Containment {
+    Cgroup(CgroupRoot),
+    ProcessGroup { reason: String },
+}
+
+impl Containment {
+    /// Decide from the config and what this machine offers. `Err` only when the config demands
+    /// cgroups and none can be had.
+    pub fn detect(config: &Config) -> Result<Containment, String> {
+        if config.containment == ContainmentMode::ProcessGroup {
+            return Ok(Containment::ProcessGroup {
+                reason: "containment.mode is \"process-group\"".into(),
+            });
+        }
+        match CgroupRoot::find(config.cgroup_root.as_deref()) {
+            Ok(root) => Ok(Containment::Cgroup(root)),
+            Err(reason) if config.containment == ContainmentMode::Auto => {
+                Ok(Containment::ProcessGroup { reason })
+            }
+            Err(reason) => Err(format!("containment.mode is \"cgroup\" but {reason}")),
+        }
+    }
+
+    /// "cgroup" or "process-group", as `Run.containment` reports it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Containment::Cgroup(_) => "cgroup",
+            Containment::ProcessGroup { .. } => "process-group",
+        }
+    }
+}
+
+impl CgroupRoot {
+    /// Find (and create) the root: the configured one, else `runs/` inside the daemon's own
+    /// cgroup when systemd delegated it, else `<cgroup2 mount>/wf-supervisor`.
+    pub fn find(configured: Option<&Path>) -> Result<CgroupRoot, String> {
+        let path = match configured {
+            Some(p) => p.to_path_buf(),
+            None => {
+                let mount = cgroup2_mount()
+                    .ok_or_else(|| "no cgroup2 file system is mounted".to_string())?;
+                let own = own_cgroup2_path().unwrap_or_else(|| "/".to_string());
+                if std::env::var_os("INVOCATION_ID").is_some() && own.ends_with(".service") {
+                    mount.join(own.trim_start_matches('/')).join("runs")
+                } else {
+                    mount.join("wf-supervisor")
+                }
+            }
+        };
+        fs::create_dir_all(&path)
+            .map_err(|e| format!("cannot create cgroup root {}: {e}", path.display()))?;
+        if !path.join("cgroup.procs").exists() {
+            return Err(format!("{} is not a cgroup v2 directory", path.display()));
+        }
+        // Probe: can we make and remove a child here?
+        let probe = path.join(format!("probe-{}", std::process::id()));
+        fs::create_dir(&probe)
+            .map_err(|e| format!("cannot create cgroups under {}: {e}", path.display()))?;
+        let _ = fs::remove_dir(&probe);
+        Ok(CgroupRoot { path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Make the run's cgroup and open its `cgroup.procs` for the child to enter before exec.
+    pub fn create_run(&self, run_id: &str) -> io::Result<RunCgroup> {
+        let path = self.path.join(run_id);
+        // The root may have been removed under us (an operator's cleanup): make it again.
+        if !self.path.is_dir() {
+            fs::create_dir_all(&self.path)?;
+        }
+        match fs::create_dir(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        let procs = fs::OpenOptions::new()
+            .write(true)
+            .open(path.join("cgroup.procs"))?;
+        Ok(RunCgroup {
+            path,
+            procs: Some(OwnedFd::from(procs)),
+        })
+    }
+
+    /// The run cgroup of `run_id` if it exists (for recovery).
+    pub fn existing_run(&self, run_id: &str) -> Option<RunCgroup> {
+        let path = self.path.join(run_id);
+        path.is_dir().then_some(RunCgroup { path, procs: None })
+    }
+}
+
+/// One run's cgroup.
+#[derive(Debug)]
+pub struct RunCgroup {
+    path: PathBuf,
+    procs: Option<OwnedFd>,
+}
+
+impl RunCgroup {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The fd the child writes "0" to before exec (close-on-exec, so it never reaches the agent).
+    pub fn procs_fd(&self) -> Option<RawFd> {
+        self.procs.as_ref().map(|f| f.as_raw_fd())
+    }
+
+    /// Close the parent's copy of the `cgroup.procs` fd once the child is spawned.
+    pub fn close_procs_fd(&mut self) {
+        self.procs = None;
+    }
+
+    /// The pids in the cgroup now.
+    pub fn pids(&self) -> io::Result<Vec<i32>> {
+        let text = fs::read_to_string(self.path.join("cgroup.procs"))?;
+        Ok(text
+            .split_whitespace()
+            .filter_map(|s| s.parse().ok())
+            .collect())
+    }
+
+    /// Whether no live process is in the cgroup (zombies have left it already).
+    pub fn is_empty(&self) -> bool {
+        match fs::read_to_string(self.path.join("cgroup.events")) {
+            Ok(text) => text
+                .lines()
+                .any(|l| l.trim() == "populated 0"),
+            Err(_) => self.pids().map(|p| p.is_empty()).unwrap_or(true),
+        }
+    }
+
+    /// Signal every process in the cgroup through a pidfd, checking after opening the handle that
+    /// the process is still a member (so a reused number is never hit). Returns how many.
+    pub fn signal_all(&self, sig: Signal) -> io::Result<usize> {
+        let rel = self.relative_path();
+        let mut n = 0;
+        for pid in self.pids()? {
+            let Ok(pfd) = PidFd::open(pid) else { continue };
+            if !rel.as_ref().is_some_and(|r| pid_in_cgroup(pid, r)) {
+                continue;
+            }
+            if pfd.send_signal(sig).unwrap_or(false) {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// KILL everything in the cgroup at once through `cgroup.kill` (Linux 5.14+), else by pidfd.
+    pub fn kill(&self) -> io::Result<()> {
+        let kill_file = self.path.join("cgroup.kill");
+        if kill_file.exists() {
+            let mut f = fs::OpenOptions::new().write(true).open(&kill_file)?;
+            f.write_all(b"1")?;
+            return Ok(());
+        }
+        self.signal_all(Signal::SIGKILL).map(|_| ())
+    }
+
+    /// Remove the (empty) cgroup directory.
+    pub fn remove(&self) -> io::Result<()> {
+        match fs::remove_dir(&self.path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The cgroup's path as /proc/PID/cgroup shows it ("/wf-supervisor/run_…").
+    fn relative_path(&self) -> Option<String> {
+        let mount = cgroup2_mount()?;
+        let rel = self.path.strip_prefix(&mount).ok()?;
+        Some(format!("/{}", rel.display()))
+    }
+}
+
+/// Whether /proc/PID/cgroup puts `pid` in the v2 cgroup `rel`.
+fn pid_in_cgroup(pid: i32, rel: &str) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .map(|t| t.lines().any(|l| l.strip_prefix("0::") == Some(rel)))
+        .unwrap_or(false)
+}
+
+/// Where the cgroup2 file system is mounted, from /proc/self/mountinfo.
+pub fn cgroup2_mount() -> Option<PathBuf> {
+    let text = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    for line in text.lines() {
+        // ... mount_point ... - fstype source options
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        if right.split_whitespace().next() == Some("cgroup2") {
+            return left.split_whitespace().nth(4).map(PathBuf::from);
+        }
+    }
+    None
+}
+
+/// The daemon's own cgroup v2 path from /proc/self/cgroup ("0::/path").
+pub fn own_cgroup2_path() -> Option<String> {
+    let text = fs::read_to_string("/proc/self/cgroup").ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("0::").map(|s| s.to_string()))
+}

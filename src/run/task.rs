@@ -1,0 +1,544 @@
+//! One task per run, owning its process. Theory of operation: the task creates the run's cgroup
+//! and log files, spawns the leader (see `process::spawn`), starts the output drains, then waits on
+//! two things only: the leader's pidfd turning readable (it exited) and its control queue (a kill).
+//! Either way it then ends the whole run through the kill plan: stop signals to the group, the
+//! cgroup and any escapee, the grace, KILL, and verification that nothing is left, escalating
+//! even after the leader is gone, because other members of the group may still live. Only then
+//! does it reap the leader (so the group id cannot be reused while the run lives), clean up, and
+//! report the end to the core. Every phase has a deadline.
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use crate::process::cgroup::{Containment, RunCgroup};
+use crate::process::pidfd::{ExitKind, PidFd};
+use crate::process::procscan;
+use crate::process::reaper::Reaper;
+use crate::process::signals::{parse_signal, signal_name};
+use crate::process::spawn::{spawn, SpawnSpec};
+use crate::run::kill::plan;
+use crate::run::output::{drain_heartbeats, drain_to_file, OutputProgress, Stream};
+use crate::run::{CleanupStep, KillPhase, KillReport, RunSpec, Survivor};
+use crate::supervisor::Msg;
+
+/// Orders the core sends a run task.
+#[derive(Debug)]
+pub enum Control {
+    /// End the run. `grace` overrides the run's own grace.
+    Kill { force: bool, grace: Option<Duration> },
+    /// A kill is under way: skip what is left of the grace and KILL now.
+    Escalate,
+}
+
+/// Everything a run task needs; built by the core.
+pub struct RunContext {
+    pub run_id: String,
+    pub spec: RunSpec,
+    pub child_env: BTreeMap<String, String>,
+    pub log_dir: PathBuf,
+    pub containment: Containment,
+    pub reaper: Reaper,
+    pub kill_deadline: Duration,
+    pub core: mpsc::Sender<Msg>,
+    pub control: mpsc::UnboundedReceiver<Control>,
+    pub progress: watch::Sender<OutputProgress>,
+    pub uid_gid: Option<(u32, u32)>,
+}
+
+/// The live handles on one run.
+struct Handles {
+    run_id: String,
+    pidfd: PidFd,
+    pgid: i32,
+    cgroup: Option<RunCgroup>,
+    env_needle: Vec<u8>,
+    daemon_pid: i32,
+    leader_exit: Option<ExitKind>,
+}
+
+impl Handles {
+    fn leader_exited(&mut self) -> bool {
+        if self.leader_exit.is_none() {
+            if let Ok(Some(e)) = self.pidfd.peek_exit() {
+                self.leader_exit = Some(e);
+            }
+        }
+        self.leader_exit.is_some()
+    }
+
+    /// Live (non-zombie) processes of the run, leader included.
+    fn members(&mut self) -> Vec<procscan::ProcStat> {
+        match &self.cgroup {
+            Some(cg) => {
+                if cg.is_empty() {
+                    return Vec::new();
+                }
+                cg.pids()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(procscan::stat)
+                    .filter(|s| s.state != 'Z')
+                    .collect()
+            }
+            None => procscan::live_members(self.pgid, Some(&self.env_needle), self.daemon_pid),
+        }
+    }
+
+    fn is_empty(&mut self) -> bool {
+        let leader_gone = self.leader_exited();
+        leader_gone
+            && match &self.cgroup {
+                Some(cg) => cg.is_empty(),
+                None => self.members().is_empty(),
+            }
+    }
+
+    /// Send `sig` to everything of the run: the group (its leader is unreaped, so the id is
+    /// still ours), the cgroup, and escapees found by their `WF_RUN_ID`.
+    fn signal_all(&mut self, sig: Signal) {
+        if self.pgid > 1 {
+            match killpg(Pid::from_raw(self.pgid), sig) {
+                Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+                Err(e) => warn!(run_id = %self.run_id, pgid = self.pgid, error = %e, "killpg failed"),
+            }
+        }
+        match &self.cgroup {
+            Some(cg) => {
+                let r = if sig == Signal::SIGKILL {
+                    cg.kill()
+                } else {
+                    cg.signal_all(sig).map(|_| ())
+                };
+                if let Err(e) = r {
+                    warn!(run_id = %self.run_id, error = %e, "signalling the cgroup failed");
+                }
+            }
+            None => {
+                for s in self.members() {
+                    if s.pgid == self.pgid {
+                        continue;
+                    }
+                    // An escapee: hold it by a pidfd, then confirm it is still ours.
+                    let Ok(pfd) = PidFd::open(s.pid) else { continue };
+                    if procscan::environ_contains(s.pid, &self.env_needle) {
+                        debug!(run_id = %self.run_id, pid = s.pid, "signalling escapee");
+                        let _ = pfd.send_signal(sig);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Run one run from spawn to its reported end.
+pub async fn run(ctx: RunContext) {
+    let span = info_span!("run", run_id = %ctx.run_id);
+    run_inner(ctx).instrument(span).await
+}
+
+async fn run_inner(mut ctx: RunContext) {
+    let run_id = ctx.run_id.clone();
+    let fail = |error: String| Msg::SpawnFailed {
+        run_id: run_id.clone(),
+        error,
+    };
+    if let Err(e) = std::fs::create_dir_all(&ctx.log_dir) {
+        let _ = ctx
+            .core
+            .send(fail(format!("cannot create log dir {}: {e}", ctx.log_dir.display())))
+            .await;
+        return;
+    }
+    let open = |s: Stream| {
+        let p = ctx.log_dir.join(s.file_name());
+        File::create(&p).map_err(|e| format!("cannot create log file {}: {e}", p.display()))
+    };
+    let (out_file, err_file) = match (open(Stream::Stdout), open(Stream::Stderr)) {
+        (Ok(o), Ok(e)) => (o, e),
+        (Err(e), _) | (_, Err(e)) => {
+            let _ = ctx.core.send(fail(e)).await;
+            return;
+        }
+    };
+    let mut cgroup = match &ctx.containment {
+        Containment::Cgroup(root) => match root.create_run(&run_id) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                let msg = format!("cannot create cgroup under {}: {e}", root.path().display());
+                let _ = ctx.core.send(fail(msg)).await;
+                return;
+            }
+        },
+        Containment::ProcessGroup { .. } => None,
+    };
+    let spec = SpawnSpec {
+        argv: ctx.spec.argv.clone(),
+        cwd: ctx.spec.cwd.clone(),
+        env: ctx.child_env.clone(),
+        cgroup_procs_fd: cgroup.as_ref().and_then(|c| c.procs_fd()),
+        uid_gid: ctx.uid_gid,
+    };
+    let spawned = match spawn(&spec, &ctx.reaper) {
+        Ok(s) => s,
+        Err(e) => {
+            if let Some(cg) = &cgroup {
+                let _ = cg.remove();
+            }
+            warn!(error = %e, "spawn failed");
+            let _ = ctx.core.send(fail(e.to_string())).await;
+            return;
+        }
+    };
+    if let Some(cg) = cgroup.as_mut() {
+        cg.close_procs_fd();
+    }
+    let pid = spawned.pid;
+    info!(pid, pgid = pid, containment = ctx.containment.name(), "started");
+    let _ = ctx
+        .core
+        .send(Msg::Started {
+            run_id: run_id.clone(),
+            pid,
+            pgid: pid,
+        })
+        .await;
+
+    let drains: Vec<JoinHandle<u64>> = vec![
+        tokio::spawn(drain_to_file(
+            spawned.stdout,
+            out_file,
+            Stream::Stdout,
+            ctx.progress.clone(),
+        )),
+        tokio::spawn(drain_to_file(
+            spawned.stderr,
+            err_file,
+            Stream::Stderr,
+            ctx.progress.clone(),
+        )),
+        tokio::spawn(drain_heartbeats(
+            spawned.heartbeat,
+            run_id.clone(),
+            ctx.core.clone(),
+        )),
+    ];
+
+    let mut h = Handles {
+        run_id: run_id.clone(),
+        pidfd: spawned.pidfd,
+        pgid: pid,
+        cgroup,
+        env_needle: format!("WF_RUN_ID={run_id}").into_bytes(),
+        daemon_pid: std::process::id() as i32,
+        leader_exit: None,
+    };
+
+    // Wait for the leader to exit or for a kill.
+    let mut order: Option<(bool, Option<Duration>)> = None;
+    loop {
+        tokio::select! {
+            r = h.pidfd.exited() => {
+                if let Err(e) = r {
+                    warn!(pid, error = %e, "cannot poll the leader's pidfd; checking it directly");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                if h.leader_exited() {
+                    break;
+                }
+            }
+            c = ctx.control.recv() => match c {
+                Some(Control::Kill { force, grace }) => {
+                    order = Some((force, grace));
+                    break;
+                }
+                Some(Control::Escalate) => {
+                    order = Some((true, None));
+                    break;
+                }
+                // The core is gone (daemon stopping without orders): end the run all the same.
+                None => {
+                    order = Some((false, None));
+                    break;
+                }
+            }
+        }
+    }
+
+    let (force, grace, already_exited) = match order {
+        Some((force, grace)) => (force, grace.unwrap_or(ctx.spec.grace), false),
+        None => {
+            let exit = h.leader_exit;
+            info!(pid, ?exit, "leader exited");
+            let _ = ctx
+                .core
+                .send(Msg::LeaderExited {
+                    run_id: run_id.clone(),
+                    exit,
+                })
+                .await;
+            (false, ctx.spec.grace, true)
+        }
+    };
+
+    let mut report = end_run(&mut h, &ctx.spec, force, grace, ctx.kill_deadline, &mut ctx.control).await;
+    if already_exited && report.phase != KillPhase::Survivors {
+        report.phase = KillPhase::AlreadyExited;
+    }
+
+    // Reap the leader now that its group is empty; then the reaper may have its number back.
+    let mut cleanup = Vec::new();
+    match h.pidfd.reap() {
+        Ok(Some(exit)) => {
+            h.leader_exit = Some(exit);
+            cleanup.push(CleanupStep {
+                step: "leader_reaped",
+                ok: true,
+                detail: format!("pid {pid}: {}", describe_exit(exit)),
+            });
+        }
+        Ok(None) => cleanup.push(CleanupStep {
+            step: "leader_reaped",
+            ok: false,
+            detail: format!("pid {pid} is still alive; the reaper will collect it when it dies"),
+        }),
+        Err(e) => cleanup.push(CleanupStep {
+            step: "leader_reaped",
+            ok: false,
+            detail: format!("pid {pid}: {e}"),
+        }),
+    }
+    ctx.reaper.unregister(pid);
+
+    // Pipes: every writer is gone when the run is empty, so the drains see EOF promptly.
+    let mut drained = Vec::new();
+    let mut pipes_ok = true;
+    let pipe_deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    for d in drains {
+        let abort = d.abort_handle();
+        match tokio::time::timeout_at(pipe_deadline, d).await {
+            Ok(Ok(n)) => drained.push(n),
+            _ => {
+                abort.abort();
+                pipes_ok = false;
+                drained.push(0);
+            }
+        }
+    }
+    cleanup.push(CleanupStep {
+        step: "pipes",
+        ok: pipes_ok,
+        detail: if pipes_ok {
+            "stdout, stderr and heartbeat pipes closed".into()
+        } else {
+            "a process outside the run still holds a pipe; its reader was stopped".into()
+        },
+    });
+    ctx.progress.send_modify(|p| p.done = true);
+    cleanup.push(CleanupStep {
+        step: "logs",
+        ok: true,
+        detail: format!(
+            "flushed: stdout {} bytes, stderr {} bytes, {} heartbeats",
+            drained.first().copied().unwrap_or(0),
+            drained.get(1).copied().unwrap_or(0),
+            drained.get(2).copied().unwrap_or(0)
+        ),
+    });
+    if let Some(cg) = &h.cgroup {
+        let mut result = cg.remove();
+        for _ in 0..20 {
+            match &result {
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    result = cg.remove();
+                }
+                _ => break,
+            }
+        }
+        cleanup.push(CleanupStep {
+            step: "cgroup",
+            ok: result.is_ok(),
+            detail: match result {
+                Ok(()) => format!("removed {}", cg.path().display()),
+                Err(e) => format!("cannot remove {}: {e}", cg.path().display()),
+            },
+        });
+    }
+    cleanup.push(CleanupStep {
+        step: "handles",
+        ok: true,
+        detail: "pidfd released".into(),
+    });
+    report.cleanup = cleanup;
+    info!(
+        pid,
+        phase = ?report.phase,
+        signals = ?report.signals_sent,
+        survivors = report.survivors.len(),
+        duration_ms = report.duration.as_millis() as u64,
+        "run ended"
+    );
+    let _ = ctx
+        .core
+        .send(Msg::Ended {
+            run_id,
+            exit: h.leader_exit,
+            report,
+        })
+        .await;
+}
+
+/// Carry out the kill plan until the run is empty or the KILL deadline passes.
+async fn end_run(
+    h: &mut Handles,
+    spec: &RunSpec,
+    force: bool,
+    grace: Duration,
+    kill_deadline: Duration,
+    control: &mut mpsc::UnboundedReceiver<Control>,
+) -> KillReport {
+    let started_at = crate::time::now_ms();
+    let t0 = Instant::now();
+    let stop: Vec<Signal> = spec
+        .stop_signals
+        .iter()
+        .filter_map(|s| parse_signal(s).ok())
+        .collect();
+    let stop = if stop.is_empty() {
+        vec![Signal::SIGTERM]
+    } else {
+        stop
+    };
+    let p = plan(&stop, grace, force, kill_deadline);
+    let mut signals_sent = Vec::new();
+    let mut escalate = force;
+    let mut empty = h.is_empty();
+
+    if !empty && !escalate {
+        let kill_at = tokio::time::Instant::from_std(t0 + p.kill_at);
+        let mut next_stop = 0;
+        let mut backoff = Duration::from_millis(1);
+        while !empty {
+            let now = tokio::time::Instant::now();
+            if next_stop < p.stop.len() && now >= tokio::time::Instant::from_std(t0 + p.stop[next_stop].at) {
+                let sig = p.stop[next_stop].signal;
+                h.signal_all(sig);
+                signals_sent.push(signal_name(sig));
+                next_stop += 1;
+                backoff = Duration::from_millis(1);
+                continue;
+            }
+            if now >= kill_at && next_stop >= p.stop.len() {
+                break;
+            }
+            let mut wake = now + backoff;
+            if next_stop < p.stop.len() {
+                wake = wake.min(tokio::time::Instant::from_std(t0 + p.stop[next_stop].at));
+            }
+            wake = wake.min(kill_at);
+            tokio::select! {
+                _ = tokio::time::sleep_until(wake) => {}
+                c = control.recv() => {
+                    if matches!(c, Some(Control::Escalate) | Some(Control::Kill { force: true, .. })) {
+                        escalate = true;
+                        break;
+                    }
+                }
+            }
+            backoff = (backoff * 2).min(Duration::from_millis(25));
+            empty = h.is_empty();
+        }
+    }
+    let _ = escalate;
+
+    let mut phase = KillPhase::Term;
+    let mut survivors = Vec::new();
+    if !empty {
+        phase = KillPhase::Kill;
+        h.signal_all(Signal::SIGKILL);
+        signals_sent.push(signal_name(Signal::SIGKILL));
+        let deadline = Instant::now() + p.kill_deadline;
+        let mut last_pass = Instant::now();
+        let mut backoff = Duration::from_millis(1);
+        loop {
+            if h.is_empty() {
+                break;
+            }
+            if Instant::now() >= deadline {
+                phase = KillPhase::Survivors;
+                survivors = h
+                    .members()
+                    .into_iter()
+                    .map(|s| Survivor {
+                        pid: s.pid,
+                        state: s.state,
+                        comm: s.comm,
+                    })
+                    .collect();
+                if survivors.is_empty() && !h.leader_exited() {
+                    if let Some(s) = procscan::stat(h.pidfd.pid()) {
+                        survivors.push(Survivor {
+                            pid: s.pid,
+                            state: s.state,
+                            comm: s.comm,
+                        });
+                    }
+                }
+                break;
+            }
+            // Repeat the pass: a fork that raced the first KILL may have added a member.
+            if last_pass.elapsed() >= Duration::from_millis(50) {
+                h.signal_all(Signal::SIGKILL);
+                last_pass = Instant::now();
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(25));
+        }
+    }
+    let duration = t0.elapsed();
+    let message = match phase {
+        KillPhase::Term if signals_sent.is_empty() => "nothing of the run was left to signal".to_string(),
+        KillPhase::Term => format!("the run ended on {}", signals_sent.join(", then ")),
+        KillPhase::Kill if force => "forced: KILL sent at once; nothing is left".to_string(),
+        KillPhase::Kill => format!(
+            "still alive after the {} ms grace; KILL ended it; nothing is left",
+            grace.as_millis()
+        ),
+        KillPhase::Survivors => format!(
+            "{} process(es) outlived KILL for {} ms: {}",
+            survivors.len(),
+            p.kill_deadline.as_millis(),
+            survivors
+                .iter()
+                .map(|s| format!("{} ({}, state {})", s.pid, s.comm, s.state))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        KillPhase::AlreadyExited => String::new(),
+    };
+    KillReport {
+        phase,
+        signals_sent,
+        started_at,
+        killed_at: crate::time::now_ms(),
+        duration,
+        survivors,
+        cleanup: Vec::new(),
+        message,
+    }
+}
+
+/// "exit code 3" or "killed by SIGKILL".
+pub fn describe_exit(exit: ExitKind) -> String {
+    match exit {
+        ExitKind::Code(c) => format!("exit code {c}"),
+        ExitKind::Signal(s) => format!("killed by {}", crate::process::signals::signal_name_raw(s)),
+    }
+}

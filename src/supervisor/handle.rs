@@ -1,0 +1,186 @@
+//! The API side of the core's queue: one async method per request, each a message and a reply.
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+use crate::run::output::OutputProgress;
+use crate::run::{KillReport, RunRecord, RunStatus};
+use crate::supervisor::{EndIntent, Msg, RunEvent};
+
+/// Errors the API reports; `grpc::status` maps each to one gRPC code.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApiError {
+    #[error("no run {0}")]
+    NotFound(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{field}: {message}")]
+    InvalidArgument { field: String, message: String },
+    #[error("{0}")]
+    ResourceExhausted(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn invalid(field: &str, message: impl Into<String>) -> ApiError {
+        ApiError::InvalidArgument {
+            field: field.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A spawn as the API asks for it (validated by the core).
+#[derive(Debug, Clone, Default)]
+pub struct SpawnRequest {
+    pub argv: Vec<String>,
+    pub cwd: String,
+    pub env: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    pub stop_signals: Vec<String>,
+    pub grace_ms: u64,
+    /// For restarts: the run this one replaces and its attempt number.
+    pub restart_of: Option<(String, u32)>,
+}
+
+/// What a kill did and the run as recorded afterwards.
+#[derive(Debug, Clone)]
+pub struct KillOutcome {
+    pub report: KillReport,
+    pub run: RunRecord,
+}
+
+/// Where a run's logs are and how far they have been written.
+#[derive(Debug, Clone)]
+pub struct LogSource {
+    pub dir: PathBuf,
+    pub progress: watch::Receiver<OutputProgress>,
+}
+
+/// A cloneable handle on the core.
+#[derive(Clone)]
+pub struct SupervisorHandle {
+    pub(crate) tx: mpsc::Sender<Msg>,
+    pub(crate) events: broadcast::Sender<RunEvent>,
+}
+
+impl SupervisorHandle {
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Msg) -> Result<T, ApiError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(make(reply))
+            .await
+            .map_err(|_| ApiError::Unavailable("the daemon is shutting down".into()))?;
+        rx.await
+            .map_err(|_| ApiError::Unavailable("the daemon is shutting down".into()))
+    }
+
+    pub async fn spawn(&self, req: SpawnRequest) -> Result<RunRecord, ApiError> {
+        self.ask(|reply| Msg::Spawn { req, reply }).await?
+    }
+
+    pub async fn get(&self, run_id: &str) -> Result<RunRecord, ApiError> {
+        let run_id = run_id.to_string();
+        self.ask(|reply| Msg::Get { run_id, reply }).await?
+    }
+
+    pub async fn list(&self, statuses: Vec<RunStatus>, limit: usize) -> Result<Vec<RunRecord>, ApiError> {
+        self.ask(|reply| Msg::List {
+            statuses,
+            limit,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn kill(
+        &self,
+        run_id: &str,
+        force: bool,
+        grace: Option<Duration>,
+        reason: &str,
+    ) -> Result<KillOutcome, ApiError> {
+        let run_id = run_id.to_string();
+        let intent = EndIntent::Kill {
+            reason: reason.to_string(),
+        };
+        self.ask(|reply| Msg::Kill {
+            run_id,
+            force,
+            grace,
+            intent,
+            reply,
+        })
+        .await?
+    }
+
+    /// Force-kill a live run and record `outcome` (SUCCEEDED or FAILED) as its status.
+    pub async fn force_complete(
+        &self,
+        run_id: &str,
+        outcome: RunStatus,
+        reason: &str,
+    ) -> Result<RunRecord, ApiError> {
+        let run_id = run_id.to_string();
+        let intent = EndIntent::Complete {
+            outcome,
+            reason: reason.to_string(),
+        };
+        self.ask(|reply| Msg::Kill {
+            run_id,
+            force: true,
+            grace: None,
+            intent,
+            reply,
+        })
+        .await?
+        .map(|o| o.run)
+    }
+
+    /// End the old run if it is live (graceful kill), then start its spec again, linked to it.
+    pub async fn restart(&self, run_id: &str, reason: &str) -> Result<RunRecord, ApiError> {
+        let old = self.get(run_id).await?;
+        if !old.status.is_terminal() {
+            let why = if reason.is_empty() {
+                "restart".to_string()
+            } else {
+                format!("restart: {reason}")
+            };
+            match self.kill(run_id, false, None, &why).await {
+                Ok(_) | Err(ApiError::FailedPrecondition(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let spec = old.spec;
+        self.spawn(SpawnRequest {
+            argv: spec.argv,
+            cwd: spec.cwd.display().to_string(),
+            env: spec.env,
+            labels: spec.labels,
+            stop_signals: spec.stop_signals,
+            grace_ms: spec.grace.as_millis() as u64,
+            restart_of: Some((old.run_id, old.attempt + 1)),
+        })
+        .await
+    }
+
+    pub async fn logs(&self, run_id: &str) -> Result<LogSource, ApiError> {
+        let run_id = run_id.to_string();
+        self.ask(|reply| Msg::Logs { run_id, reply }).await?
+    }
+
+    /// Every state change from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<RunEvent> {
+        self.events.subscribe()
+    }
+
+    /// End every live run through the kill state machine; returns when all have ended.
+    pub async fn shutdown(&self) -> Result<(), ApiError> {
+        self.ask(|reply| Msg::Shutdown { reply }).await
+    }
+}
