@@ -1,0 +1,59 @@
+//! `wfctl ps`: list runs, newest first, optionally only those in some statuses or the newest N;
+//! a table by default, `{"runs": [...]}` with --json.
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use wf_supervisor::proto::{ListRequest, RunStatus};
+
+use super::{api_error, output, Client};
+
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Only runs in these statuses (repeatable or comma-separated): queued, starting, running,
+    /// stopping, succeeded, failed, killed, cancelled, timed_out, lost.
+    #[arg(
+        long,
+        short = 's',
+        value_name = "STATUS",
+        value_delimiter = ',',
+        value_parser = super::parse_status
+    )]
+    pub status: Vec<RunStatus>,
+
+    /// At most this many runs (the newest).
+    #[arg(long, short = 'n', value_name = "N")]
+    pub limit: Option<u32>,
+
+    /// Every run, whatever its status and however many (the default; overrides nothing else).
+    #[arg(long, short = 'a', conflicts_with_all = ["status", "limit"])]
+    pub all: bool,
+
+    /// Show whole commands instead of cutting them at 60 characters.
+    #[arg(long)]
+    pub no_trunc: bool,
+}
+
+pub async fn run(client: &mut Client, args: PsArgs, json: bool) -> anyhow::Result<ExitCode> {
+    let request = ListRequest {
+        statuses: args.status.iter().map(|s| *s as i32).collect(),
+        limit: args.limit.unwrap_or(0),
+    };
+    let mut runs = client
+        .list(request)
+        .await
+        .map_err(api_error)
+        .context("ps")?
+        .into_inner()
+        .runs;
+    // The API promises newest first; keep that order even if a daemon does not.
+    runs.sort_by_key(|r| std::cmp::Reverse(r.created_at));
+    if json {
+        let list: Vec<_> = runs.iter().map(output::run_json).collect();
+        output::print_json(&serde_json::json!({ "runs": list }), false)?;
+    } else {
+        let now = wf_supervisor::time::now_ms();
+        output::print(&output::runs_table(&runs, now, args.no_trunc))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
