@@ -63,7 +63,7 @@ pub fn default_socket() -> anyhow::Result<PathBuf> {
     if is_root() {
         return Ok(PathBuf::from("/run/wf-supervisor/wf.sock"));
     }
-    match std::env::var_os("XDG_RUNTIME_DIR") {
+    match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
         Some(d) => Ok(Path::new(&d).join("wf-supervisor").join("wf.sock")),
         None => bail!("no socket path: set --socket, RUNTIME_DIRECTORY or XDG_RUNTIME_DIR"),
     }
@@ -81,7 +81,7 @@ fn default_state_dir() -> anyhow::Result<PathBuf> {
     if is_root() {
         return Ok(PathBuf::from("/var/lib/wf-supervisor"));
     }
-    if let Some(d) = std::env::var_os("XDG_STATE_HOME") {
+    if let Some(d) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
         return Ok(Path::new(&d).join("wf-supervisor"));
     }
     match std::env::var_os("HOME") {
@@ -195,8 +195,11 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
         reaper,
     });
 
+    // Two steps at shutdown: stop accepting calls at once; end open streams (Watch, Logs
+    // --follow) only after every run has ended, so that watchers see how their runs ended.
     let shutdown = CancellationToken::new();
-    let service = SupervisorService::new(handle.clone(), shutdown.clone());
+    let end_streams = CancellationToken::new();
+    let service = SupervisorService::new(handle.clone(), end_streams.clone());
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<SupervisorServer<SupervisorService>>().await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -270,6 +273,7 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
             "runs were still ending when the shutdown bound passed"
         ),
     }
+    end_streams.cancel();
     // Let in-flight calls (e.g. kills that just completed) finish answering, briefly.
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         while servers.join_next().await.is_some() {}

@@ -330,9 +330,14 @@ impl Core {
         } else {
             req.stop_signals.clone()
         };
-        for s in &stop_signals {
-            parse_signal(s).map_err(|e| ApiError::invalid("stop_signals", e))?;
-        }
+        let stop_signals = stop_signals
+            .iter()
+            .map(|s| {
+                parse_signal(s)
+                    .map(crate::process::signals::signal_name)
+                    .map_err(|e| ApiError::invalid("stop_signals", e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         if req.grace_ms > 3_600_000 {
             return Err(ApiError::invalid(
                 "grace_ms",
