@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::grpc::SupervisorService;
 use crate::process::cgroup::Containment;
 use crate::process::reaper::Reaper;
+use crate::store::Store;
 use crate::proto::supervisor_server::SupervisorServer;
 use crate::supervisor::{self, CoreSettings};
 
@@ -177,6 +178,37 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
     tokio::spawn(reaper.clone().run());
 
     let containment = Containment::detect(&config).map_err(anyhow::Error::msg)?;
+    let opened = Store::open(&state_dir).context("cannot open the store")?;
+    let store = opened.store;
+    let mut history = opened.runs;
+    if let Some(q) = &opened.quarantined {
+        error!(moved_to = %q.display(), "the store was corrupt; started with a fresh one (see GetHealth alerts)");
+    }
+    // Reconcile what an earlier daemon left before serving anyone.
+    let recovered = supervisor::recover::recover(
+        &mut history,
+        &containment,
+        &state_dir,
+        config.grace.min(Duration::from_secs(10)),
+        config.kill_deadline,
+        opened.quarantined.is_some(),
+    )
+    .await;
+    if !recovered.changed.is_empty() || !recovered.audits.is_empty() {
+        let batch = crate::store::Batch {
+            runs: recovered
+                .changed
+                .iter()
+                .map(|i| (history[*i].seq, history[*i].record.clone()))
+                .collect(),
+            audits: recovered.audits,
+            ..Default::default()
+        };
+        store
+            .write_and_wait(batch)
+            .await
+            .context("cannot record the reconciled runs")?;
+    }
     match &containment {
         Containment::Cgroup(root) => {
             info!(cgroup_root = %root.path().display(), "containment: a cgroup per run")
@@ -191,15 +223,22 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
         config: config.clone(),
         state_dir: state_dir.clone(),
         default_cwd,
-        containment,
+        containment: containment.clone(),
         reaper,
+        store: store.clone(),
+        history,
     });
 
     // Two steps at shutdown: stop accepting calls at once; end open streams (Watch, Logs
     // --follow) only after every run has ended, so that watchers see how their runs ended.
     let shutdown = CancellationToken::new();
     let end_streams = CancellationToken::new();
-    let service = SupervisorService::new(handle.clone(), end_streams.clone());
+    let service = SupervisorService::new(
+        handle.clone(),
+        store.clone(),
+        containment.name(),
+        end_streams.clone(),
+    );
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<SupervisorServer<SupervisorService>>().await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -227,7 +266,8 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
             tonic::transport::Server::builder()
                 .serve_with_incoming_shutdown(
                     routes,
-                    UnixListenerStream::new(listener),
+                    // Clients that send the socket path as :authority would be refused by h2.
+                    crate::grpc::rewrite_authority(UnixListenerStream::new(listener)),
                     stop.cancelled_owned(),
                 )
                 .await

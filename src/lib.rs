@@ -7,6 +7,7 @@
 //! messages for the core and errors into statuses in one place.
 #![deny(unsafe_code)]
 
+pub mod agent;
 pub mod config;
 pub mod daemon;
 pub mod grpc;
@@ -14,5 +15,6 @@ pub mod ids;
 pub mod process;
 pub mod proto;
 pub mod run;
+pub mod store;
 pub mod supervisor;
 pub mod time;

@@ -63,6 +63,8 @@ pub fn run_to_proto(r: &RunRecord) -> proto::Run {
         stdout_bytes: r.stdout_bytes,
         stderr_bytes: r.stderr_bytes,
         end_reason: r.end_reason.clone(),
+        output_truncated: r.output_truncated,
+        logs_missing: r.logs_missing,
     }
 }
 
@@ -111,5 +113,39 @@ pub fn event_to_proto(e: &RunEvent) -> proto::RunEvent {
         status: status_to_proto(e.run.status) as i32,
         message: e.message.clone(),
         run: Some(run_to_proto(&e.run)),
+    }
+}
+
+pub fn audit_to_proto(a: &crate::store::AuditRecord) -> proto::AuditRecord {
+    use crate::store::Caller;
+    let (uid, gid, pid, peer) = match &a.caller {
+        Caller::Unix { uid, gid, pid } => (Some(*uid), Some(*gid), *pid, String::new()),
+        Caller::Tcp(addr) => (None, None, None, addr.to_string()),
+        _ => (None, None, None, String::new()),
+    };
+    proto::AuditRecord {
+        id: a.id,
+        at: a.at,
+        caller: a.caller.describe(),
+        uid,
+        gid,
+        pid,
+        peer,
+        action: a.action.clone(),
+        run_id: a.run_id.clone(),
+        request: a.request.clone(),
+        outcome: a.outcome.clone(),
+        message: a.message.clone(),
+    }
+}
+
+pub fn alert_to_proto(a: &crate::store::Alert) -> proto::Alert {
+    proto::Alert {
+        id: a.id,
+        at: a.at,
+        kind: a.kind.clone(),
+        message: a.message.clone(),
+        acknowledged_at: a.acknowledged_at,
+        acknowledged_by: a.acknowledged_by.clone(),
     }
 }

@@ -4,6 +4,7 @@
 mod convert;
 mod logs;
 mod status;
+mod uds_authority;
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -11,26 +12,92 @@ use std::time::Duration;
 use futures::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tonic::{Request, Response, Status};
+use serde_json::json;
+use tonic::transport::server::UdsConnectInfo;
+use tonic::{Code, Request, Response, Status};
 
 use crate::proto;
 use crate::proto::supervisor_server::Supervisor;
 use crate::run::RunStatus;
+use crate::store::{AuditRecord, Caller, Store};
 use crate::supervisor::{ApiError, SpawnRequest, SupervisorHandle};
 
 pub use convert::{run_to_proto, status_from_proto, status_to_proto};
+pub use uds_authority::{rewrite_authority, AuthorityRewrite};
 
 /// The service; cheap to clone.
 #[derive(Clone)]
 pub struct SupervisorService {
     handle: SupervisorHandle,
+    store: Store,
+    containment: &'static str,
     /// Fired at shutdown so that endless streams (Watch, Logs --follow) end.
     shutdown: CancellationToken,
 }
 
 impl SupervisorService {
-    pub fn new(handle: SupervisorHandle, shutdown: CancellationToken) -> Self {
-        SupervisorService { handle, shutdown }
+    pub fn new(
+        handle: SupervisorHandle,
+        store: Store,
+        containment: &'static str,
+        shutdown: CancellationToken,
+    ) -> Self {
+        SupervisorService {
+            handle,
+            store,
+            containment,
+            shutdown,
+        }
+    }
+
+    /// Record a mutating call (accepted or refused) durably, then hand back its result.
+    async fn audited<T>(
+        &self,
+        caller: Caller,
+        action: &str,
+        run_id: &str,
+        request: serde_json::Value,
+        result: Result<T, Status>,
+        describe: impl FnOnce(&T) -> (String, String),
+    ) -> Result<T, Status> {
+        let mut rec = AuditRecord::new(caller, action, run_id, request);
+        match &result {
+            Ok(v) => {
+                let (id, message) = describe(v);
+                if !id.is_empty() {
+                    rec.run_id = id;
+                }
+                rec = rec.outcome("ok", message);
+            }
+            Err(st) => {
+                let outcome = match st.code() {
+                    Code::Internal | Code::Unknown => "failed",
+                    _ => "refused",
+                };
+                rec = rec.outcome(outcome, format!("{:?}: {}", st.code(), st.message()));
+            }
+        }
+        if let Err(e) = self.store.audit(rec).await {
+            tracing::error!(action, run_id, error = %e, "cannot write the audit record");
+        }
+        result
+    }
+}
+
+/// Who is calling: the peer's credentials on the unix socket, its address on TCP.
+fn caller<T>(req: &Request<T>) -> Caller {
+    if let Some(info) = req.extensions().get::<UdsConnectInfo>() {
+        if let Some(c) = &info.peer_cred {
+            return Caller::Unix {
+                uid: c.uid(),
+                gid: c.gid(),
+                pid: c.pid(),
+            };
+        }
+    }
+    match req.remote_addr() {
+        Some(a) => Caller::Tcp(a),
+        None => Caller::Unknown,
     }
 }
 
@@ -49,8 +116,13 @@ impl Supervisor for SupervisorService {
         &self,
         request: Request<proto::SpawnRequest>,
     ) -> Result<Response<proto::SpawnResponse>, Status> {
+        let who = caller(&request);
         let r = request.into_inner();
-        let run = self
+        // Env values may hold secrets: the audit records their names only.
+        let env_keys: Vec<&String> = r.env.keys().collect();
+        let fields = json!({"argv": r.argv, "cwd": r.cwd, "env_keys": env_keys, "labels": r.labels,
+            "stop_signals": r.stop_signals, "grace_ms": r.grace_ms});
+        let result = self
             .handle
             .spawn(SpawnRequest {
                 argv: r.argv,
@@ -60,6 +132,12 @@ impl Supervisor for SupervisorService {
                 stop_signals: r.stop_signals,
                 grace_ms: r.grace_ms,
                 restart_of: None,
+            })
+            .await
+            .map_err(Status::from);
+        let run = self
+            .audited(who, "spawn", "", fields, result, |run| {
+                (run.run_id.clone(), format!("{} pid {}", run.status.as_str(), run.pid))
             })
             .await?;
         Ok(Response::new(proto::SpawnResponse {
@@ -102,13 +180,23 @@ impl Supervisor for SupervisorService {
         &self,
         request: Request<proto::KillRequest>,
     ) -> Result<Response<proto::KillResponse>, Status> {
+        let who = caller(&request);
         let r = request.into_inner();
-        need_run_id(&r.run_id)?;
-        if r.grace_ms > 3_600_000 {
-            return Err(ApiError::invalid("grace_ms", "is over the limit of 3600000 (one hour)").into());
+        let fields = json!({"force": r.force, "grace_ms": r.grace_ms, "reason": r.reason});
+        let result = async {
+            need_run_id(&r.run_id)?;
+            if r.grace_ms > 3_600_000 {
+                return Err(ApiError::invalid("grace_ms", "is over the limit of 3600000 (one hour)").into());
+            }
+            let grace = (r.grace_ms > 0).then(|| Duration::from_millis(r.grace_ms));
+            Ok(self.handle.kill(&r.run_id, r.force, grace, &r.reason).await?)
         }
-        let grace = (r.grace_ms > 0).then(|| Duration::from_millis(r.grace_ms));
-        let out = self.handle.kill(&r.run_id, r.force, grace, &r.reason).await?;
+        .await;
+        let out = self
+            .audited(who, "kill", &r.run_id, fields, result, |o| {
+                (String::new(), format!("{:?}: {}", o.report.phase, o.report.message))
+            })
+            .await?;
         Ok(Response::new(convert::kill_to_proto(&out.run, &out.report)))
     }
 
@@ -116,9 +204,19 @@ impl Supervisor for SupervisorService {
         &self,
         request: Request<proto::RestartRequest>,
     ) -> Result<Response<proto::RestartResponse>, Status> {
+        let who = caller(&request);
         let r = request.into_inner();
-        need_run_id(&r.run_id)?;
-        let run = self.handle.restart(&r.run_id, &r.reason).await?;
+        let fields = json!({"reason": r.reason});
+        let result = async {
+            need_run_id(&r.run_id)?;
+            Ok(self.handle.restart(&r.run_id, &r.reason).await?)
+        }
+        .await;
+        let run = self
+            .audited(who, "restart", &r.run_id, fields, result, |run| {
+                (String::new(), format!("new run {} (attempt {})", run.run_id, run.attempt))
+            })
+            .await?;
         Ok(Response::new(proto::RestartResponse {
             old_run_id: r.run_id,
             run: Some(run_to_proto(&run)),
@@ -129,21 +227,154 @@ impl Supervisor for SupervisorService {
         &self,
         request: Request<proto::ForceCompleteRequest>,
     ) -> Result<Response<proto::Run>, Status> {
+        let who = caller(&request);
         let r = request.into_inner();
-        need_run_id(&r.run_id)?;
-        let outcome = match proto::Outcome::try_from(r.outcome) {
-            Ok(proto::Outcome::Succeeded) => RunStatus::Succeeded,
-            Ok(proto::Outcome::Failed) => RunStatus::Failed,
-            _ => {
-                return Err(ApiError::invalid(
-                    "outcome",
-                    "must be OUTCOME_SUCCEEDED or OUTCOME_FAILED",
-                )
-                .into())
-            }
-        };
-        let run = self.handle.force_complete(&r.run_id, outcome, &r.reason).await?;
+        let fields = json!({"outcome": r.outcome, "reason": r.reason});
+        let result = async {
+            need_run_id(&r.run_id)?;
+            let outcome = match proto::Outcome::try_from(r.outcome) {
+                Ok(proto::Outcome::Succeeded) => RunStatus::Succeeded,
+                Ok(proto::Outcome::Failed) => RunStatus::Failed,
+                _ => {
+                    return Err(ApiError::invalid(
+                        "outcome",
+                        "must be OUTCOME_SUCCEEDED or OUTCOME_FAILED",
+                    )
+                    .into())
+                }
+            };
+            Ok(self.handle.force_complete(&r.run_id, outcome, &r.reason).await?)
+        }
+        .await;
+        let run = self
+            .audited(who, "force_complete", &r.run_id, fields, result, |run| {
+                (String::new(), run.status.as_str().to_string())
+            })
+            .await?;
         Ok(Response::new(run_to_proto(&run)))
+    }
+
+    async fn purge(
+        &self,
+        request: Request<proto::PurgeRequest>,
+    ) -> Result<Response<proto::PurgeResponse>, Status> {
+        let who = caller(&request);
+        let r = request.into_inner();
+        let fields = json!({"force": r.force, "status": r.status, "older_than_ms": r.older_than_ms,
+            "reason": r.reason});
+        let result: Result<Vec<String>, Status> = async {
+            if !r.run_id.is_empty() {
+                return Ok(self.handle.purge_run(&r.run_id, r.force, &r.reason).await?);
+            }
+            let status = match status_from_proto(r.status) {
+                Some(s) if s.is_terminal() => s,
+                Some(s) => {
+                    return Err(ApiError::invalid(
+                        "status",
+                        format!("{} is not a finished status; only finished runs are purged", s.as_str()),
+                    )
+                    .into())
+                }
+                None => {
+                    return Err(ApiError::invalid(
+                        "status",
+                        "a status (or a run_id) is required; there is no purge-everything",
+                    )
+                    .into())
+                }
+            };
+            let before = crate::time::now_ms().saturating_sub(r.older_than_ms.min(i64::MAX as u64) as i64);
+            Ok(self.handle.purge_where(status, before).await?)
+        }
+        .await;
+        let ids = self
+            .audited(who, "purge", &r.run_id, fields, result, |ids| {
+                (String::new(), format!("purged {}: {}", ids.len(), ids.join(" ")))
+            })
+            .await?;
+        Ok(Response::new(proto::PurgeResponse {
+            purged: ids.len() as u32,
+            run_ids: ids,
+        }))
+    }
+
+    async fn list_audit(
+        &self,
+        request: Request<proto::ListAuditRequest>,
+    ) -> Result<Response<proto::ListAuditResponse>, Status> {
+        let r = request.into_inner();
+        let limit = if r.limit == 0 { 1000 } else { r.limit as usize };
+        let store = self.store.clone();
+        let records = tokio::task::spawn_blocking(move || store.list_audit(&r.run_id, r.since, limit))
+            .await
+            .map_err(|e| Status::internal(format!("audit query failed: {e}")))?
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(proto::ListAuditResponse {
+            records: records.iter().map(convert::audit_to_proto).collect(),
+        }))
+    }
+
+    async fn get_health(
+        &self,
+        _request: Request<proto::GetHealthRequest>,
+    ) -> Result<Response<proto::GetHealthResponse>, Status> {
+        let (live, total) = self.handle.counts().await?;
+        let store = self.store.clone();
+        let alerts = tokio::task::spawn_blocking(move || store.open_alerts())
+            .await
+            .map_err(|e| Status::internal(format!("alert query failed: {e}")))?
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(proto::GetHealthResponse {
+            live_runs: live as u32,
+            total_runs: total as u32,
+            containment: self.containment.to_string(),
+            alerts: alerts.iter().map(convert::alert_to_proto).collect(),
+        }))
+    }
+
+    async fn ack_alert(
+        &self,
+        request: Request<proto::AckAlertRequest>,
+    ) -> Result<Response<proto::Alert>, Status> {
+        let who = caller(&request);
+        let r = request.into_inner();
+        let fields = json!({"alert_id": r.id, "note": r.note});
+        let store = self.store.clone();
+        let by = if r.note.is_empty() {
+            who.describe()
+        } else {
+            format!("{}: {}", who.describe(), r.note)
+        };
+        let id = r.id;
+        let result: Result<proto::Alert, Status> = async {
+            let s2 = store.clone();
+            let existing = tokio::task::spawn_blocking(move || s2.alert(id))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(|e| Status::internal(e.to_string()))?;
+            if existing.is_none() {
+                return Err(Status::not_found(format!("no alert {id}")));
+            }
+            store
+                .write_and_wait(crate::store::Batch {
+                    acks: vec![(id, by)],
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?;
+            let s3 = store.clone();
+            let alert = tokio::task::spawn_blocking(move || s3.alert(id))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(|e| Status::internal(e.to_string()))?
+                .ok_or_else(|| Status::not_found(format!("no alert {id}")))?;
+            Ok(convert::alert_to_proto(&alert))
+        }
+        .await;
+        let alert = self
+            .audited(who, "ack_alert", "", fields, result, |a| (String::new(), a.kind.clone()))
+            .await?;
+        Ok(Response::new(alert))
     }
 
     type WatchStream = BoxStream<proto::RunEvent>;

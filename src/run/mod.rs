@@ -86,6 +86,8 @@ pub struct RunRecord {
     pub stdout_bytes: u64,
     pub stderr_bytes: u64,
     pub end_reason: String,
+    pub output_truncated: bool,
+    pub logs_missing: bool,
 }
 
 /// Which phase ended a kill.

@@ -38,6 +38,8 @@ pub struct OutputProgress {
     pub stdout: u64,
     pub stderr: u64,
     pub done: bool,
+    /// Output went over the cap and its oldest part was dropped.
+    pub truncated: bool,
 }
 
 /// Copy a pipe into a log file until EOF. Returns the bytes copied.

@@ -17,6 +17,7 @@ use crate::run::output::OutputProgress;
 use crate::run::task::{self, describe_exit, Control, RunContext};
 use crate::run::{KillPhase, KillReport, RunRecord, RunSpec, RunStatus};
 use crate::supervisor::handle::{ApiError, KillOutcome, LogSource, SpawnRequest};
+use crate::store::{Batch, LoadedRun, Store};
 use crate::supervisor::{EndIntent, Msg, RunEvent, SupervisorHandle};
 use crate::time::now_ms;
 
@@ -27,6 +28,9 @@ pub struct CoreSettings {
     pub default_cwd: PathBuf,
     pub containment: Containment,
     pub reaper: Reaper,
+    pub store: Store,
+    /// Runs of earlier daemons, already reconciled (none is live).
+    pub history: Vec<LoadedRun>,
 }
 
 struct Entry {
@@ -40,6 +44,8 @@ struct Entry {
     exited_on_own: bool,
     spawn_reply: Option<oneshot::Sender<Result<RunRecord, ApiError>>>,
     kill_waiters: Vec<oneshot::Sender<Result<KillOutcome, ApiError>>>,
+    /// Changed since last written (heartbeats are written in batches, not one by one).
+    dirty: bool,
 }
 
 struct Core {
@@ -53,11 +59,21 @@ struct Core {
     shutdown_waiters: Vec<oneshot::Sender<()>>,
 }
 
+type Done = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+/// Turn a commit result into the API's answer: a failed commit is an internal error.
+fn committed<T>(r: Result<(), String>, ok: T) -> Result<T, ApiError> {
+    r.map(|()| ok)
+        .map_err(|e| ApiError::Internal(format!("the change could not be recorded: {e}")))
+}
+
 /// Start the core task; returns the handle the API uses.
 pub fn start(settings: CoreSettings) -> SupervisorHandle {
     let (tx, rx) = mpsc::channel(8192);
     let (events, _) = broadcast::channel(4096);
-    let core = Core {
+    let mut settings = settings;
+    let history = std::mem::take(&mut settings.history);
+    let mut core = Core {
         s: settings,
         tx: tx.clone(),
         events: events.clone(),
@@ -67,14 +83,79 @@ pub fn start(settings: CoreSettings) -> SupervisorHandle {
         shutting_down: false,
         shutdown_waiters: Vec::new(),
     };
+    for h in history {
+        core.next_seq = core.next_seq.max(h.seq);
+        let done = OutputProgress {
+            stdout: h.record.stdout_bytes,
+            stderr: h.record.stderr_bytes,
+            done: true,
+            truncated: h.record.output_truncated,
+        };
+        let (_tx, progress) = watch::channel(done);
+        core.runs.insert(
+            h.record.run_id.clone(),
+            Entry {
+                seq: h.seq,
+                record: h.record,
+                control: None,
+                progress,
+                intent: None,
+                kill_sent: false,
+                force_sent: false,
+                exited_on_own: false,
+                spawn_reply: None,
+                kill_waiters: Vec::new(),
+                dirty: false,
+            },
+        );
+    }
     tokio::spawn(core.run(rx));
     SupervisorHandle { tx, events }
 }
 
 impl Core {
     async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
-        while let Some(msg) = rx.recv().await {
-            self.handle(msg);
+        let mut flush = tokio::time::interval(Duration::from_secs(2));
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    Some(msg) => self.handle(msg),
+                    None => break,
+                },
+                _ = flush.tick() => self.flush_dirty(),
+            }
+        }
+        self.flush_dirty();
+    }
+
+    /// Write the run now; `done` runs once it is durable.
+    fn persist(&mut self, run_id: &str, done: Option<Done>) {
+        let Some(e) = self.runs.get_mut(run_id) else {
+            if let Some(d) = done {
+                d(Ok(()));
+            }
+            return;
+        };
+        e.dirty = false;
+        let batch = Batch {
+            runs: vec![(e.seq, snapshot(e))],
+            ..Batch::default()
+        };
+        self.s.store.write(batch, done);
+    }
+
+    /// Write every run changed only by heartbeats or output since the last write.
+    fn flush_dirty(&mut self) {
+        let mut batch = Batch::default();
+        for e in self.runs.values_mut() {
+            if e.dirty || (e.control.is_some() && e.record.status == RunStatus::Running) {
+                e.dirty = false;
+                batch.runs.push((e.seq, snapshot(e)));
+            }
+        }
+        if !batch.is_empty() {
+            self.s.store.write(batch, None);
         }
     }
 
@@ -123,6 +204,15 @@ impl Core {
                 let _ = reply.send(r);
             }
             Msg::Shutdown { reply } => self.shutdown(reply),
+            Msg::Purge {
+                run_id,
+                status,
+                ended_before,
+                reply,
+            } => self.purge(run_id, status, ended_before, reply),
+            Msg::Counts { reply } => {
+                let _ = reply.send((self.live, self.runs.len()));
+            }
             Msg::Started { run_id, pid, pgid } => {
                 let Some(e) = self.runs.get_mut(&run_id) else { return };
                 e.record.pid = pid;
@@ -132,9 +222,16 @@ impl Core {
                     e.record.status = RunStatus::Running;
                 }
                 let rec = snapshot(e);
-                if let Some(r) = e.spawn_reply.take() {
-                    let _ = r.send(Ok(rec.clone()));
-                }
+                let reply = e.spawn_reply.take();
+                let answer = rec.clone();
+                self.persist(
+                    &run_id,
+                    Some(Box::new(move |r| {
+                        if let Some(reply) = reply {
+                            let _ = reply.send(committed(r, answer));
+                        }
+                    })),
+                );
                 self.emit(&run_id, "started", format!("pid {pid}"), rec);
             }
             Msg::SpawnFailed { run_id, error } => {
@@ -144,14 +241,21 @@ impl Core {
                 e.record.ended_at = now_ms();
                 e.control = None;
                 let rec = snapshot(e);
-                if let Some(r) = e.spawn_reply.take() {
-                    let _ = r.send(Ok(rec.clone()));
-                }
-                for w in e.kill_waiters.drain(..) {
-                    let _ = w.send(Err(ApiError::FailedPrecondition(format!(
-                        "run {run_id} never started: {error}"
-                    ))));
-                }
+                let reply = e.spawn_reply.take();
+                let waiters: Vec<_> = e.kill_waiters.drain(..).collect();
+                let answer = rec.clone();
+                let why = format!("run {run_id} never started: {error}");
+                self.persist(
+                    &run_id,
+                    Some(Box::new(move |r| {
+                        if let Some(reply) = reply {
+                            let _ = reply.send(committed(r, answer));
+                        }
+                        for w in waiters {
+                            let _ = w.send(Err(ApiError::FailedPrecondition(why.clone())));
+                        }
+                    })),
+                );
                 self.live -= 1;
                 warn!(run_id, error, "run failed to start");
                 self.emit(&run_id, "failed", error, rec);
@@ -163,12 +267,14 @@ impl Core {
                 e.record.status = RunStatus::Stopping;
                 let rec = snapshot(e);
                 let what = exit.map(describe_exit).unwrap_or_else(|| "exited".into());
+                self.persist(&run_id, None);
                 self.emit(&run_id, "leader_exited", what, rec);
             }
             Msg::Heartbeat { run_id, count, at } => {
                 let Some(e) = self.runs.get_mut(&run_id) else { return };
                 e.record.heartbeats += count;
                 e.record.last_heartbeat_at = at;
+                e.dirty = true;
                 let rec = snapshot(e);
                 if self.events.receiver_count() > 0 {
                     self.emit(&run_id, "heartbeat", format!("{count} line(s)"), rec);
@@ -242,6 +348,8 @@ impl Core {
             stdout_bytes: 0,
             stderr_bytes: 0,
             end_reason: String::new(),
+            output_truncated: false,
+            logs_missing: false,
         };
         let mut child_env = base_env();
         child_env.extend(spec.env.clone());
@@ -266,6 +374,7 @@ impl Core {
         self.live += 1;
         info!(run_id, argv = ?record.spec.argv, attempt = record.attempt, "spawning");
         self.emit(&run_id, "spawned", String::new(), record.clone());
+        let record_id = run_id.clone();
         self.runs.insert(
             run_id,
             Entry {
@@ -279,8 +388,10 @@ impl Core {
                 exited_on_own: false,
                 spawn_reply: Some(reply),
                 kill_waiters: Vec::new(),
+                dirty: false,
             },
         );
+        self.persist(&record_id, None);
         tokio::spawn(task::run(ctx));
     }
 
@@ -406,6 +517,7 @@ impl Core {
                 EndIntent::Shutdown => "daemon shutdown".into(),
             };
             info!(run_id, force, reason = why, "kill requested");
+            self.persist(&run_id, None);
             self.emit(&run_id, "stopping", why, rec);
         } else if force && !e.force_sent {
             e.force_sent = true;
@@ -443,16 +555,88 @@ impl Core {
         }
         e.control = None;
         let rec = snapshot(e);
-        for w in e.kill_waiters.drain(..) {
-            let _ = w.send(Ok(KillOutcome {
-                report: report.clone(),
-                run: rec.clone(),
-            }));
-        }
+        let waiters: Vec<_> = e.kill_waiters.drain(..).collect();
+        let answer = rec.clone();
+        self.persist(
+            &run_id,
+            Some(Box::new(move |r| {
+                for w in waiters {
+                    let outcome = KillOutcome {
+                        report: report.clone(),
+                        run: answer.clone(),
+                    };
+                    let _ = w.send(committed(r.clone(), outcome));
+                }
+            })),
+        );
         self.live -= 1;
         info!(run_id, status = status.as_str(), exit = ?exit, "run finished");
         self.emit(&run_id, "ended", status.as_str().to_string(), rec);
         self.check_shutdown();
+    }
+
+    fn purge(
+        &mut self,
+        run_id: Option<String>,
+        status: Option<RunStatus>,
+        ended_before: i64,
+        reply: oneshot::Sender<Result<Vec<String>, ApiError>>,
+    ) {
+        let ids: Vec<String> = match (&run_id, status) {
+            (Some(id), _) => match self.runs.get(id) {
+                None => {
+                    let _ = reply.send(Err(ApiError::NotFound(id.clone())));
+                    return;
+                }
+                Some(e) if !e.record.status.is_terminal() || e.control.is_some() => {
+                    let _ = reply.send(Err(ApiError::FailedPrecondition(format!(
+                        "run {id} is {}: kill it first, or purge with force",
+                        e.record.status.as_str()
+                    ))));
+                    return;
+                }
+                Some(_) => vec![id.clone()],
+            },
+            (None, Some(st)) => self
+                .runs
+                .iter()
+                .filter(|(_, e)| {
+                    e.record.status == st && e.control.is_none() && e.record.ended_at < ended_before
+                })
+                .map(|(id, _)| id.clone())
+                .collect(),
+            (None, None) => {
+                let _ = reply.send(Err(ApiError::invalid(
+                    "status",
+                    "a status (or a run_id) is required; there is no purge-everything",
+                )));
+                return;
+            }
+        };
+        for id in &ids {
+            self.runs.remove(id);
+        }
+        let dirs: Vec<PathBuf> = ids.iter().map(|id| self.log_dir(id)).collect();
+        let answer = ids.clone();
+        info!(count = ids.len(), "purging runs");
+        self.s.store.write(
+            Batch {
+                deletes: ids,
+                ..Batch::default()
+            },
+            Some(Box::new(move |r| {
+                if r.is_ok() {
+                    for d in dirs {
+                        if let Err(e) = std::fs::remove_dir_all(&d) {
+                            if e.kind() != std::io::ErrorKind::NotFound {
+                                warn!(dir = %d.display(), error = %e, "cannot remove purged run's logs");
+                            }
+                        }
+                    }
+                }
+                let _ = reply.send(committed(r, answer));
+            })),
+        );
     }
 
     fn shutdown(&mut self, reply: oneshot::Sender<()>) {
@@ -484,9 +668,12 @@ impl Core {
 /// The record with the output counters as of now.
 fn snapshot(e: &Entry) -> RunRecord {
     let mut r = e.record.clone();
-    let p = *e.progress.borrow();
-    r.stdout_bytes = p.stdout;
-    r.stderr_bytes = p.stderr;
+    if e.control.is_some() || !r.status.is_terminal() || r.stdout_bytes == 0 {
+        let p = *e.progress.borrow();
+        r.stdout_bytes = r.stdout_bytes.max(p.stdout);
+        r.stderr_bytes = r.stderr_bytes.max(p.stderr);
+        r.output_truncated |= p.truncated;
+    }
     r
 }
 

@@ -174,6 +174,52 @@ impl SupervisorHandle {
         self.ask(|reply| Msg::Logs { run_id, reply }).await?
     }
 
+    /// Remove one finished run and its logs; a live one only with `force`, which kills it first.
+    pub async fn purge_run(&self, run_id: &str, force: bool, reason: &str) -> Result<Vec<String>, ApiError> {
+        let run = self.get(run_id).await?;
+        if !run.status.is_terminal() {
+            if !force {
+                return Err(ApiError::FailedPrecondition(format!(
+                    "run {run_id} is {}: kill it first, or purge with force",
+                    run.status.as_str()
+                )));
+            }
+            let why = if reason.is_empty() {
+                "purge".to_string()
+            } else {
+                format!("purge: {reason}")
+            };
+            match self.kill(run_id, true, None, &why).await {
+                Ok(_) | Err(ApiError::FailedPrecondition(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let run_id = Some(run_id.to_string());
+        self.ask(|reply| Msg::Purge {
+            run_id,
+            status: None,
+            ended_before: i64::MAX,
+            reply,
+        })
+        .await?
+    }
+
+    /// Remove every finished run of `status` that ended before `ended_before` (Unix ms).
+    pub async fn purge_where(&self, status: RunStatus, ended_before: i64) -> Result<Vec<String>, ApiError> {
+        self.ask(|reply| Msg::Purge {
+            run_id: None,
+            status: Some(status),
+            ended_before,
+            reply,
+        })
+        .await?
+    }
+
+    /// (live runs, all runs).
+    pub async fn counts(&self) -> Result<(usize, usize), ApiError> {
+        self.ask(|reply| Msg::Counts { reply }).await
+    }
+
     /// Every state change from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<RunEvent> {
         self.events.subscribe()

@@ -3,6 +3,7 @@
 //! and no lock is held across an await. `SupervisorHandle` is the API side of the queue.
 mod core;
 mod handle;
+pub mod recover;
 
 pub use self::core::{start, CoreSettings};
 pub use self::handle::{ApiError, KillOutcome, LogSource, SpawnRequest, SupervisorHandle};
@@ -63,6 +64,17 @@ pub enum Msg {
     },
     Shutdown {
         reply: oneshot::Sender<()>,
+    },
+    /// Remove finished runs: one by id, or every run of `status` that ended before `ended_before`.
+    Purge {
+        run_id: Option<String>,
+        status: Option<RunStatus>,
+        ended_before: i64,
+        reply: oneshot::Sender<Result<Vec<String>, ApiError>>,
+    },
+    /// Live and total run counts.
+    Counts {
+        reply: oneshot::Sender<(usize, usize)>,
     },
     // From run tasks and drains.
     Started {

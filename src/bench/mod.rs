@@ -1,0 +1,271 @@
+//! wf-bench: the benchmark of wf-supervisor. Theory of operation: for each measure the bench
+//! starts a fresh daemon from its release binary (temp state dir, socket and config), drives it
+//! through its gRPC socket as an orchestrator would, and proves from the kernel (FIFO marker
+//! lines, pidfds, /proc) when agents started and when nothing of a run was left. The same work
+//! is done without the daemon (the raw baseline: fork/exec into a new process group, pipes,
+//! killpg and pidfds), interleaved trial by trial with the daemon's so that machine noise falls
+//! on both alike; the ratios are what compare across machines. Everything started is tagged
+//! through its environment and swept at the end, also on error and Ctrl-C.
+//!
+//! One file per measure: `spawn`, `kill` (kill_tree, kill_ignore, kill_mixed, kill_escapee),
+//! `throughput`, `scale`, `flood`, `heartbeats`; `agent` is the heartbeat agent (this binary,
+//! re-executed); `sys` holds the only unsafe code.
+mod agent;
+mod args;
+mod cleanup;
+mod daemon;
+mod fifo;
+mod flood;
+mod heartbeats;
+mod kill;
+mod procs;
+mod raw;
+mod report;
+mod scale;
+mod spawn;
+mod stats;
+mod sys;
+mod throughput;
+
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Parser;
+use futures::{FutureExt, StreamExt};
+
+use args::{Args, Plan};
+use report::{Machine, Report};
+
+/// What every measure needs.
+pub struct Ctx {
+    pub plan: Plan,
+    tmp: cleanup::TempDir,
+    /// The session tag every process we start carries as `WF_BENCH_TAG`.
+    tag: String,
+    pub daemon_bin: PathBuf,
+    /// This executable: the heartbeat agent.
+    pub self_exe: PathBuf,
+    pub containment: String,
+}
+
+impl Ctx {
+    pub fn tmp(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// The tag's environment entry.
+    pub fn tag_env(&self) -> (String, String) {
+        ("WF_BENCH_TAG".to_string(), self.tag.clone())
+    }
+
+    /// The tag as it appears in /proc/PID/environ.
+    pub fn tag_needle(&self) -> Vec<u8> {
+        format!("WF_BENCH_TAG={}", self.tag).into_bytes()
+    }
+
+    /// A name unique to this session, for trial markers.
+    pub fn unique(&self, what: &str) -> String {
+        format!("{}-{what}", self.tag)
+    }
+}
+
+/// Entry point of the `wf-bench` binary.
+pub fn main() -> ExitCode {
+    if std::env::args_os().nth(1).is_some_and(|a| a == agent::FLAG) {
+        return agent::main();
+    }
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("wf-bench")
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("wf-bench: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // The measures run in this (main) thread's future, not in spawned tasks, so that daemons
+    // are forked from the main thread: their parent-death signal then follows the benchmark's
+    // life, not a pooled thread's.
+    runtime.block_on(run(args))
+}
+
+fn setup(args: &Args) -> anyhow::Result<(Ctx, Vec<&'static str>, u64)> {
+    let measures = args.measures()?;
+    if !["auto", "cgroup", "process-group"].contains(&args.containment.as_str()) {
+        anyhow::bail!(
+            "--containment: {:?} is not one of auto, cgroup, process-group",
+            args.containment
+        );
+    }
+    let self_exe = std::env::current_exe().context("cannot find this executable")?;
+    let daemon_bin = match &args.daemon {
+        Some(p) => p.clone(),
+        None => self_exe
+            .parent()
+            .map(|d| d.join("wf-supervisor"))
+            .context("this executable has no directory")?,
+    };
+    if !daemon_bin.is_file() {
+        anyhow::bail!(
+            "no daemon binary at {}; build it (cargo build --release --bins) or pass --daemon PATH",
+            daemon_bin.display()
+        );
+    }
+    // Orphans of raw runs come to us, not to init, so that we reap them and can find them.
+    nix::sys::prctl::set_child_subreaper(true).context("cannot become a child subreaper")?;
+    let nofile = sys::raise_nofile_limit().context("cannot raise the open-files limit")?;
+    let tmp = cleanup::TempDir::new(args.keep_temp).context("cannot create a temp dir")?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let tag = format!("{}-{:x}", std::process::id(), nanos & 0xffff_ffff);
+    let ctx = Ctx {
+        plan: Plan::new(args.quick, args.trials),
+        tmp,
+        tag,
+        daemon_bin,
+        self_exe,
+        containment: args.containment.clone(),
+    };
+    Ok((ctx, measures, nofile))
+}
+
+async fn run(args: Args) -> ExitCode {
+    let (ctx, measures, nofile) = match setup(&args) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("wf-bench: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut signals = match signal_hook_tokio::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("wf-bench: cannot watch signals: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let machine = Machine::probe(nofile);
+    eprintln!("wf-bench: {}", machine.line());
+    eprintln!(
+        "wf-bench: daemon {}, containment {}, measures: {}{}",
+        ctx.daemon_bin.display(),
+        ctx.containment,
+        measures.join(", "),
+        if ctx.plan.quick { " (quick)" } else { "" }
+    );
+    let t0 = Instant::now();
+    let mut reports: Vec<Report> = Vec::new();
+    let mut interrupted = None;
+    {
+        let work = AssertUnwindSafe(run_measures(&ctx, &measures, &mut reports)).catch_unwind();
+        tokio::select! {
+            r = work => if r.is_err() {
+                eprintln!("wf-bench: a measure panicked; cleaning up");
+                interrupted = Some("panic".to_string());
+            },
+            sig = signals.next() => {
+                let name = sig.map(|s| s.to_string()).unwrap_or_default();
+                eprintln!("wf-bench: interrupted (signal {name}); stopping the daemon and cleaning up");
+                interrupted = Some(format!("signal {name}"));
+            }
+        }
+        // Dropping the unfinished measure stops its daemon and ends its raw runs.
+    }
+    let left = cleanup::sweep(&ctx.tag_needle());
+    if left > 0 {
+        eprintln!("wf-bench: killed {left} leftover process(es) of this session");
+    }
+    cleanup::reap_orphans();
+
+    println!();
+    println!("wf-bench results: {}", machine.line());
+    println!(
+        "daemon: {}; containment mode {}{}",
+        ctx.daemon_bin.display(),
+        ctx.containment,
+        if ctx.plan.quick { "; QUICK run (small samples)" } else { "" }
+    );
+    println!();
+    print!("{}", report::table(&reports));
+    let notes = report::notes(&reports);
+    if !notes.is_empty() {
+        println!("\nnotes:");
+        print!("{notes}");
+    }
+    let doc = serde_json::json!({
+        "tool": "wf-bench",
+        "version": env!("CARGO_PKG_VERSION"),
+        "machine": machine,
+        "daemon": ctx.daemon_bin.display().to_string(),
+        "containment": ctx.containment,
+        "plan": ctx.plan,
+        "interrupted": interrupted,
+        "seconds": t0.elapsed().as_secs_f64(),
+        "loadavg_end": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
+        "leftovers_swept": left,
+        "measures": reports,
+    });
+    match report::write_json(&args.results, machine.unix_time, &doc) {
+        Ok(p) => println!("\nraw numbers: {}", p.display()),
+        Err(e) => eprintln!("wf-bench: {e:#}"),
+    }
+    drop(ctx);
+    if interrupted.is_some() {
+        ExitCode::from(130)
+    } else if reports.iter().any(|r| r.error.is_some()) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+async fn run_measures(ctx: &Ctx, measures: &[&'static str], reports: &mut Vec<Report>) {
+    for &name in measures {
+        eprintln!("wf-bench: {name} ...");
+        let t = Instant::now();
+        let result = match name {
+            "spawn" => spawn::run(ctx).await,
+            "kill_tree" => kill::run(ctx, kill::Kind::Tree).await,
+            "kill_ignore" => kill::run(ctx, kill::Kind::Ignore).await,
+            "kill_mixed" => kill::run(ctx, kill::Kind::Mixed).await,
+            "kill_escapee" => kill::run(ctx, kill::Kind::Escapee).await,
+            "throughput" => throughput::run(ctx).await,
+            "scale" => scale::run(ctx).await,
+            "flood" => flood::run(ctx).await,
+            "heartbeats" => heartbeats::run(ctx).await,
+            other => Err(anyhow::anyhow!("no measure {other}")),
+        };
+        let mut r = match result {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("wf-bench: {name} failed: {e:#}");
+                let mut r = Report::new(name);
+                r.error = Some(format!("{e:#}"));
+                r
+            }
+        };
+        let left = cleanup::sweep(&ctx.tag_needle());
+        if left > 0 {
+            r.notes.push(format!(
+                "{left} process(es) of this measure were still alive at its end; the benchmark \
+                 killed them"
+            ));
+        }
+        cleanup::reap_orphans();
+        r.seconds = t.elapsed().as_secs_f64();
+        eprintln!("wf-bench: {name} done in {:.1} s", r.seconds);
+        reports.push(r);
+    }
+}

@@ -1,0 +1,359 @@
+//! The durable store (invariant 5): an embedded SQLite database (bundled, WAL mode) in the state
+//! dir with the runs table, the append-only audit trail and operator alerts.
+//!
+//! Theory of operation: one writer thread owns the write connection. The core and the API send it
+//! batches (run records to upsert, audit records to append, runs to delete) with a completion
+//! callback; the thread drains whatever has queued up, commits it in one transaction (group
+//! commit), then runs the callbacks, which is where API replies are sent. So a state change is
+//! durable before the API acknowledges it, and the core task never waits on the disk.
+//! `synchronous=NORMAL` in WAL mode makes each commit survive a crash of the daemon (the case this
+//! invariant is about); a power loss may lose the last commits.
+//!
+//! At open: `PRAGMA quick_check`; a corrupt or unreadable database is moved aside to
+//! `quarantine/<timestamp>/` with its WAL files, a fresh one is made, and an alert records it
+//! until an operator acknowledges it. A database from a newer daemon is refused.
+mod audit;
+mod rows;
+mod schema;
+
+pub use audit::{AuditRecord, Caller};
+
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use tracing::{error, info, warn};
+
+use crate::run::RunRecord;
+
+/// Why the store could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("store {path} has schema version {found}, newer than this daemon's {supported}: refusing to touch it (run the newer daemon, or move the file aside)")]
+    NewerSchema {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+    #[error("cannot quarantine {path}: {source}")]
+    Quarantine {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the store's writer has stopped")]
+    WriterGone,
+}
+
+/// An alert for operators, shown until acknowledged.
+#[derive(Debug, Clone)]
+pub struct Alert {
+    pub id: i64,
+    pub at: i64,
+    pub kind: String,
+    pub message: String,
+    pub acknowledged_at: i64,
+    pub acknowledged_by: String,
+}
+
+/// A run as loaded from the store, with its ordering key.
+#[derive(Debug, Clone)]
+pub struct LoadedRun {
+    pub seq: u64,
+    pub record: RunRecord,
+}
+
+/// What `open` found.
+pub struct Opened {
+    pub store: Store,
+    pub runs: Vec<LoadedRun>,
+    /// Where a corrupt database was moved, if one was.
+    pub quarantined: Option<PathBuf>,
+}
+
+type Done = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+/// One batch for the writer.
+#[derive(Default)]
+pub struct Batch {
+    pub runs: Vec<(u64, RunRecord)>,
+    pub audits: Vec<AuditRecord>,
+    pub deletes: Vec<String>,
+    pub alerts: Vec<(String, String)>,
+    pub acks: Vec<(i64, String)>,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.runs.is_empty()
+            && self.audits.is_empty()
+            && self.deletes.is_empty()
+            && self.alerts.is_empty()
+            && self.acks.is_empty()
+    }
+}
+
+enum Op {
+    Write(Batch, Option<Done>),
+}
+
+/// Handle on the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    tx: mpsc::Sender<Op>,
+    reader: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+const DB_FILE: &str = "wf-supervisor.db";
+
+fn sqlite_err(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    move |source| StoreError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl Store {
+    /// Open (or create) the store in `state_dir`, quarantining a corrupt one.
+    pub fn open(state_dir: &Path) -> Result<Opened, StoreError> {
+        let path = state_dir.join(DB_FILE);
+        let mut quarantined = None;
+        let conn = match Self::open_checked(&path) {
+            Ok(c) => c,
+            Err(e @ StoreError::NewerSchema { .. }) => return Err(e),
+            Err(e) => {
+                error!(error = %e, "the store is corrupt or unreadable; quarantining it");
+                let dest = quarantine(state_dir, &path)?;
+                quarantined = Some(dest);
+                Self::open_checked(&path)?
+            }
+        };
+        if let Some(dest) = &quarantined {
+            conn.execute(
+                "INSERT INTO alerts (at, kind, message) VALUES (?1, 'store_quarantined', ?2)",
+                params![
+                    crate::time::now_ms(),
+                    format!(
+                        "the store was corrupt or unreadable at start; it was moved to {} and a fresh one was made. Runs recorded only there are not listed.",
+                        dest.display()
+                    )
+                ],
+            )
+            .map_err(sqlite_err(&path))?;
+        }
+        let runs = rows::load_runs(&conn).map_err(sqlite_err(&path))?;
+        let reader = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sqlite_err(&path))?;
+        let _ = reader.busy_timeout(Duration::from_secs(5));
+        let (tx, rx) = mpsc::channel();
+        let wpath = path.clone();
+        std::thread::Builder::new()
+            .name("wf-store".into())
+            .spawn(move || writer(conn, rx, wpath))
+            .map_err(|source| StoreError::Quarantine {
+                path: path.clone(),
+                source,
+            })?;
+        info!(path = %path.display(), runs = runs.len(), "store open");
+        Ok(Opened {
+            store: Store {
+                tx,
+                reader: Arc::new(Mutex::new(reader)),
+                path,
+            },
+            runs,
+            quarantined,
+        })
+    }
+
+    fn open_checked(path: &Path) -> Result<Connection, StoreError> {
+        let e = sqlite_err(path);
+        let conn = Connection::open(path).map_err(&e)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(&e)?;
+        // quick_check first: a file that is not a database fails here.
+        let check: String = conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(&e)?;
+        if check != "ok" {
+            return Err(StoreError::Sqlite {
+                path: path.to_path_buf(),
+                source: rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+                    Some(format!("quick_check: {check}")),
+                ),
+            });
+        }
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(&e)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(&e)?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(&e)?;
+        let supported = schema::current_version();
+        if version > supported {
+            return Err(StoreError::NewerSchema {
+                path: path.to_path_buf(),
+                found: version,
+                supported,
+            });
+        }
+        for (i, m) in schema::MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = conn.unchecked_transaction().map_err(&e)?;
+            tx.execute_batch(m).map_err(&e)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(&e)?;
+            tx.commit().map_err(&e)?;
+            info!(version = i + 1, "store migrated");
+        }
+        Ok(conn)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Queue a batch; `done` runs after it is committed (or failed).
+    pub fn write(&self, batch: Batch, done: Option<Done>) {
+        if let Err(mpsc::SendError(Op::Write(_, Some(done)))) = self.tx.send(Op::Write(batch, done)) {
+            done(Err("the store's writer has stopped".into()));
+        }
+    }
+
+    /// Queue a batch and wait until it is committed.
+    pub async fn write_and_wait(&self, batch: Batch) -> Result<(), StoreError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.write(
+            batch,
+            Some(Box::new(move |r| {
+                let _ = tx.send(r);
+            })),
+        );
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(StoreError::WriterGone),
+        }
+    }
+
+    /// Append one audit record and wait until it is durable.
+    pub async fn audit(&self, rec: AuditRecord) -> Result<(), StoreError> {
+        self.write_and_wait(Batch {
+            audits: vec![rec],
+            ..Batch::default()
+        })
+        .await
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
+        let conn = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        f(&conn).map_err(sqlite_err(&self.path))
+    }
+
+    /// Audit records, newest first.
+    pub fn list_audit(&self, run_id: &str, since: i64, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
+        self.read(|c| audit::list(c, run_id, since, limit))
+    }
+
+    /// Alerts not yet acknowledged.
+    pub fn open_alerts(&self) -> Result<Vec<Alert>, StoreError> {
+        self.read(|c| {
+            let mut st = c.prepare(
+                "SELECT id, at, kind, message, acknowledged_at, acknowledged_by FROM alerts
+                 WHERE acknowledged_at = 0 ORDER BY id",
+            )?;
+            let rows = st.query_map([], rows::alert_from_row)?;
+            rows.collect()
+        })
+    }
+
+    /// One alert by id.
+    pub fn alert(&self, id: i64) -> Result<Option<Alert>, StoreError> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT id, at, kind, message, acknowledged_at, acknowledged_by FROM alerts WHERE id = ?1",
+                [id],
+                rows::alert_from_row,
+            )
+            .optional()
+        })
+    }
+}
+
+/// Move a bad database and its WAL files to `quarantine/<timestamp>/`.
+fn quarantine(state_dir: &Path, db: &Path) -> Result<PathBuf, StoreError> {
+    let stamp = crate::time::now_ms();
+    let dest = state_dir.join("quarantine").join(stamp.to_string());
+    std::fs::create_dir_all(&dest).map_err(|source| StoreError::Quarantine {
+        path: dest.clone(),
+        source,
+    })?;
+    for suffix in ["", "-wal", "-shm"] {
+        let from = PathBuf::from(format!("{}{suffix}", db.display()));
+        if from.exists() {
+            let to = dest.join(format!("{DB_FILE}{suffix}"));
+            std::fs::rename(&from, &to).map_err(|source| StoreError::Quarantine {
+                path: from.clone(),
+                source,
+            })?;
+        }
+    }
+    warn!(to = %dest.display(), "store quarantined");
+    Ok(dest)
+}
+
+/// The writer thread: group commits until every sender is gone.
+fn writer(mut conn: Connection, rx: mpsc::Receiver<Op>, path: PathBuf) {
+    while let Ok(first) = rx.recv() {
+        let mut ops = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            ops.push(more);
+            if ops.len() >= 1024 {
+                break;
+            }
+        }
+        let result = commit(&mut conn, &ops).map_err(|e| {
+            error!(path = %path.display(), error = %e, "store commit failed");
+            e.to_string()
+        });
+        for Op::Write(_, done) in ops {
+            if let Some(done) = done {
+                done(result.clone());
+            }
+        }
+    }
+}
+
+fn commit(conn: &mut Connection, ops: &[Op]) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    for Op::Write(b, _) in ops {
+        for (seq, r) in &b.runs {
+            rows::upsert_run(&tx, *seq, r)?;
+        }
+        for a in &b.audits {
+            audit::insert(&tx, a)?;
+        }
+        for id in &b.deletes {
+            tx.execute("DELETE FROM runs WHERE run_id = ?1", [id])?;
+        }
+        for (kind, message) in &b.alerts {
+            tx.execute(
+                "INSERT INTO alerts (at, kind, message) VALUES (?1, ?2, ?3)",
+                params![crate::time::now_ms(), kind, message],
+            )?;
+        }
+        for (id, by) in &b.acks {
+            tx.execute(
+                "UPDATE alerts SET acknowledged_at = ?1, acknowledged_by = ?2 WHERE id = ?3 AND acknowledged_at = 0",
+                params![crate::time::now_ms(), by, id],
+            )?;
+        }
+    }
+    tx.commit()
+}

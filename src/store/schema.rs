@@ -1,0 +1,68 @@
+//! The schema and its migrations. `PRAGMA user_version` is the schema version; each migration
+//! takes the database from version N to N+1 inside one transaction. A database written by a newer
+//! daemon (a version above the last migration here) is refused, never guessed at.
+
+/// Migrations in order; index i takes version i to version i+1.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: runs, audit trail, alerts.
+    r#"
+    CREATE TABLE runs (
+        run_id TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        argv TEXT NOT NULL,
+        cwd TEXT NOT NULL,
+        env TEXT NOT NULL,
+        labels TEXT NOT NULL,
+        stop_signals TEXT NOT NULL,
+        grace_ms INTEGER NOT NULL,
+        pid INTEGER NOT NULL,
+        pgid INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        started_at INTEGER NOT NULL,
+        ended_at INTEGER NOT NULL,
+        exit_code INTEGER,
+        signal TEXT,
+        error TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        restart_of TEXT NOT NULL,
+        last_heartbeat_at INTEGER NOT NULL,
+        heartbeats INTEGER NOT NULL,
+        containment TEXT NOT NULL,
+        stdout_bytes INTEGER NOT NULL,
+        stderr_bytes INTEGER NOT NULL,
+        end_reason TEXT NOT NULL,
+        output_truncated INTEGER NOT NULL,
+        logs_missing INTEGER NOT NULL
+    );
+    CREATE INDEX runs_status ON runs(status, ended_at);
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at INTEGER NOT NULL,
+        caller TEXT NOT NULL,
+        uid INTEGER,
+        gid INTEGER,
+        pid INTEGER,
+        peer TEXT NOT NULL,
+        action TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        request TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        message TEXT NOT NULL
+    );
+    CREATE INDEX audit_run ON audit(run_id, id);
+    CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        message TEXT NOT NULL,
+        acknowledged_at INTEGER NOT NULL DEFAULT 0,
+        acknowledged_by TEXT NOT NULL DEFAULT ''
+    );
+    "#,
+];
+
+/// The schema version this daemon writes.
+pub fn current_version() -> i64 {
+    MIGRATIONS.len() as i64
+}
