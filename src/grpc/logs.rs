@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 use crate::proto::{LogChunk, LogStream};
-use crate::run::output::Stream;
+use crate::run::output::{CappedLog, Stream};
 use crate::supervisor::LogSource;
 
 const CHUNK: usize = 64 * 1024;
@@ -24,8 +24,17 @@ async fn send_range(
         return Some(from);
     };
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    // A file that shrank was rotated or replaced: start over from its beginning.
-    let mut off = if from > len { 0 } else { from };
+    // A file that shrank was rotated: the rest of what we were reading is now the older
+    // segment; send its remainder, then start the new segment from its beginning.
+    let mut off = from;
+    if from > len {
+        let older = CappedLog::older(path);
+        let olen = std::fs::metadata(&older).map(|m| m.len()).unwrap_or(0);
+        if from < olen {
+            Box::pin(send_range(&older, from, stream, tx)).await?;
+        }
+        off = 0;
+    }
     if f.seek(SeekFrom::Start(off)).is_err() {
         return Some(off);
     }
@@ -64,6 +73,15 @@ pub async fn stream_logs(
     for (i, (s, ls)) in streams.iter().enumerate() {
         let path = source.dir.join(s.file_name());
         let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        // The tail may reach back into the older segment of a capped log.
+        if tail > len {
+            let older = CappedLog::older(&path);
+            let olen = std::fs::metadata(&older).map(|m| m.len()).unwrap_or(0);
+            let want = (tail - len).min(olen);
+            if want > 0 && send_range(&older, olen - want, *ls, &tx).await.is_none() {
+                return;
+            }
+        }
         match send_range(&path, len.saturating_sub(tail), *ls, &tx).await {
             Some(o) => offsets[i] = o,
             None => return,

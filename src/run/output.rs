@@ -42,10 +42,68 @@ pub struct OutputProgress {
     pub truncated: bool,
 }
 
-/// Copy a pipe into a log file until EOF. Returns the bytes copied.
+/// A log file capped at `cap` bytes in two segments: `NAME` (current) and `NAME.1` (older).
+/// When the current segment reaches half the cap it becomes `NAME.1`, replacing (dropping) the
+/// previous older segment. So between cap/2 and cap bytes of the newest output are kept.
+pub struct CappedLog {
+    path: std::path::PathBuf,
+    file: File,
+    written: u64,
+    segment: u64,
+    /// An older segment was dropped.
+    pub truncated: bool,
+}
+
+impl CappedLog {
+    pub fn create(path: std::path::PathBuf, cap: u64) -> std::io::Result<CappedLog> {
+        let file = File::create(&path)?;
+        Ok(CappedLog {
+            path,
+            file,
+            written: 0,
+            segment: (cap / 2).max(1),
+            truncated: false,
+        })
+    }
+
+    /// The older segment's path.
+    pub fn older(path: &std::path::Path) -> std::path::PathBuf {
+        let mut p = path.as_os_str().to_owned();
+        p.push(".1");
+        std::path::PathBuf::from(p)
+    }
+
+    pub fn write(&mut self, mut data: &[u8]) -> std::io::Result<()> {
+        while !data.is_empty() {
+            let room = (self.segment - self.written.min(self.segment)) as usize;
+            if room == 0 {
+                self.rotate()?;
+                continue;
+            }
+            let n = room.min(data.len());
+            self.file.write_all(&data[..n])?;
+            self.written += n as u64;
+            data = &data[n..];
+        }
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> std::io::Result<()> {
+        let older = Self::older(&self.path);
+        if older.exists() {
+            self.truncated = true;
+        }
+        std::fs::rename(&self.path, &older)?;
+        self.file = File::create(&self.path)?;
+        self.written = 0;
+        Ok(())
+    }
+}
+
+/// Copy a pipe into a capped log until EOF. Returns the bytes copied.
 pub async fn drain_to_file(
     fd: OwnedFd,
-    mut file: File,
+    mut log: CappedLog,
     stream: Stream,
     progress: watch::Sender<OutputProgress>,
 ) -> u64 {
@@ -71,18 +129,22 @@ pub async fn drain_to_file(
         };
         // Keep draining even when the disk refuses: the agent must never block on us.
         if !write_failed {
-            if let Err(e) = file.write_all(&buf[..n]) {
+            if let Err(e) = log.write(&buf[..n]) {
                 warn!(error = %e, ?stream, "log write failed; output from here on is dropped");
                 write_failed = true;
             }
         }
         total += n as u64;
-        progress.send_modify(|p| match stream {
-            Stream::Stdout => p.stdout = total,
-            Stream::Stderr => p.stderr = total,
+        let truncated = log.truncated;
+        progress.send_modify(|p| {
+            match stream {
+                Stream::Stdout => p.stdout = total,
+                Stream::Stderr => p.stderr = total,
+            }
+            p.truncated |= truncated;
         });
     }
-    let _ = file.flush();
+    let _ = log.file.flush();
     total
 }
 
@@ -145,4 +207,37 @@ pub async fn drain_heartbeats(fd: OwnedFd, run_id: String, core: mpsc::Sender<Ms
             .await;
     }
     total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capped_log_keeps_the_newest_output_within_the_cap() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("stdout.log");
+        let mut log = CappedLog::create(path.clone(), 100).expect("create");
+        let data: Vec<u8> = (0..250u32).map(|i| (i % 251) as u8).collect();
+        for chunk in data.chunks(7) {
+            log.write(chunk).expect("write");
+        }
+        let older = std::fs::read(CappedLog::older(&path)).expect("older");
+        let current = std::fs::read(&path).expect("current");
+        assert!(log.truncated, "the oldest part was dropped");
+        assert!(older.len() + current.len() <= 100);
+        let mut kept = older.clone();
+        kept.extend_from_slice(&current);
+        assert_eq!(&kept[..], &data[data.len() - kept.len()..], "the newest bytes, in order");
+    }
+
+    #[test]
+    fn under_the_cap_nothing_is_dropped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("stdout.log");
+        let mut log = CappedLog::create(path.clone(), 1000).expect("create");
+        log.write(b"hello").expect("write");
+        assert!(!log.truncated);
+        assert_eq!(std::fs::read(&path).expect("read"), b"hello");
+    }
 }

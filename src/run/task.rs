@@ -7,7 +7,6 @@
 //! does it reap the leader (so the group id cannot be reused while the run lives), clean up, and
 //! report the end to the core. Every phase has a deadline.
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -24,7 +23,7 @@ use crate::process::reaper::Reaper;
 use crate::process::signals::{parse_signal, signal_name};
 use crate::process::spawn::{spawn, SpawnSpec};
 use crate::run::kill::plan;
-use crate::run::output::{drain_heartbeats, drain_to_file, OutputProgress, Stream};
+use crate::run::output::{drain_heartbeats, drain_to_file, CappedLog, OutputProgress, Stream};
 use crate::run::{CleanupStep, KillPhase, KillReport, RunSpec, Survivor};
 use crate::supervisor::Msg;
 
@@ -50,6 +49,8 @@ pub struct RunContext {
     pub control: mpsc::UnboundedReceiver<Control>,
     pub progress: watch::Sender<OutputProgress>,
     pub uid_gid: Option<(u32, u32)>,
+    /// Cap on each of stdout and stderr on disk.
+    pub log_cap: u64,
 }
 
 /// The live handles on one run.
@@ -156,9 +157,10 @@ async fn run_inner(mut ctx: RunContext) {
             .await;
         return;
     }
+    let cap = ctx.log_cap;
     let open = |s: Stream| {
         let p = ctx.log_dir.join(s.file_name());
-        File::create(&p).map_err(|e| format!("cannot create log file {}: {e}", p.display()))
+        CappedLog::create(p.clone(), cap).map_err(|e| format!("cannot create log file {}: {e}", p.display()))
     };
     let (out_file, err_file) = match (open(Stream::Stdout), open(Stream::Stderr)) {
         (Ok(o), Ok(e)) => (o, e),

@@ -369,6 +369,7 @@ impl Core {
             control: control_rx,
             progress: progress_tx,
             uid_gid: None,
+            log_cap: self.s.config.log_max_bytes_per_stream,
         };
         self.next_seq += 1;
         self.live += 1;
