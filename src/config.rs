@@ -5,8 +5,13 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 
+use crate::agent::claude::ClaudeTemplate;
+use crate::agent::health::{Action, Rule, StuckRules};
+use crate::agent::heartbeat::CriticalSection;
 use crate::process::signals::parse_signal;
 
 /// The configuration the daemon runs on when no `--config` is given.
@@ -40,6 +45,42 @@ struct RawConfig {
     containment: RawContainment,
     #[serde(default)]
     logs: RawLogs,
+    #[serde(default)]
+    workflows: BTreeMap<String, RawWorkflow>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorkflow {
+    program: Option<String>,
+    model: Option<String>,
+    max_turns: Option<u32>,
+    permission_mode: Option<String>,
+    #[serde(default)]
+    allowed_tools: Vec<String>,
+    append_system_prompt: Option<String>,
+    append_system_prompt_file: Option<PathBuf>,
+    #[serde(default)]
+    extra_args: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    /// Working directory when a spawn names none.
+    cwd: Option<PathBuf>,
+    /// A spawn's cwd must lie under one of these (when given).
+    #[serde(default)]
+    allowed_cwds: Vec<PathBuf>,
+    stop_signals: Option<Vec<String>>,
+    grace_ms: Option<u64>,
+    init_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    max_runtime: Option<String>,
+    on_init_timeout: Option<String>,
+    on_idle_timeout: Option<String>,
+    on_max_runtime: Option<String>,
+    slow_after: Option<String>,
+    critical_grace_git: Option<String>,
+    critical_grace_db: Option<String>,
+    critical_grace_files: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -102,6 +143,49 @@ pub struct Config {
     pub cgroup_root: Option<PathBuf>,
     pub log_max_bytes_per_stream: u64,
     pub max_line_bytes: usize,
+    pub workflows: BTreeMap<String, Workflow>,
+}
+
+/// How long a critical section declared on the heartbeat pipe holds off KILL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CriticalGraces {
+    pub git: Duration,
+    pub db: Duration,
+    pub files: Duration,
+}
+
+impl Default for CriticalGraces {
+    fn default() -> Self {
+        CriticalGraces {
+            git: Duration::from_secs(30),
+            db: Duration::from_secs(15),
+            files: Duration::from_secs(10),
+        }
+    }
+}
+
+impl CriticalGraces {
+    pub fn for_section(&self, s: CriticalSection) -> Duration {
+        match s {
+            CriticalSection::Git => self.git,
+            CriticalSection::Db => self.db,
+            CriticalSection::Files => self.files,
+        }
+    }
+}
+
+/// A workflow template: how to start the Claude CLI for it and how to watch it.
+#[derive(Debug, Clone)]
+pub struct Workflow {
+    pub name: String,
+    pub template: ClaudeTemplate,
+    pub env: BTreeMap<String, String>,
+    pub cwd: Option<PathBuf>,
+    pub allowed_cwds: Vec<PathBuf>,
+    pub stop_signals: Vec<String>,
+    pub grace: Duration,
+    pub rules: StuckRules,
+    pub critical: CriticalGraces,
 }
 
 impl Config {
@@ -214,7 +298,13 @@ impl RawConfig {
                 format!("{max_line_bytes} must be between 256 and 67108864"),
             ));
         }
+        let mut workflows = BTreeMap::new();
+        for (name, w) in self.workflows {
+            let wf = w.validate(&name, text, origin)?;
+            workflows.insert(name, wf);
+        }
         Ok(Config {
+            workflows,
             socket: self.daemon.socket.filter(|p| !p.as_os_str().is_empty()),
             state_dir: self.daemon.state_dir.filter(|p| !p.as_os_str().is_empty()),
             listen,
@@ -233,6 +323,168 @@ impl RawConfig {
                 .filter(|p| !p.as_os_str().is_empty()),
             log_max_bytes_per_stream: log_max,
             max_line_bytes,
+        })
+    }
+}
+
+impl RawWorkflow {
+    fn validate(self, name: &str, text: &str, origin: &str) -> Result<Workflow, ConfigError> {
+        let table = format!("workflows.{name}");
+        let bad = |key: &str, message: String| ConfigError::Invalid {
+            origin: origin.to_string(),
+            line: find_key_line(text, &format!("{table}.{key}")),
+            key: format!("{table}.{key}"),
+            message,
+        };
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(bad(
+                "",
+                format!("{name:?} is not a workflow name (letters, digits, - and _)"),
+            ));
+        }
+        let append_system_prompt = match (self.append_system_prompt, self.append_system_prompt_file)
+        {
+            (Some(_), Some(_)) => {
+                return Err(bad(
+                    "append_system_prompt_file",
+                    "give append_system_prompt or append_system_prompt_file, not both".into(),
+                ))
+            }
+            (Some(p), None) => Some(p),
+            (None, Some(f)) => Some(std::fs::read_to_string(&f).map_err(|e| {
+                bad(
+                    "append_system_prompt_file",
+                    format!("cannot read {}: {e}", f.display()),
+                )
+            })?),
+            (None, None) => None,
+        };
+        let template = ClaudeTemplate {
+            program: self.program.unwrap_or_else(|| "claude".into()),
+            model: self.model,
+            max_turns: self.max_turns,
+            permission_mode: self.permission_mode,
+            allowed_tools: self.allowed_tools,
+            append_system_prompt,
+            extra_args: self.extra_args,
+        };
+        template
+            .validate()
+            .map_err(|e| bad("extra_args", e.to_string()))?;
+        let stop_signals = self
+            .stop_signals
+            .unwrap_or_else(|| vec!["INT".into(), "TERM".into()]);
+        if stop_signals.is_empty() {
+            return Err(bad("stop_signals", "needs at least one signal".into()));
+        }
+        for s in &stop_signals {
+            parse_signal(s).map_err(|e| bad("stop_signals", e))?;
+        }
+        let dur = |key: &str,
+                   v: Option<String>,
+                   default: Option<Duration>|
+         -> Result<Option<Duration>, ConfigError> {
+            match v.as_deref() {
+                None => Ok(default),
+                Some("off") | Some("none") | Some("0") => Ok(None),
+                Some(s) => humantime::parse_duration(s).map(Some).map_err(|e| {
+                    bad(
+                        key,
+                        format!("{s:?} is not a duration such as \"30m\" or \"off\" ({e})"),
+                    )
+                }),
+            }
+        };
+        let action = |key: &str, v: Option<String>| -> Result<Action, ConfigError> {
+            match v.as_deref().unwrap_or("kill") {
+                "alert" => Ok(Action::Alert),
+                "kill" => Ok(Action::Kill),
+                "restart" => Ok(Action::Restart),
+                other => Err(bad(
+                    key,
+                    format!("{other:?} is not one of \"alert\", \"kill\", \"restart\""),
+                )),
+            }
+        };
+        let d = StuckRules::default();
+        let rule = |after: Option<Duration>, action: Action| after.map(|a| Rule::new(a, action));
+        let rules = StuckRules {
+            init_timeout: rule(
+                dur(
+                    "init_timeout",
+                    self.init_timeout,
+                    d.init_timeout.map(|r| r.after),
+                )?,
+                action("on_init_timeout", self.on_init_timeout)?,
+            ),
+            idle_timeout: rule(
+                dur(
+                    "idle_timeout",
+                    self.idle_timeout,
+                    d.idle_timeout.map(|r| r.after),
+                )?,
+                action("on_idle_timeout", self.on_idle_timeout)?,
+            ),
+            max_runtime: rule(
+                dur(
+                    "max_runtime",
+                    self.max_runtime,
+                    d.max_runtime.map(|r| r.after),
+                )?,
+                action("on_max_runtime", self.on_max_runtime)?,
+            ),
+            slow_after: dur("slow_after", self.slow_after, Some(d.slow_after))?
+                .unwrap_or(d.slow_after),
+        };
+        let c = CriticalGraces::default();
+        let critical = CriticalGraces {
+            git: dur("critical_grace_git", self.critical_grace_git, Some(c.git))?
+                .unwrap_or_default(),
+            db: dur("critical_grace_db", self.critical_grace_db, Some(c.db))?.unwrap_or_default(),
+            files: dur(
+                "critical_grace_files",
+                self.critical_grace_files,
+                Some(c.files),
+            )?
+            .unwrap_or_default(),
+        };
+        let grace_ms = self.grace_ms.unwrap_or(5000);
+        if grace_ms > 3_600_000 {
+            return Err(bad(
+                "grace_ms",
+                format!("{grace_ms} is over the limit of 3600000"),
+            ));
+        }
+        for (k, _) in &self.env {
+            if k.is_empty() || k.contains('=') || k.starts_with("WF_") {
+                return Err(bad(
+                    "env",
+                    format!("{k:?} cannot be set (empty, has '=', or WF_ is the daemon's)"),
+                ));
+            }
+        }
+        for p in self.cwd.iter().chain(self.allowed_cwds.iter()) {
+            if !p.is_absolute() {
+                return Err(bad(
+                    "cwd",
+                    format!("{} is not an absolute path", p.display()),
+                ));
+            }
+        }
+        Ok(Workflow {
+            name: name.to_string(),
+            template,
+            env: self.env,
+            cwd: self.cwd,
+            allowed_cwds: self.allowed_cwds,
+            stop_signals,
+            grace: Duration::from_millis(grace_ms),
+            rules,
+            critical,
         })
     }
 }
@@ -296,11 +548,41 @@ mod tests {
     }
 
     #[test]
+    fn workflows_take_defaults_and_refuse_bad_values() {
+        let c = Config::parse(
+            "[workflows.builder]\nmodel = \"sonnet\"\ninit_timeout = \"5s\"\non_init_timeout = \"restart\"\n",
+            "t.toml",
+        )
+        .expect("valid");
+        let w = &c.workflows["builder"];
+        assert_eq!(w.template.program, "claude");
+        assert_eq!(w.stop_signals, vec!["INT".to_string(), "TERM".to_string()]);
+        let init = w.rules.init_timeout.expect("init rule");
+        assert_eq!(init.after, Duration::from_secs(5));
+        assert_eq!(init.action, Action::Restart);
+        assert_eq!(w.critical.git, Duration::from_secs(30));
+        let s = Config::parse("[workflows.b]\n\nidle_timeout = \"soonish\"\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            s.contains("workflows.b.idle_timeout") && s.contains("line 3"),
+            "{s}"
+        );
+        let s = Config::parse("[workflows.b]\non_max_runtime = \"explode\"\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(s.contains("workflows.b.on_max_runtime"), "{s}");
+    }
+
+    #[test]
     fn semantic_errors_name_the_key() {
         let s = Config::parse("[containment]\nmode = \"jail\"\n", "t.toml")
             .unwrap_err()
             .to_string();
-        assert!(s.contains("line 2") && s.contains("containment.mode"), "{s}");
+        assert!(
+            s.contains("line 2") && s.contains("containment.mode"),
+            "{s}"
+        );
         let s = Config::parse("[runs]\nstop_signals = [\"NOPE\"]\n", "t.toml")
             .unwrap_err()
             .to_string();

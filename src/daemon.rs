@@ -15,8 +15,8 @@ use crate::config::Config;
 use crate::grpc::SupervisorService;
 use crate::process::cgroup::Containment;
 use crate::process::reaper::Reaper;
-use crate::store::Store;
 use crate::proto::supervisor_server::SupervisorServer;
+use crate::store::Store;
 use crate::supervisor::{self, CoreSettings};
 
 /// wf-supervisor: runs AI-agent workflows as its own children and ends them completely on demand.
@@ -56,7 +56,12 @@ fn is_root() -> bool {
 pub fn default_socket() -> anyhow::Result<PathBuf> {
     if let Some(d) = std::env::var_os("RUNTIME_DIRECTORY") {
         // systemd may pass several, separated by ':'; the first is ours.
-        let first = d.to_string_lossy().split(':').next().unwrap_or("").to_string();
+        let first = d
+            .to_string_lossy()
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .to_string();
         if !first.is_empty() {
             return Ok(Path::new(&first).join("wf.sock"));
         }
@@ -74,7 +79,12 @@ pub fn default_socket() -> anyhow::Result<PathBuf> {
 /// `$XDG_STATE_HOME/wf-supervisor` (or `~/.local/state/wf-supervisor`).
 fn default_state_dir() -> anyhow::Result<PathBuf> {
     if let Some(d) = std::env::var_os("STATE_DIRECTORY") {
-        let first = d.to_string_lossy().split(':').next().unwrap_or("").to_string();
+        let first = d
+            .to_string_lossy()
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .to_string();
         if !first.is_empty() {
             return Ok(PathBuf::from(first));
         }
@@ -101,7 +111,11 @@ fn init_logging(format: LogFormat) {
             .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
             .init(),
         LogFormat::Json => registry
-            .with(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr),
+            )
             .init(),
         LogFormat::Journald => match tracing_journald::layer() {
             Ok(j) => registry.with(j).init(),
@@ -147,8 +161,8 @@ async fn bind_socket(path: &Path) -> anyhow::Result<UnixListener> {
         std::fs::remove_file(path)
             .with_context(|| format!("cannot remove stale socket {}", path.display()))?;
     }
-    let listener =
-        UnixListener::bind(path).with_context(|| format!("cannot bind socket {}", path.display()))?;
+    let listener = UnixListener::bind(path)
+        .with_context(|| format!("cannot bind socket {}", path.display()))?;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
         .with_context(|| format!("cannot set permissions on {}", path.display()))?;
@@ -165,11 +179,18 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
         None => default_state_dir()?,
     };
     let listen = args.listen.or(config.listen);
-    for d in [state_dir.clone(), state_dir.join("runs"), state_dir.join("work")] {
+    for d in [
+        state_dir.clone(),
+        state_dir.join("runs"),
+        state_dir.join("work"),
+    ] {
         std::fs::create_dir_all(&d)
             .with_context(|| format!("cannot create state directory {}", d.display()))?;
     }
-    let default_cwd = config.default_cwd.clone().unwrap_or_else(|| state_dir.join("work"));
+    let default_cwd = config
+        .default_cwd
+        .clone()
+        .unwrap_or_else(|| state_dir.join("work"));
 
     if let Err(e) = Reaper::become_subreaper() {
         warn!(error = %e, "cannot become a child subreaper; orphans of runs will go to init");
@@ -237,10 +258,13 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
         handle.clone(),
         store.clone(),
         containment.name(),
+        config.workflows.clone(),
         end_streams.clone(),
     );
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<SupervisorServer<SupervisorService>>().await;
+    health
+        .set_serving::<SupervisorServer<SupervisorService>>()
+        .await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -281,7 +305,11 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
         let stop = shutdown.clone();
         servers.spawn(async move {
             tonic::transport::Server::builder()
-                .serve_with_incoming_shutdown(routes, TcpListenerStream::new(tcp), stop.cancelled_owned())
+                .serve_with_incoming_shutdown(
+                    routes,
+                    TcpListenerStream::new(tcp),
+                    stop.cancelled_owned(),
+                )
                 .await
         });
     }

@@ -26,7 +26,9 @@ pub fn new_run_id() -> String {
 pub fn is_run_id(s: &str) -> bool {
     s.len() == 16
         && s.starts_with("run_")
-        && s[4..].bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && s[4..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 #[cfg(test)]

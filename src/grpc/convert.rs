@@ -65,6 +65,8 @@ pub fn run_to_proto(r: &RunRecord) -> proto::Run {
         end_reason: r.end_reason.clone(),
         output_truncated: r.output_truncated,
         logs_missing: r.logs_missing,
+        workflow: r.spec.agent.as_ref().map(|a| a.workflow.clone()).unwrap_or_default(),
+        agent: r.agent.as_ref().map(|a| agent_to_proto(a, r.spec.agent.as_ref())),
     }
 }
 
@@ -147,5 +149,67 @@ pub fn alert_to_proto(a: &crate::store::Alert) -> proto::Alert {
         message: a.message.clone(),
         acknowledged_at: a.acknowledged_at,
         acknowledged_by: a.acknowledged_by.clone(),
+    }
+}
+
+fn agent_to_proto(a: &crate::run::agent::AgentState, spec: Option<&crate::run::agent::AgentSpec>) -> proto::AgentProgress {
+    proto::AgentProgress {
+        phase: match a.phase.as_str() {
+            "STARTING" => proto::AgentPhase::Starting,
+            "INITIALIZING" => proto::AgentPhase::Initializing,
+            "ACTIVE" => proto::AgentPhase::Active,
+            "FINISHING" => proto::AgentPhase::Finishing,
+            _ => proto::AgentPhase::Unspecified,
+        } as i32,
+        turns: a.turns,
+        session_id: a.session_id.clone(),
+        model: a.model.clone(),
+        claude_code_version: a.claude_code_version.clone(),
+        current_tool: a.current_tool.clone(),
+        api_retries: a.api_retries,
+        last_retry: a.last_retry.clone(),
+        last_event_at: a.last_event_at,
+        cost_usd: a.cost_usd,
+        result_subtype: a.result_subtype.clone(),
+        result_is_error: a.result_is_error,
+        num_turns: a.num_turns,
+        result_text: a.result_text.clone(),
+        result_errors: a.result_errors.clone(),
+        health: match a.health.as_str() {
+            "OK" => proto::Health::Ok,
+            "SLOW" => proto::Health::Slow,
+            "STUCK" => proto::Health::Stuck,
+            _ => proto::Health::Unspecified,
+        } as i32,
+        health_reason: a.health_reason.clone(),
+        critical: a.critical.clone().unwrap_or_default(),
+        prompt: spec.map(|s| s.prompt.clone()).unwrap_or_default(),
+        resume_session: spec.and_then(|s| s.resume_session.clone()).unwrap_or_default(),
+        heartbeat_message: a.heartbeat_message.clone(),
+        heartbeat_progress: a.heartbeat_progress,
+    }
+}
+
+pub fn workflow_to_proto(w: &crate::config::Workflow) -> proto::Workflow {
+    let ms = |r: Option<crate::agent::health::Rule>| r.map(|r| r.after.as_millis() as u64).unwrap_or(0);
+    let act = |r: Option<crate::agent::health::Rule>| r.map(|r| r.action.as_str().to_string()).unwrap_or_default();
+    proto::Workflow {
+        name: w.name.clone(),
+        program: w.template.program.clone(),
+        model: w.template.model.clone().unwrap_or_default(),
+        max_turns: w.template.max_turns.unwrap_or(0),
+        permission_mode: w.template.permission_mode.clone().unwrap_or_default(),
+        allowed_tools: w.template.allowed_tools.clone(),
+        has_append_system_prompt: w.template.append_system_prompt.is_some(),
+        stop_signals: w.stop_signals.clone(),
+        grace_ms: w.grace.as_millis() as u64,
+        init_timeout_ms: ms(w.rules.init_timeout),
+        idle_timeout_ms: ms(w.rules.idle_timeout),
+        max_runtime_ms: ms(w.rules.max_runtime),
+        on_init_timeout: act(w.rules.init_timeout),
+        on_idle_timeout: act(w.rules.idle_timeout),
+        on_max_runtime: act(w.rules.max_runtime),
+        cwd: w.cwd.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+        allowed_cwds: w.allowed_cwds.iter().map(|p| p.display().to_string()).collect(),
     }
 }

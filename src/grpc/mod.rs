@@ -10,9 +10,9 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use futures::Stream;
+use serde_json::json;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-use serde_json::json;
 use tonic::transport::server::UdsConnectInfo;
 use tonic::{Code, Request, Response, Status};
 
@@ -20,7 +20,7 @@ use crate::proto;
 use crate::proto::supervisor_server::Supervisor;
 use crate::run::RunStatus;
 use crate::store::{AuditRecord, Caller, Store};
-use crate::supervisor::{ApiError, SpawnRequest, SupervisorHandle};
+use crate::supervisor::{ApiError, Overrides, SpawnRequest, SupervisorHandle};
 
 pub use convert::{run_to_proto, status_from_proto, status_to_proto};
 pub use uds_authority::{rewrite_authority, AuthorityRewrite};
@@ -31,6 +31,7 @@ pub struct SupervisorService {
     handle: SupervisorHandle,
     store: Store,
     containment: &'static str,
+    workflows: std::sync::Arc<std::collections::BTreeMap<String, crate::config::Workflow>>,
     /// Fired at shutdown so that endless streams (Watch, Logs --follow) end.
     shutdown: CancellationToken,
 }
@@ -40,12 +41,14 @@ impl SupervisorService {
         handle: SupervisorHandle,
         store: Store,
         containment: &'static str,
+        workflows: std::collections::BTreeMap<String, crate::config::Workflow>,
         shutdown: CancellationToken,
     ) -> Self {
         SupervisorService {
             handle,
             store,
             containment,
+            workflows: std::sync::Arc::new(workflows),
             shutdown,
         }
     }
@@ -122,6 +125,15 @@ impl Supervisor for SupervisorService {
         let env_keys: Vec<&String> = r.env.keys().collect();
         let fields = json!({"argv": r.argv, "cwd": r.cwd, "env_keys": env_keys, "labels": r.labels,
             "stop_signals": r.stop_signals, "grace_ms": r.grace_ms});
+        let fields = {
+            let mut f = fields;
+            if !r.workflow.is_empty() {
+                f["workflow"] = json!(r.workflow);
+                f["prompt_chars"] = json!(r.prompt.chars().count());
+            }
+            f
+        };
+        let o = r.overrides.unwrap_or_default();
         let result = self
             .handle
             .spawn(SpawnRequest {
@@ -132,12 +144,25 @@ impl Supervisor for SupervisorService {
                 stop_signals: r.stop_signals,
                 grace_ms: r.grace_ms,
                 restart_of: None,
+                workflow: r.workflow,
+                prompt: r.prompt,
+                overrides: Overrides {
+                    model: o.model,
+                    max_turns: o.max_turns,
+                    permission_mode: o.permission_mode,
+                    allowed_tools: o.replace_allowed_tools.then_some(o.allowed_tools),
+                    append_system_prompt: o.append_system_prompt,
+                },
+                resume_session: None,
             })
             .await
             .map_err(Status::from);
         let run = self
             .audited(who, "spawn", "", fields, result, |run| {
-                (run.run_id.clone(), format!("{} pid {}", run.status.as_str(), run.pid))
+                (
+                    run.run_id.clone(),
+                    format!("{} pid {}", run.status.as_str(), run.pid),
+                )
             })
             .await?;
         Ok(Response::new(proto::SpawnResponse {
@@ -145,7 +170,10 @@ impl Supervisor for SupervisorService {
         }))
     }
 
-    async fn get(&self, request: Request<proto::GetRequest>) -> Result<Response<proto::Run>, Status> {
+    async fn get(
+        &self,
+        request: Request<proto::GetRequest>,
+    ) -> Result<Response<proto::Run>, Status> {
         let r = request.into_inner();
         need_run_id(&r.run_id)?;
         let run = self.handle.get(&r.run_id).await?;
@@ -186,15 +214,25 @@ impl Supervisor for SupervisorService {
         let result = async {
             need_run_id(&r.run_id)?;
             if r.grace_ms > 3_600_000 {
-                return Err(ApiError::invalid("grace_ms", "is over the limit of 3600000 (one hour)").into());
+                return Err(ApiError::invalid(
+                    "grace_ms",
+                    "is over the limit of 3600000 (one hour)",
+                )
+                .into());
             }
             let grace = (r.grace_ms > 0).then(|| Duration::from_millis(r.grace_ms));
-            Ok(self.handle.kill(&r.run_id, r.force, grace, &r.reason).await?)
+            Ok(self
+                .handle
+                .kill(&r.run_id, r.force, grace, &r.reason)
+                .await?)
         }
         .await;
         let out = self
             .audited(who, "kill", &r.run_id, fields, result, |o| {
-                (String::new(), format!("{:?}: {}", o.report.phase, o.report.message))
+                (
+                    String::new(),
+                    format!("{:?}: {}", o.report.phase, o.report.message),
+                )
             })
             .await?;
         Ok(Response::new(convert::kill_to_proto(&out.run, &out.report)))
@@ -206,20 +244,24 @@ impl Supervisor for SupervisorService {
     ) -> Result<Response<proto::RestartResponse>, Status> {
         let who = caller(&request);
         let r = request.into_inner();
-        let fields = json!({"reason": r.reason});
+        let fields = json!({"reason": r.reason, "resume": r.resume});
         let result = async {
             need_run_id(&r.run_id)?;
-            Ok(self.handle.restart(&r.run_id, &r.reason).await?)
+            Ok(self.handle.restart(&r.run_id, &r.reason, r.resume).await?)
         }
         .await;
-        let run = self
-            .audited(who, "restart", &r.run_id, fields, result, |run| {
-                (String::new(), format!("new run {} (attempt {})", run.run_id, run.attempt))
+        let (run, note) = self
+            .audited(who, "restart", &r.run_id, fields, result, |(run, note)| {
+                (
+                    String::new(),
+                    format!("new run {} (attempt {}): {note}", run.run_id, run.attempt),
+                )
             })
             .await?;
         Ok(Response::new(proto::RestartResponse {
             old_run_id: r.run_id,
             run: Some(run_to_proto(&run)),
+            note,
         }))
     }
 
@@ -243,7 +285,10 @@ impl Supervisor for SupervisorService {
                     .into())
                 }
             };
-            Ok(self.handle.force_complete(&r.run_id, outcome, &r.reason).await?)
+            Ok(self
+                .handle
+                .force_complete(&r.run_id, outcome, &r.reason)
+                .await?)
         }
         .await;
         let run = self
@@ -271,7 +316,10 @@ impl Supervisor for SupervisorService {
                 Some(s) => {
                     return Err(ApiError::invalid(
                         "status",
-                        format!("{} is not a finished status; only finished runs are purged", s.as_str()),
+                        format!(
+                            "{} is not a finished status; only finished runs are purged",
+                            s.as_str()
+                        ),
                     )
                     .into())
                 }
@@ -283,13 +331,17 @@ impl Supervisor for SupervisorService {
                     .into())
                 }
             };
-            let before = crate::time::now_ms().saturating_sub(r.older_than_ms.min(i64::MAX as u64) as i64);
+            let before =
+                crate::time::now_ms().saturating_sub(r.older_than_ms.min(i64::MAX as u64) as i64);
             Ok(self.handle.purge_where(status, before).await?)
         }
         .await;
         let ids = self
             .audited(who, "purge", &r.run_id, fields, result, |ids| {
-                (String::new(), format!("purged {}: {}", ids.len(), ids.join(" ")))
+                (
+                    String::new(),
+                    format!("purged {}: {}", ids.len(), ids.join(" ")),
+                )
             })
             .await?;
         Ok(Response::new(proto::PurgeResponse {
@@ -305,10 +357,11 @@ impl Supervisor for SupervisorService {
         let r = request.into_inner();
         let limit = if r.limit == 0 { 1000 } else { r.limit as usize };
         let store = self.store.clone();
-        let records = tokio::task::spawn_blocking(move || store.list_audit(&r.run_id, r.since, limit))
-            .await
-            .map_err(|e| Status::internal(format!("audit query failed: {e}")))?
-            .map_err(|e| Status::internal(e.to_string()))?;
+        let records =
+            tokio::task::spawn_blocking(move || store.list_audit(&r.run_id, r.since, limit))
+                .await
+                .map_err(|e| Status::internal(format!("audit query failed: {e}")))?
+                .map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(proto::ListAuditResponse {
             records: records.iter().map(convert::audit_to_proto).collect(),
         }))
@@ -372,9 +425,20 @@ impl Supervisor for SupervisorService {
         }
         .await;
         let alert = self
-            .audited(who, "ack_alert", "", fields, result, |a| (String::new(), a.kind.clone()))
+            .audited(who, "ack_alert", "", fields, result, |a| {
+                (String::new(), a.kind.clone())
+            })
             .await?;
         Ok(Response::new(alert))
+    }
+
+    async fn list_workflows(
+        &self,
+        _request: Request<proto::ListWorkflowsRequest>,
+    ) -> Result<Response<proto::ListWorkflowsResponse>, Status> {
+        Ok(Response::new(proto::ListWorkflowsResponse {
+            workflows: self.workflows.values().map(convert::workflow_to_proto).collect(),
+        }))
     }
 
     type WatchStream = BoxStream<proto::RunEvent>;
@@ -425,7 +489,10 @@ impl Supervisor for SupervisorService {
                         }
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!(missed = n, "a Watch stream fell behind; events were skipped");
+                        tracing::warn!(
+                            missed = n,
+                            "a Watch stream fell behind; events were skipped"
+                        );
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                 }
@@ -443,9 +510,19 @@ impl Supervisor for SupervisorService {
         let r = request.into_inner();
         need_run_id(&r.run_id)?;
         let source = self.handle.logs(&r.run_id).await?;
-        let tail = if r.tail_bytes == 0 { 64 * 1024 } else { r.tail_bytes };
+        let tail = if r.tail_bytes == 0 {
+            64 * 1024
+        } else {
+            r.tail_bytes
+        };
         let (tx, rx) = tokio::sync::mpsc::channel(16);
-        tokio::spawn(logs::stream_logs(source, tail, r.follow, tx, self.shutdown.clone()));
+        tokio::spawn(logs::stream_logs(
+            source,
+            tail,
+            r.follow,
+            tx,
+            self.shutdown.clone(),
+        ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }

@@ -24,7 +24,10 @@ mod tests {
 
     #[test]
     fn each_error_has_its_code_and_names_the_field() {
-        assert_eq!(Status::from(ApiError::NotFound("run_x".into())).code(), Code::NotFound);
+        assert_eq!(
+            Status::from(ApiError::NotFound("run_x".into())).code(),
+            Code::NotFound
+        );
         let s = Status::from(ApiError::invalid("argv", "must name a program to run"));
         assert_eq!(s.code(), Code::InvalidArgument);
         assert!(s.message().starts_with("argv: "), "{}", s.message());
@@ -36,6 +39,9 @@ mod tests {
             Status::from(ApiError::ResourceExhausted("full".into())).code(),
             Code::ResourceExhausted
         );
-        assert_eq!(Status::from(ApiError::Unavailable("bye".into())).code(), Code::Unavailable);
+        assert_eq!(
+            Status::from(ApiError::Unavailable("bye".into())).code(),
+            Code::Unavailable
+        );
     }
 }

@@ -147,9 +147,7 @@ impl RunCgroup {
     /// Whether no live process is in the cgroup (zombies have left it already).
     pub fn is_empty(&self) -> bool {
         match fs::read_to_string(self.path.join("cgroup.events")) {
-            Ok(text) => text
-                .lines()
-                .any(|l| l.trim() == "populated 0"),
+            Ok(text) => text.lines().any(|l| l.trim() == "populated 0"),
             Err(_) => self.pids().map(|p| p.is_empty()).unwrap_or(true),
         }
     }

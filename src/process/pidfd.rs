@@ -143,9 +143,15 @@ mod tests {
         let pfd = PidFd::open(child.id() as i32).expect("pidfd");
         pfd.exited().await.expect("exited");
         assert_eq!(pfd.peek_exit().expect("peek"), Some(ExitKind::Code(7)));
-        assert_eq!(pfd.peek_exit().expect("peek again"), Some(ExitKind::Code(7)));
+        assert_eq!(
+            pfd.peek_exit().expect("peek again"),
+            Some(ExitKind::Code(7))
+        );
         assert_eq!(pfd.reap().expect("reap"), Some(ExitKind::Code(7)));
-        assert!(pfd.reap().is_err(), "a reaped child cannot be waited for again");
+        assert!(
+            pfd.reap().is_err(),
+            "a reaped child cannot be waited for again"
+        );
         assert_eq!(pfd.send_signal(Signal::SIGTERM).expect("signal"), false);
     }
 }

@@ -80,7 +80,10 @@ pub fn own_children() -> Vec<i32> {
         let mut p = task.path();
         p.push("children");
         if let Ok(text) = fs::read_to_string(&p) {
-            out.extend(text.split_whitespace().filter_map(|s| s.parse::<i32>().ok()));
+            out.extend(
+                text.split_whitespace()
+                    .filter_map(|s| s.parse::<i32>().ok()),
+            );
         }
     }
     out.sort_unstable();

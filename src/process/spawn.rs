@@ -117,8 +117,8 @@ fn child_setup(hb: RawFd, cgroup_procs: Option<RawFd>) -> io::Result<()> {
 
 /// Start a leader. The reaper's lock is held from fork until the leader is registered.
 pub fn spawn(spec: &SpawnSpec, reaper: &Reaper) -> Result<Spawned, SpawnError> {
-    let (hb_read, hb_write) =
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| SpawnError::Pipes(e.into()))?;
+    let (hb_read, hb_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| SpawnError::Pipes(e.into()))?;
     let program = spec.argv[0].clone();
     let mut cmd = CommandWrap::with_new(&program, |c| {
         c.args(&spec.argv[1..])

@@ -28,7 +28,12 @@ pub struct KillPlan {
 }
 
 /// Make the plan for a kill.
-pub fn plan(stop_signals: &[Signal], grace: Duration, force: bool, kill_deadline: Duration) -> KillPlan {
+pub fn plan(
+    stop_signals: &[Signal],
+    grace: Duration,
+    force: bool,
+    kill_deadline: Duration,
+) -> KillPlan {
     if force || stop_signals.is_empty() {
         return KillPlan {
             stop: Vec::new(),

@@ -1,5 +1,6 @@
 //! Runs: the record the daemon keeps of each, the per-run task that owns the process, the kill
 //! plan, and the output drains.
+pub mod agent;
 pub mod kill;
 pub mod output;
 pub mod task;
@@ -62,6 +63,8 @@ pub struct RunSpec {
     pub labels: BTreeMap<String, String>,
     pub stop_signals: Vec<String>,
     pub grace: Duration,
+    /// For runs started from a workflow template.
+    pub agent: Option<agent::AgentSpec>,
 }
 
 /// Everything the daemon records of one run.
@@ -88,6 +91,8 @@ pub struct RunRecord {
     pub end_reason: String,
     pub output_truncated: bool,
     pub logs_missing: bool,
+    /// Progress of an agent run (workflow runs only).
+    pub agent: Option<agent::AgentState>,
 }
 
 /// Which phase ended a kill.

@@ -12,6 +12,9 @@ use tokio::net::unix::pipe;
 use tokio::sync::{mpsc, watch};
 use tracing::warn;
 
+use crate::agent::heartbeat::{CriticalSection, HeartbeatTracker};
+use crate::agent::progress::StdoutTracker;
+use crate::run::agent::AgentState;
 use crate::supervisor::Msg;
 
 const CHUNK: usize = 64 * 1024;
@@ -100,12 +103,34 @@ impl CappedLog {
     }
 }
 
-/// Copy a pipe into a capped log until EOF. Returns the bytes copied.
+/// Where an agent run's stdout progress goes: the tracker decodes stream-json, the core hears of
+/// each change (coalesced when it is busy).
+pub struct StdoutWatch {
+    pub tracker: StdoutTracker,
+    pub run_id: String,
+    pub core: mpsc::Sender<Msg>,
+}
+
+impl StdoutWatch {
+    fn report(&self, pending: &mut bool) {
+        let mut state = AgentState::default();
+        state.apply_progress(self.tracker.progress());
+        let msg = Msg::Agent {
+            run_id: self.run_id.clone(),
+            state: Box::new(state),
+        };
+        *pending = matches!(self.core.try_send(msg), Err(mpsc::error::TrySendError::Full(_)));
+    }
+}
+
+/// Copy a pipe into a capped log until EOF, decoding agent progress on the way when `agent` is
+/// given. Returns the bytes copied.
 pub async fn drain_to_file(
     fd: OwnedFd,
     mut log: CappedLog,
     stream: Stream,
     progress: watch::Sender<OutputProgress>,
+    mut agent: Option<StdoutWatch>,
 ) -> u64 {
     let mut rx = match pipe::Receiver::from_owned_fd(fd) {
         Ok(rx) => rx,
@@ -117,8 +142,22 @@ pub async fn drain_to_file(
     let mut buf = vec![0u8; CHUNK];
     let mut total = 0u64;
     let mut write_failed = false;
+    let mut pending = false;
     loop {
-        let n = match rx.read(&mut buf).await {
+        let read = if pending {
+            match tokio::time::timeout(Duration::from_millis(20), rx.read(&mut buf)).await {
+                Ok(r) => r,
+                Err(_) => {
+                    if let Some(a) = &agent {
+                        a.report(&mut pending);
+                    }
+                    continue;
+                }
+            }
+        } else {
+            rx.read(&mut buf).await
+        };
+        let n = match read {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -127,6 +166,12 @@ pub async fn drain_to_file(
                 break;
             }
         };
+        if let Some(a) = agent.as_mut() {
+            let lines = a.tracker.feed(&buf[..n], crate::time::now_ms());
+            if lines > 0 || pending {
+                a.report(&mut pending);
+            }
+        }
         // Keep draining even when the disk refuses: the agent must never block on us.
         if !write_failed {
             if let Err(e) = log.write(&buf[..n]) {
@@ -145,12 +190,32 @@ pub async fn drain_to_file(
         });
     }
     let _ = log.file.flush();
+    if let Some(mut a) = agent {
+        a.tracker.finish(crate::time::now_ms());
+        let mut state = AgentState::default();
+        state.apply_progress(a.tracker.progress());
+        let _ = a
+            .core
+            .send(Msg::Agent {
+                run_id: a.run_id.clone(),
+                state: Box::new(state),
+            })
+            .await;
+    }
     total
 }
 
-/// Count heartbeat lines on fd 3 until EOF, reporting them to the core at most every 20 ms per
-/// run when the core is busy. Returns the number of lines.
-pub async fn drain_heartbeats(fd: OwnedFd, run_id: String, core: mpsc::Sender<Msg>) -> u64 {
+/// Read heartbeat lines on fd 3 until EOF: any line is a heartbeat; JSON lines may open or close
+/// a critical section, which the run task sees through `critical` (it lengthens a graceful kill's
+/// grace). The core hears of them at most every 20 ms per run when it is busy. Returns the number
+/// of heartbeats.
+pub async fn drain_heartbeats(
+    fd: OwnedFd,
+    run_id: String,
+    core: mpsc::Sender<Msg>,
+    max_line_bytes: usize,
+    critical: watch::Sender<Option<CriticalSection>>,
+) -> u64 {
     let mut rx = match pipe::Receiver::from_owned_fd(fd) {
         Ok(rx) => rx,
         Err(e) => {
@@ -158,9 +223,15 @@ pub async fn drain_heartbeats(fd: OwnedFd, run_id: String, core: mpsc::Sender<Ms
             return 0;
         }
     };
+    let mut tracker = HeartbeatTracker::new(max_line_bytes.min(64 * 1024));
     let mut buf = vec![0u8; 16 * 1024];
-    let mut total = 0u64;
     let mut pending = 0u64;
+    let send = |count: u64, tracker: &HeartbeatTracker| Msg::Heartbeat {
+        run_id: run_id.clone(),
+        count,
+        at: crate::time::now_ms(),
+        state: Box::new(tracker.state().clone()),
+    };
     loop {
         let read = if pending > 0 {
             match tokio::time::timeout(Duration::from_millis(20), rx.read(&mut buf)).await {
@@ -173,9 +244,11 @@ pub async fn drain_heartbeats(fd: OwnedFd, run_id: String, core: mpsc::Sender<Ms
         match read {
             Some(Ok(0)) => break,
             Some(Ok(n)) => {
-                let lines = buf[..n].iter().filter(|b| **b == b'\n').count() as u64;
-                pending += lines;
-                total += lines;
+                pending += tracker.feed(&buf[..n], crate::time::now_ms()) as u64;
+                let open = tracker.state().critical;
+                if *critical.borrow() != open {
+                    critical.send_replace(open);
+                }
             }
             Some(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Some(Err(e)) => {
@@ -185,28 +258,18 @@ pub async fn drain_heartbeats(fd: OwnedFd, run_id: String, core: mpsc::Sender<Ms
             None => {}
         }
         if pending > 0 {
-            let msg = Msg::Heartbeat {
-                run_id: run_id.clone(),
-                count: pending,
-                at: crate::time::now_ms(),
-            };
-            match core.try_send(msg) {
+            match core.try_send(send(pending, &tracker)) {
                 Ok(()) => pending = 0,
                 Err(mpsc::error::TrySendError::Full(_)) => {}
                 Err(mpsc::error::TrySendError::Closed(_)) => break,
             }
         }
     }
+    pending += tracker.finish(crate::time::now_ms()) as u64;
     if pending > 0 {
-        let _ = core
-            .send(Msg::Heartbeat {
-                run_id,
-                count: pending,
-                at: crate::time::now_ms(),
-            })
-            .await;
+        let _ = core.send(send(pending, &tracker)).await;
     }
-    total
+    tracker.state().count
 }
 
 #[cfg(test)]
@@ -228,7 +291,11 @@ mod tests {
         assert!(older.len() + current.len() <= 100);
         let mut kept = older.clone();
         kept.extend_from_slice(&current);
-        assert_eq!(&kept[..], &data[data.len() - kept.len()..], "the newest bytes, in order");
+        assert_eq!(
+            &kept[..],
+            &data[data.len() - kept.len()..],
+            "the newest bytes, in order"
+        );
     }
 
     #[test]

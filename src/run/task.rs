@@ -23,7 +23,12 @@ use crate::process::reaper::Reaper;
 use crate::process::signals::{parse_signal, signal_name};
 use crate::process::spawn::{spawn, SpawnSpec};
 use crate::run::kill::plan;
-use crate::run::output::{drain_heartbeats, drain_to_file, CappedLog, OutputProgress, Stream};
+use crate::agent::heartbeat::CriticalSection;
+use crate::agent::progress::StdoutTracker;
+use crate::config::CriticalGraces;
+use crate::run::output::{
+    drain_heartbeats, drain_to_file, CappedLog, OutputProgress, StdoutWatch, Stream,
+};
 use crate::run::{CleanupStep, KillPhase, KillReport, RunSpec, Survivor};
 use crate::supervisor::Msg;
 
@@ -31,7 +36,10 @@ use crate::supervisor::Msg;
 #[derive(Debug)]
 pub enum Control {
     /// End the run. `grace` overrides the run's own grace.
-    Kill { force: bool, grace: Option<Duration> },
+    Kill {
+        force: bool,
+        grace: Option<Duration>,
+    },
     /// A kill is under way: skip what is left of the grace and KILL now.
     Escalate,
 }
@@ -51,6 +59,11 @@ pub struct RunContext {
     pub uid_gid: Option<(u32, u32)>,
     /// Cap on each of stdout and stderr on disk.
     pub log_cap: u64,
+    /// Decode stdout as Claude stream-json (workflow runs).
+    pub agent_stdout: bool,
+    pub max_line_bytes: usize,
+    /// How long each declared critical section holds off KILL in a graceful kill.
+    pub critical_graces: CriticalGraces,
 }
 
 /// The live handles on one run.
@@ -107,7 +120,9 @@ impl Handles {
         if self.pgid > 1 {
             match killpg(Pid::from_raw(self.pgid), sig) {
                 Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
-                Err(e) => warn!(run_id = %self.run_id, pgid = self.pgid, error = %e, "killpg failed"),
+                Err(e) => {
+                    warn!(run_id = %self.run_id, pgid = self.pgid, error = %e, "killpg failed")
+                }
             }
         }
         match &self.cgroup {
@@ -127,7 +142,9 @@ impl Handles {
                         continue;
                     }
                     // An escapee: hold it by a pidfd, then confirm it is still ours.
-                    let Ok(pfd) = PidFd::open(s.pid) else { continue };
+                    let Ok(pfd) = PidFd::open(s.pid) else {
+                        continue;
+                    };
                     if procscan::environ_contains(s.pid, &self.env_needle) {
                         debug!(run_id = %self.run_id, pid = s.pid, "signalling escapee");
                         let _ = pfd.send_signal(sig);
@@ -153,14 +170,18 @@ async fn run_inner(mut ctx: RunContext) {
     if let Err(e) = std::fs::create_dir_all(&ctx.log_dir) {
         let _ = ctx
             .core
-            .send(fail(format!("cannot create log dir {}: {e}", ctx.log_dir.display())))
+            .send(fail(format!(
+                "cannot create log dir {}: {e}",
+                ctx.log_dir.display()
+            )))
             .await;
         return;
     }
     let cap = ctx.log_cap;
     let open = |s: Stream| {
         let p = ctx.log_dir.join(s.file_name());
-        CappedLog::create(p.clone(), cap).map_err(|e| format!("cannot create log file {}: {e}", p.display()))
+        CappedLog::create(p.clone(), cap)
+            .map_err(|e| format!("cannot create log file {}: {e}", p.display()))
     };
     let (out_file, err_file) = match (open(Stream::Stdout), open(Stream::Stderr)) {
         (Ok(o), Ok(e)) => (o, e),
@@ -202,7 +223,12 @@ async fn run_inner(mut ctx: RunContext) {
         cg.close_procs_fd();
     }
     let pid = spawned.pid;
-    info!(pid, pgid = pid, containment = ctx.containment.name(), "started");
+    info!(
+        pid,
+        pgid = pid,
+        containment = ctx.containment.name(),
+        "started"
+    );
     let _ = ctx
         .core
         .send(Msg::Started {
@@ -212,23 +238,33 @@ async fn run_inner(mut ctx: RunContext) {
         })
         .await;
 
+    let stdout_watch = ctx.agent_stdout.then(|| StdoutWatch {
+        tracker: StdoutTracker::new(ctx.max_line_bytes),
+        run_id: run_id.clone(),
+        core: ctx.core.clone(),
+    });
+    let (critical_tx, critical_rx) = watch::channel(None);
     let drains: Vec<JoinHandle<u64>> = vec![
         tokio::spawn(drain_to_file(
             spawned.stdout,
             out_file,
             Stream::Stdout,
             ctx.progress.clone(),
+            stdout_watch,
         )),
         tokio::spawn(drain_to_file(
             spawned.stderr,
             err_file,
             Stream::Stderr,
             ctx.progress.clone(),
+            None,
         )),
         tokio::spawn(drain_heartbeats(
             spawned.heartbeat,
             run_id.clone(),
             ctx.core.clone(),
+            ctx.max_line_bytes,
+            critical_tx,
         )),
     ];
 
@@ -289,7 +325,20 @@ async fn run_inner(mut ctx: RunContext) {
         }
     };
 
-    let mut report = end_run(&mut h, &ctx.spec, force, grace, ctx.kill_deadline, &mut ctx.control).await;
+    let critical = Critical {
+        rx: critical_rx,
+        graces: ctx.critical_graces,
+    };
+    let mut report = end_run(
+        &mut h,
+        &ctx.spec,
+        force,
+        grace,
+        ctx.kill_deadline,
+        &mut ctx.control,
+        &critical,
+    )
+    .await;
     if already_exited && report.phase != KillPhase::Survivors {
         report.phase = KillPhase::AlreadyExited;
     }
@@ -397,7 +446,15 @@ async fn run_inner(mut ctx: RunContext) {
         .await;
 }
 
-/// Carry out the kill plan until the run is empty or the KILL deadline passes.
+/// The critical section the agent has open, if any, and how long each holds off KILL.
+struct Critical {
+    rx: watch::Receiver<Option<CriticalSection>>,
+    graces: CriticalGraces,
+}
+
+/// Carry out the kill plan until the run is empty or the KILL deadline passes. A graceful kill
+/// waits longer while the agent has a critical section open (its grace, if longer than the
+/// run's); a forced kill does not wait.
 async fn end_run(
     h: &mut Handles,
     spec: &RunSpec,
@@ -405,6 +462,7 @@ async fn end_run(
     grace: Duration,
     kill_deadline: Duration,
     control: &mut mpsc::UnboundedReceiver<Control>,
+    critical: &Critical,
 ) -> KillReport {
     let started_at = crate::time::now_ms();
     let t0 = Instant::now();
@@ -422,20 +480,34 @@ async fn end_run(
     let mut signals_sent = Vec::new();
     let mut escalate = force;
     let mut empty = h.is_empty();
+    let mut waited_for: Option<(CriticalSection, Duration)> = None;
 
     if !empty && !escalate {
-        let kill_at = tokio::time::Instant::from_std(t0 + p.kill_at);
+        let base_kill_at = tokio::time::Instant::from_std(t0 + p.kill_at);
+        let mut kill_at;
         let mut next_stop = 0;
         let mut backoff = Duration::from_millis(1);
         while !empty {
             let now = tokio::time::Instant::now();
-            if next_stop < p.stop.len() && now >= tokio::time::Instant::from_std(t0 + p.stop[next_stop].at) {
+            if next_stop < p.stop.len()
+                && now >= tokio::time::Instant::from_std(t0 + p.stop[next_stop].at)
+            {
                 let sig = p.stop[next_stop].signal;
                 h.signal_all(sig);
                 signals_sent.push(signal_name(sig));
                 next_stop += 1;
                 backoff = Duration::from_millis(1);
                 continue;
+            }
+            // While a critical section is open, KILL waits for its grace.
+            kill_at = base_kill_at;
+            if let Some(section) = *critical.rx.borrow() {
+                let cg = critical.graces.for_section(section);
+                let extended = tokio::time::Instant::from_std(t0 + cg);
+                if extended > kill_at {
+                    kill_at = extended;
+                    waited_for = Some((section, cg));
+                }
             }
             if now >= kill_at && next_stop >= p.stop.len() {
                 break;
@@ -505,8 +577,10 @@ async fn end_run(
         }
     }
     let duration = t0.elapsed();
-    let message = match phase {
-        KillPhase::Term if signals_sent.is_empty() => "nothing of the run was left to signal".to_string(),
+    let mut message = match phase {
+        KillPhase::Term if signals_sent.is_empty() => {
+            "nothing of the run was left to signal".to_string()
+        }
         KillPhase::Term => format!("the run ended on {}", signals_sent.join(", then ")),
         KillPhase::Kill if force => "forced: KILL sent at once; nothing is left".to_string(),
         KillPhase::Kill => format!(
@@ -525,6 +599,13 @@ async fn end_run(
         ),
         KillPhase::AlreadyExited => String::new(),
     };
+    if let Some((section, cg)) = waited_for {
+        message = format!(
+            "{message} (waited for the open {} critical section: up to {} ms before KILL)",
+            section.as_str(),
+            cg.as_millis()
+        );
+    }
     KillReport {
         phase,
         signals_sent,

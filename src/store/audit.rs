@@ -8,7 +8,11 @@ use rusqlite::{params, Connection};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
     /// A peer on the unix socket, by SO_PEERCRED.
-    Unix { uid: u32, gid: u32, pid: Option<i32> },
+    Unix {
+        uid: u32,
+        gid: u32,
+        pid: Option<i32>,
+    },
     /// A peer on TCP, by address (until tokens exist).
     Tcp(SocketAddr),
     /// The daemon itself (stuck rules, recovery, restart policy).
@@ -93,7 +97,12 @@ pub fn insert(c: &Connection, a: &AuditRecord) -> rusqlite::Result<()> {
     Ok(())
 }
 
-pub fn list(c: &Connection, run_id: &str, since: i64, limit: usize) -> rusqlite::Result<Vec<AuditRecord>> {
+pub fn list(
+    c: &Connection,
+    run_id: &str,
+    since: i64,
+    limit: usize,
+) -> rusqlite::Result<Vec<AuditRecord>> {
     let mut st = c.prepare_cached(
         "SELECT id, at, caller, uid, gid, pid, peer, action, run_id, request, outcome, message
          FROM audit WHERE (?1 = '' OR run_id = ?1) AND at >= ?2 ORDER BY id DESC LIMIT ?3",

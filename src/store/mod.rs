@@ -192,8 +192,10 @@ impl Store {
                 ),
             });
         }
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(&e)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(&e)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(&e)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(&e)?;
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(&e)?;
@@ -208,7 +210,8 @@ impl Store {
         for (i, m) in schema::MIGRATIONS.iter().enumerate().skip(version as usize) {
             let tx = conn.unchecked_transaction().map_err(&e)?;
             tx.execute_batch(m).map_err(&e)?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(&e)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)
+                .map_err(&e)?;
             tx.commit().map_err(&e)?;
             info!(version = i + 1, "store migrated");
         }
@@ -222,7 +225,8 @@ impl Store {
 
     /// Queue a batch; `done` runs after it is committed (or failed).
     pub fn write(&self, batch: Batch, done: Option<Done>) {
-        if let Err(mpsc::SendError(Op::Write(_, Some(done)))) = self.tx.send(Op::Write(batch, done)) {
+        if let Err(mpsc::SendError(Op::Write(_, Some(done)))) = self.tx.send(Op::Write(batch, done))
+        {
             done(Err("the store's writer has stopped".into()));
         }
     }
@@ -257,7 +261,12 @@ impl Store {
     }
 
     /// Audit records, newest first.
-    pub fn list_audit(&self, run_id: &str, since: i64, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
+    pub fn list_audit(
+        &self,
+        run_id: &str,
+        since: i64,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
         self.read(|c| audit::list(c, run_id, since, limit))
     }
 

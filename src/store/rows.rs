@@ -33,9 +33,9 @@ pub fn upsert_run(c: &Connection, seq: u64, r: &RunRecord) -> rusqlite::Result<(
         "INSERT OR REPLACE INTO runs (run_id, seq, status, argv, cwd, env, labels, stop_signals,
             grace_ms, pid, pgid, created_at, started_at, ended_at, exit_code, signal, error, attempt,
             restart_of, last_heartbeat_at, heartbeats, containment, stdout_bytes, stderr_bytes,
-            end_reason, output_truncated, logs_missing)
+            end_reason, output_truncated, logs_missing, agent_spec, agent_state)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-            ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)",
+            ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)",
     )?
     .execute(params![
         r.run_id,
@@ -65,12 +65,21 @@ pub fn upsert_run(c: &Connection, seq: u64, r: &RunRecord) -> rusqlite::Result<(
         r.end_reason,
         r.output_truncated,
         r.logs_missing,
+        r.spec.agent.as_ref().map(json).unwrap_or_default(),
+        r.agent.as_ref().map(json).unwrap_or_default(),
     ])?;
     Ok(())
 }
 
 fn parse_json<T: serde::de::DeserializeOwned + Default>(s: String) -> T {
     serde_json::from_str(&s).unwrap_or_default()
+}
+
+fn parse_opt<T: serde::de::DeserializeOwned>(s: String) -> Option<T> {
+    if s.is_empty() {
+        return None;
+    }
+    serde_json::from_str(&s).ok()
 }
 
 fn run_from_row(row: &Row<'_>) -> rusqlite::Result<LoadedRun> {
@@ -90,6 +99,7 @@ fn run_from_row(row: &Row<'_>) -> rusqlite::Result<LoadedRun> {
             labels,
             stop_signals,
             grace: Duration::from_millis(grace_ms.max(0) as u64),
+            agent: parse_opt(row.get("agent_spec")?),
         },
         // An unknown status word can only come from a damaged row: treat the run as lost.
         status: status_from_str(&status).unwrap_or(RunStatus::Lost),
@@ -111,6 +121,7 @@ fn run_from_row(row: &Row<'_>) -> rusqlite::Result<LoadedRun> {
         end_reason: row.get("end_reason")?,
         output_truncated: row.get("output_truncated")?,
         logs_missing: row.get("logs_missing")?,
+        agent: parse_opt(row.get("agent_state")?),
     };
     Ok(LoadedRun {
         seq: row.get::<_, i64>("seq")? as u64,

@@ -60,6 +60,11 @@ pub const MIGRATIONS: &[&str] = &[
         acknowledged_by TEXT NOT NULL DEFAULT ''
     );
     "#,
+    // 2: agent runs: the workflow spec and the observed progress, as JSON ('' for plain runs).
+    r#"
+    ALTER TABLE runs ADD COLUMN agent_spec TEXT NOT NULL DEFAULT '';
+    ALTER TABLE runs ADD COLUMN agent_state TEXT NOT NULL DEFAULT '';
+    "#,
 ];
 
 /// The schema version this daemon writes.

@@ -1,6 +1,6 @@
 //! The core task: the run table, spawn validation, kill bookkeeping (who waits for which kill,
 //! why the run is ending) and the terminal status of each run. Handling a message never awaits.
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -16,8 +16,11 @@ use crate::process::spawn::HEARTBEAT_FD;
 use crate::run::output::OutputProgress;
 use crate::run::task::{self, describe_exit, Control, RunContext};
 use crate::run::{KillPhase, KillReport, RunRecord, RunSpec, RunStatus};
+use crate::agent::health::{assess, next_deadline, Action, Health, HealthInput, RuleKind, StuckRules};
+use crate::run::agent::{AgentSpec, AgentState};
+use crate::store::{AuditRecord, Batch, Caller, LoadedRun, Store};
+use crate::supervisor::handle::restart_request;
 use crate::supervisor::handle::{ApiError, KillOutcome, LogSource, SpawnRequest};
-use crate::store::{Batch, LoadedRun, Store};
 use crate::supervisor::{EndIntent, Msg, RunEvent, SupervisorHandle};
 use crate::time::now_ms;
 
@@ -46,6 +49,8 @@ struct Entry {
     kill_waiters: Vec<oneshot::Sender<Result<KillOutcome, ApiError>>>,
     /// Changed since last written (heartbeats are written in batches, not one by one).
     dirty: bool,
+    /// Stuck rules that already raised an alert for this run.
+    alerted: Vec<RuleKind>,
 }
 
 struct Core {
@@ -57,6 +62,9 @@ struct Core {
     live: usize,
     shutting_down: bool,
     shutdown_waiters: Vec<oneshot::Sender<()>>,
+    /// Stuck-rule timers: when each agent run's earliest rule could fire.
+    deadlines: BTreeSet<(i64, String)>,
+    armed: HashMap<String, i64>,
 }
 
 type Done = Box<dyn FnOnce(Result<(), String>) + Send>;
@@ -82,6 +90,8 @@ pub fn start(settings: CoreSettings) -> SupervisorHandle {
         live: 0,
         shutting_down: false,
         shutdown_waiters: Vec::new(),
+        deadlines: BTreeSet::new(),
+        armed: HashMap::new(),
     };
     for h in history {
         core.next_seq = core.next_seq.max(h.seq);
@@ -106,6 +116,7 @@ pub fn start(settings: CoreSettings) -> SupervisorHandle {
                 spawn_reply: None,
                 kill_waiters: Vec::new(),
                 dirty: false,
+                alerted: Vec::new(),
             },
         );
     }
@@ -118,12 +129,24 @@ impl Core {
         let mut flush = tokio::time::interval(Duration::from_secs(2));
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // One timer for all stuck rules: the earliest deadline of any run.
+            let next = self.deadlines.first().map(|(at, _)| *at);
+            let sleep = async {
+                match next {
+                    Some(at) => {
+                        let wait = (at - now_ms()).max(0) as u64;
+                        tokio::time::sleep(Duration::from_millis(wait)).await
+                    }
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 msg = rx.recv() => match msg {
                     Some(msg) => self.handle(msg),
                     None => break,
                 },
                 _ = flush.tick() => self.flush_dirty(),
+                _ = sleep => self.fire_due_rules(),
             }
         }
         self.flush_dirty();
@@ -214,7 +237,9 @@ impl Core {
                 let _ = reply.send((self.live, self.runs.len()));
             }
             Msg::Started { run_id, pid, pgid } => {
-                let Some(e) = self.runs.get_mut(&run_id) else { return };
+                let Some(e) = self.runs.get_mut(&run_id) else {
+                    return;
+                };
                 e.record.pid = pid;
                 e.record.pgid = pgid;
                 e.record.started_at = now_ms();
@@ -235,7 +260,9 @@ impl Core {
                 self.emit(&run_id, "started", format!("pid {pid}"), rec);
             }
             Msg::SpawnFailed { run_id, error } => {
-                let Some(e) = self.runs.get_mut(&run_id) else { return };
+                let Some(e) = self.runs.get_mut(&run_id) else {
+                    return;
+                };
                 e.record.status = RunStatus::Failed;
                 e.record.error = error.clone();
                 e.record.ended_at = now_ms();
@@ -262,7 +289,9 @@ impl Core {
                 self.check_shutdown();
             }
             Msg::LeaderExited { run_id, exit } => {
-                let Some(e) = self.runs.get_mut(&run_id) else { return };
+                let Some(e) = self.runs.get_mut(&run_id) else {
+                    return;
+                };
                 e.exited_on_own = true;
                 e.record.status = RunStatus::Stopping;
                 let rec = snapshot(e);
@@ -270,12 +299,39 @@ impl Core {
                 self.persist(&run_id, None);
                 self.emit(&run_id, "leader_exited", what, rec);
             }
-            Msg::Heartbeat { run_id, count, at } => {
-                let Some(e) = self.runs.get_mut(&run_id) else { return };
+            Msg::Agent { run_id, state } => self.agent_progress(run_id, *state),
+            Msg::Heartbeat {
+                run_id,
+                count,
+                at,
+                state,
+            } => {
+                let Some(e) = self.runs.get_mut(&run_id) else {
+                    return;
+                };
                 e.record.heartbeats += count;
                 e.record.last_heartbeat_at = at;
                 e.dirty = true;
+                let critical_changed = match e.record.agent.as_mut() {
+                    Some(a) => {
+                        let before = a.critical.clone();
+                        a.apply_heartbeats(&state);
+                        before != a.critical
+                    }
+                    None => false,
+                };
+                if critical_changed {
+                    let what = e
+                        .record
+                        .agent
+                        .as_ref()
+                        .and_then(|a| a.critical.clone())
+                        .map(|c| format!("critical section {c} open"))
+                        .unwrap_or_else(|| "critical section closed".into());
+                    info!(run_id, what, "critical section");
+                }
                 let rec = snapshot(e);
+                self.arm_health(&run_id);
                 if self.events.receiver_count() > 0 {
                     self.emit(&run_id, "heartbeat", format!("{count} line(s)"), rec);
                 }
@@ -285,6 +341,170 @@ impl Core {
                 exit,
                 report,
             } => self.ended(run_id, exit, report),
+        }
+    }
+
+    /// The stuck rules of a run's workflow, if it has one.
+    fn rules_for(&self, e: &Entry) -> Option<StuckRules> {
+        let agent = e.record.spec.agent.as_ref()?;
+        Some(
+            self.s
+                .config
+                .workflows
+                .get(&agent.workflow)
+                .map(|w| w.rules.clone())
+                .unwrap_or_default(),
+        )
+    }
+
+    fn health_input(e: &Entry, now: i64) -> HealthInput {
+        let a = e.record.agent.clone().unwrap_or_default();
+        HealthInput {
+            started_at_ms: if e.record.started_at > 0 { e.record.started_at } else { e.record.created_at },
+            now_ms: now,
+            turns: a.turns,
+            past_init: a.past_init,
+            last_output_at: (a.last_output_at > 0).then_some(a.last_output_at),
+            last_heartbeat_at: (e.record.last_heartbeat_at > 0).then_some(e.record.last_heartbeat_at),
+            api_retries: a.api_retries,
+            pending_mcp_servers: a.pending_mcp_servers.clone(),
+        }
+    }
+
+    /// Re-arm the run's stuck-rule timer after something changed, and refresh its health.
+    fn arm_health(&mut self, run_id: &str) {
+        if let Some(at) = self.armed.remove(run_id) {
+            self.deadlines.remove(&(at, run_id.to_string()));
+        }
+        let Some(e) = self.runs.get(run_id) else { return };
+        if e.control.is_none() || e.record.status != RunStatus::Running {
+            return;
+        }
+        let Some(rules) = self.rules_for(e) else { return };
+        let input = Self::health_input(e, now_ms());
+        let health = assess(&rules, &input);
+        let next = next_deadline(&rules, &input);
+        if let Some(e) = self.runs.get_mut(run_id) {
+            if let Some(a) = e.record.agent.as_mut() {
+                set_health(a, &health);
+            }
+        }
+        if let Some(at) = next {
+            self.deadlines.insert((at, run_id.to_string()));
+            self.armed.insert(run_id.to_string(), at);
+        }
+    }
+
+    /// A stuck-rule timer went off: judge the due runs and act.
+    fn fire_due_rules(&mut self) {
+        let now = now_ms();
+        let due: Vec<String> = self
+            .deadlines
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .map(|(_, id)| id.clone())
+            .collect();
+        for id in due {
+            if let Some(at) = self.armed.remove(&id) {
+                self.deadlines.remove(&(at, id.clone()));
+            }
+            let Some(e) = self.runs.get(&id) else { continue };
+            let Some(rules) = self.rules_for(e) else { continue };
+            let health = assess(&rules, &Self::health_input(e, now));
+            if let Health::Stuck { rule, action, reason } = &health {
+                self.act_on_stuck(&id, *rule, *action, reason.clone());
+            }
+            if let Some(e) = self.runs.get_mut(&id) {
+                if let Some(a) = e.record.agent.as_mut() {
+                    set_health(a, &health);
+                }
+            }
+            self.arm_health(&id);
+        }
+    }
+
+    fn act_on_stuck(&mut self, run_id: &str, rule: RuleKind, action: Action, reason: String) {
+        let Some(e) = self.runs.get_mut(run_id) else { return };
+        if e.kill_sent {
+            return;
+        }
+        let rec = snapshot(e);
+        let audit = |what: &str, msg: String| {
+            AuditRecord::new(
+                Caller::Daemon,
+                what,
+                run_id,
+                serde_json::json!({"rule": rule.as_str(), "action": action.as_str()}),
+            )
+            .outcome("ok", msg)
+        };
+        match action {
+            Action::Alert => {
+                if e.alerted.contains(&rule) {
+                    return;
+                }
+                e.alerted.push(rule);
+                warn!(run_id, rule = rule.as_str(), reason, "run is stuck (alert only)");
+                self.s.store.write(
+                    Batch {
+                        audits: vec![audit("stuck_alert", reason.clone())],
+                        ..Batch::default()
+                    },
+                    None,
+                );
+                self.emit(run_id, "stuck_alert", reason, rec);
+            }
+            Action::Kill | Action::Restart => {
+                let restart = action == Action::Restart;
+                warn!(run_id, rule = rule.as_str(), action = action.as_str(), reason, "run is stuck; acting");
+                self.s.store.write(
+                    Batch {
+                        audits: vec![audit(
+                            if restart { "stuck_restart" } else { "stuck_kill" },
+                            reason.clone(),
+                        )],
+                        ..Batch::default()
+                    },
+                    None,
+                );
+                self.emit(run_id, "stuck", reason.clone(), rec);
+                let (tx, _rx) = oneshot::channel();
+                self.kill(
+                    run_id.to_string(),
+                    false,
+                    None,
+                    EndIntent::TimedOut { reason, restart },
+                    tx,
+                );
+            }
+        }
+    }
+
+    /// New stdout progress of an agent run.
+    fn agent_progress(&mut self, run_id: String, state: AgentState) {
+        let Some(e) = self.runs.get_mut(&run_id) else { return };
+        let Some(a) = e.record.agent.as_mut() else { return };
+        let turn = state.turns > a.turns;
+        let started = a.phase != state.phase;
+        let retry = state.api_retries > a.api_retries;
+        // Keep what the heartbeat side and the health judge own.
+        let keep = (a.health.clone(), a.health_reason.clone(), a.critical.clone(),
+            a.heartbeat_message.clone(), a.heartbeat_progress, a.malformed_heartbeats);
+        *a = state;
+        (a.health, a.health_reason, a.critical, a.heartbeat_message, a.heartbeat_progress,
+            a.malformed_heartbeats) = keep;
+        e.dirty = true;
+        let rec = snapshot(e);
+        self.arm_health(&run_id);
+        let a = rec.agent.clone().unwrap_or_default();
+        if retry {
+            warn!(run_id, retries = a.api_retries, last = a.last_retry, "agent is retrying the API");
+            self.emit(&run_id, "api_retry", a.last_retry.clone(), rec);
+        } else if started || turn {
+            let what = format!("{} turn {} {}", a.phase, a.turns, a.current_tool);
+            self.emit(&run_id, "progress", what.trim().to_string(), rec);
+        } else if self.events.receiver_count() > 0 {
+            self.emit(&run_id, "event", String::new(), rec);
         }
     }
 
@@ -350,6 +570,11 @@ impl Core {
             end_reason: String::new(),
             output_truncated: false,
             logs_missing: false,
+            agent: spec.agent.as_ref().map(|_| AgentState {
+                phase: "STARTING".into(),
+                health: "OK".into(),
+                ..AgentState::default()
+            }),
         };
         let mut child_env = base_env();
         child_env.extend(spec.env.clone());
@@ -357,6 +582,13 @@ impl Core {
         child_env.insert("WF_HEARTBEAT_FD".into(), HEARTBEAT_FD.to_string());
         let (control_tx, control_rx) = mpsc::unbounded_channel();
         let (progress_tx, progress_rx) = watch::channel(OutputProgress::default());
+        let spec_has_agent = spec.agent.is_some();
+        let critical_graces = spec
+            .agent
+            .as_ref()
+            .and_then(|a| self.s.config.workflows.get(&a.workflow))
+            .map(|w| w.critical)
+            .unwrap_or_default();
         let ctx = RunContext {
             run_id: run_id.clone(),
             spec,
@@ -370,6 +602,9 @@ impl Core {
             progress: progress_tx,
             uid_gid: None,
             log_cap: self.s.config.log_max_bytes_per_stream,
+            agent_stdout: spec_has_agent,
+            max_line_bytes: self.s.config.max_line_bytes,
+            critical_graces: critical_graces,
         };
         self.next_seq += 1;
         self.live += 1;
@@ -390,6 +625,7 @@ impl Core {
                 spawn_reply: Some(reply),
                 kill_waiters: Vec::new(),
                 dirty: false,
+                alerted: Vec::new(),
             },
         );
         self.persist(&record_id, None);
@@ -397,6 +633,12 @@ impl Core {
     }
 
     fn validate(&self, req: &SpawnRequest) -> Result<RunSpec, ApiError> {
+        if !req.workflow.is_empty() {
+            return self.validate_workflow(req);
+        }
+        if !req.prompt.is_empty() {
+            return Err(ApiError::invalid("prompt", "a prompt goes with a workflow; name one"));
+        }
         if req.argv.is_empty() {
             return Err(ApiError::invalid("argv", "must name a program to run"));
         }
@@ -404,7 +646,10 @@ impl Core {
             return Err(ApiError::invalid("argv", "argv[0] (the program) is empty"));
         }
         if let Some(i) = req.argv.iter().position(|a| a.contains('\0')) {
-            return Err(ApiError::invalid("argv", format!("argv[{i}] contains a NUL byte")));
+            return Err(ApiError::invalid(
+                "argv",
+                format!("argv[{i}] contains a NUL byte"),
+            ));
         }
         for (k, v) in &req.env {
             if k.is_empty() || k.contains('=') || k.contains('\0') {
@@ -414,10 +659,16 @@ impl Core {
                 ));
             }
             if v.contains('\0') {
-                return Err(ApiError::invalid("env", format!("the value of {k} contains a NUL byte")));
+                return Err(ApiError::invalid(
+                    "env",
+                    format!("the value of {k} contains a NUL byte"),
+                ));
             }
             if k == "WF_RUN_ID" || k == "WF_HEARTBEAT_FD" {
-                return Err(ApiError::invalid("env", format!("{k} is set by the daemon")));
+                return Err(ApiError::invalid(
+                    "env",
+                    format!("{k} is set by the daemon"),
+                ));
             }
         }
         for k in req.labels.keys() {
@@ -430,10 +681,16 @@ impl Core {
         } else {
             let p = PathBuf::from(&req.cwd);
             if !p.is_absolute() {
-                return Err(ApiError::invalid("cwd", format!("{:?} is not an absolute path", req.cwd)));
+                return Err(ApiError::invalid(
+                    "cwd",
+                    format!("{:?} is not an absolute path", req.cwd),
+                ));
             }
             if !p.is_dir() {
-                return Err(ApiError::invalid("cwd", format!("{:?} is not an existing directory", req.cwd)));
+                return Err(ApiError::invalid(
+                    "cwd",
+                    format!("{:?} is not an existing directory", req.cwd),
+                ));
             }
             p
         };
@@ -468,7 +725,89 @@ impl Core {
             labels: req.labels.clone(),
             stop_signals,
             grace,
+            agent: None,
         })
+    }
+
+    /// A spawn from a workflow template: the daemon builds the Claude argv itself.
+    fn validate_workflow(&self, req: &SpawnRequest) -> Result<RunSpec, ApiError> {
+        let Some(wf) = self.s.config.workflows.get(&req.workflow) else {
+            let known: Vec<&str> = self.s.config.workflows.keys().map(|k| k.as_str()).collect();
+            return Err(ApiError::invalid(
+                "workflow",
+                format!(
+                    "unknown workflow {:?}; known: {}",
+                    req.workflow,
+                    if known.is_empty() { "none configured".to_string() } else { known.join(", ") }
+                ),
+            ));
+        };
+        if !req.argv.is_empty() {
+            return Err(ApiError::invalid("argv", "give argv or a workflow, not both"));
+        }
+        if req.prompt.trim().is_empty() {
+            return Err(ApiError::invalid("prompt", format!("workflow {} needs a prompt", wf.name)));
+        }
+        if req.prompt.contains('\0') {
+            return Err(ApiError::invalid("prompt", "contains a NUL byte"));
+        }
+        let mut template = wf.template.clone();
+        let o = &req.overrides;
+        if let Some(m) = &o.model {
+            template.model = Some(m.clone()).filter(|m| !m.is_empty());
+        }
+        if let Some(t) = o.max_turns {
+            template.max_turns = Some(t).filter(|t| *t > 0);
+        }
+        if let Some(p) = &o.permission_mode {
+            template.permission_mode = Some(p.clone()).filter(|p| !p.is_empty());
+        }
+        if let Some(t) = &o.allowed_tools {
+            template.allowed_tools = t.clone();
+        }
+        if let Some(a) = &o.append_system_prompt {
+            template.append_system_prompt = Some(a.clone()).filter(|a| !a.is_empty());
+        }
+        template
+            .validate()
+            .map_err(|e| ApiError::invalid("overrides", e.to_string()))?;
+        let argv = crate::agent::claude::build_argv(&template, &req.prompt, req.resume_session.as_deref());
+        let mut env = wf.env.clone();
+        env.extend(req.env.clone());
+        let mut plain = req.clone();
+        plain.workflow.clear();
+        plain.prompt.clear();
+        plain.argv = argv;
+        plain.env = env;
+        if plain.cwd.is_empty() {
+            if let Some(c) = &wf.cwd {
+                plain.cwd = c.display().to_string();
+            }
+        }
+        if plain.stop_signals.is_empty() {
+            plain.stop_signals = wf.stop_signals.clone();
+        }
+        if plain.grace_ms == 0 {
+            plain.grace_ms = wf.grace.as_millis() as u64;
+        }
+        let mut spec = self.validate(&plain)?;
+        if !wf.allowed_cwds.is_empty() && !wf.allowed_cwds.iter().any(|p| spec.cwd.starts_with(p)) {
+            return Err(ApiError::invalid(
+                "cwd",
+                format!(
+                    "{} is outside the workflow's allowed directories ({})",
+                    spec.cwd.display(),
+                    wf.allowed_cwds.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+        spec.agent = Some(AgentSpec {
+            workflow: wf.name.clone(),
+            prompt: req.prompt.clone(),
+            template,
+            resume_session: req.resume_session.clone(),
+        });
+        Ok(spec)
     }
 
     fn kill(
@@ -498,7 +837,8 @@ impl Core {
         };
         // The first reason wins, except that an operator's ForceComplete sets the outcome.
         match (&e.intent, &intent) {
-            (None, EndIntent::Complete { .. }) | (Some(EndIntent::Kill { .. }), EndIntent::Complete { .. }) => {
+            (None, EndIntent::Complete { .. })
+            | (Some(EndIntent::Kill { .. }), EndIntent::Complete { .. }) => {
                 e.intent = Some(intent.clone())
             }
             (None, _) if !e.exited_on_own => e.intent = Some(intent.clone()),
@@ -516,6 +856,7 @@ impl Core {
             let why = match &intent {
                 EndIntent::Kill { reason } | EndIntent::Complete { reason, .. } => reason.clone(),
                 EndIntent::Shutdown => "daemon shutdown".into(),
+                EndIntent::TimedOut { reason, .. } => reason.clone(),
             };
             info!(run_id, force, reason = why, "kill requested");
             self.persist(&run_id, None);
@@ -527,7 +868,9 @@ impl Core {
     }
 
     fn ended(&mut self, run_id: String, exit: Option<ExitKind>, report: KillReport) {
-        let Some(e) = self.runs.get_mut(&run_id) else { return };
+        let Some(e) = self.runs.get_mut(&run_id) else {
+            return;
+        };
         let r = &mut e.record;
         match exit {
             Some(ExitKind::Code(c)) => r.exit_code = Some(c),
@@ -542,11 +885,30 @@ impl Core {
         let (status, reason) = match &e.intent {
             Some(EndIntent::Kill { reason }) => (RunStatus::Killed, reason.clone()),
             Some(EndIntent::Shutdown) => (RunStatus::Killed, "daemon shutdown".to_string()),
-            Some(EndIntent::Complete { outcome, reason }) => (*outcome, format!("force-completed: {reason}")),
-            None => (from_exit, String::new()),
+            Some(EndIntent::TimedOut { reason, .. }) => (RunStatus::TimedOut, reason.clone()),
+            Some(EndIntent::Complete { outcome, reason }) => {
+                (*outcome, format!("force-completed: {reason}"))
+            }
+            None => match r.agent.as_ref().and_then(|a| a.failure.clone()) {
+                // The agent's own result says it failed, whatever the exit code.
+                Some(f) => {
+                    if r.error.is_empty() {
+                        r.error = f;
+                    }
+                    (RunStatus::Failed, String::new())
+                }
+                None => (from_exit, String::new()),
+            },
         };
         r.status = status;
         r.end_reason = reason;
+        if status == RunStatus::TimedOut && r.error.is_empty() {
+            r.error = r.end_reason.clone();
+        }
+        if let Some(a) = r.agent.as_mut() {
+            a.current_tool.clear();
+        }
+        let restart_policy = matches!(&e.intent, Some(EndIntent::TimedOut { restart: true, .. }));
         if r.error.is_empty() {
             if report.phase == KillPhase::Survivors {
                 r.error = report.message.clone();
@@ -571,8 +933,30 @@ impl Core {
             })),
         );
         self.live -= 1;
+        if let Some(at) = self.armed.remove(&run_id) {
+            self.deadlines.remove(&(at, run_id.clone()));
+        }
         info!(run_id, status = status.as_str(), exit = ?exit, "run finished");
-        self.emit(&run_id, "ended", status.as_str().to_string(), rec);
+        self.emit(&run_id, "ended", status.as_str().to_string(), rec.clone());
+        if restart_policy && !self.shutting_down {
+            // The stuck rule's action was restart: a new linked run, resuming the session.
+            let (req, note) = restart_request(&rec, true);
+            info!(run_id, note, "restarting a stuck run by policy");
+            let (tx, rx) = oneshot::channel();
+            self.spawn(req, tx);
+            let store = self.s.store.clone();
+            let old = run_id.clone();
+            tokio::spawn(async move {
+                let msg = match rx.await {
+                    Ok(Ok(new)) => format!("new run {} (attempt {}): {note}", new.run_id, new.attempt),
+                    Ok(Err(e)) => format!("restart refused: {e}"),
+                    Err(_) => "restart abandoned: the daemon is stopping".into(),
+                };
+                let rec = AuditRecord::new(Caller::Daemon, "restart_by_policy", &old, serde_json::json!({"resume": true}))
+                    .outcome("ok", msg);
+                let _ = store.audit(rec).await;
+            });
+        }
         self.check_shutdown();
     }
 
@@ -681,7 +1065,9 @@ fn snapshot(e: &Entry) -> RunRecord {
 /// The few variables a clean child environment keeps from the daemon's.
 fn base_env() -> BTreeMap<String, String> {
     let mut env = BTreeMap::new();
-    for k in ["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR"] {
+    for k in [
+        "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR",
+    ] {
         if let Ok(v) = std::env::var(k) {
             env.insert(k.to_string(), v);
         }
@@ -691,3 +1077,12 @@ fn base_env() -> BTreeMap<String, String> {
     env
 }
 
+fn set_health(a: &mut AgentState, h: &Health) {
+    let (health, reason) = match h {
+        Health::Ok => ("OK", String::new()),
+        Health::Slow { reason } => ("SLOW", reason.clone()),
+        Health::Stuck { reason, .. } => ("STUCK", reason.clone()),
+    };
+    a.health = health.to_string();
+    a.health_reason = reason;
+}

@@ -46,6 +46,22 @@ pub struct SpawnRequest {
     pub grace_ms: u64,
     /// For restarts: the run this one replaces and its attempt number.
     pub restart_of: Option<(String, u32)>,
+    /// A workflow template to start instead of `argv`, with its prompt.
+    pub workflow: String,
+    pub prompt: String,
+    pub overrides: Overrides,
+    /// Resume this Claude session (`--resume`).
+    pub resume_session: Option<String>,
+}
+
+/// Per-spawn changes to a workflow template.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub model: Option<String>,
+    pub max_turns: Option<u32>,
+    pub permission_mode: Option<String>,
+    pub allowed_tools: Option<Vec<String>>,
+    pub append_system_prompt: Option<String>,
 }
 
 /// What a kill did and the run as recorded afterwards.
@@ -60,6 +76,57 @@ pub struct KillOutcome {
 pub struct LogSource {
     pub dir: PathBuf,
     pub progress: watch::Receiver<OutputProgress>,
+}
+
+/// The spawn that restarts `old`, and a note saying how.
+pub fn restart_request(old: &RunRecord, resume: bool) -> (SpawnRequest, String) {
+    let spec = &old.spec;
+    let mut req = SpawnRequest {
+        argv: spec.argv.clone(),
+        cwd: spec.cwd.display().to_string(),
+        env: spec.env.clone(),
+        labels: spec.labels.clone(),
+        stop_signals: spec.stop_signals.clone(),
+        grace_ms: spec.grace.as_millis() as u64,
+        restart_of: Some((old.run_id.clone(), old.attempt + 1)),
+        ..SpawnRequest::default()
+    };
+    let Some(agent) = &spec.agent else {
+        let note = if resume {
+            "not a workflow run: started again with the same argv (nothing to resume)"
+        } else {
+            "started again with the same argv"
+        };
+        return (req, note.to_string());
+    };
+    // A workflow run starts again from its template; its argv is rebuilt.
+    req.argv.clear();
+    req.workflow = agent.workflow.clone();
+    req.prompt = agent.prompt.clone();
+    req.overrides = Overrides {
+        model: agent.template.model.clone(),
+        max_turns: agent.template.max_turns,
+        permission_mode: agent.template.permission_mode.clone(),
+        allowed_tools: Some(agent.template.allowed_tools.clone()),
+        append_system_prompt: agent.template.append_system_prompt.clone(),
+    };
+    let session = old
+        .agent
+        .as_ref()
+        .map(|a| a.session_id.clone())
+        .filter(|s| !s.is_empty())
+        .or_else(|| agent.resume_session.clone());
+    let note = match (resume, session) {
+        (true, Some(s)) => {
+            req.resume_session = Some(s.clone());
+            format!("resuming session {s} in the same cwd and HOME")
+        }
+        (true, None) => {
+            "the old run has no session id (it never got through start-up): started fresh with the same parameters".to_string()
+        }
+        (false, _) => "started fresh with the same parameters".to_string(),
+    };
+    (req, note)
 }
 
 /// A cloneable handle on the core.
@@ -89,7 +156,11 @@ impl SupervisorHandle {
         self.ask(|reply| Msg::Get { run_id, reply }).await?
     }
 
-    pub async fn list(&self, statuses: Vec<RunStatus>, limit: usize) -> Result<Vec<RunRecord>, ApiError> {
+    pub async fn list(
+        &self,
+        statuses: Vec<RunStatus>,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, ApiError> {
         self.ask(|reply| Msg::List {
             statuses,
             limit,
@@ -143,7 +214,14 @@ impl SupervisorHandle {
     }
 
     /// End the old run if it is live (graceful kill), then start its spec again, linked to it.
-    pub async fn restart(&self, run_id: &str, reason: &str) -> Result<RunRecord, ApiError> {
+    /// With `resume`, a workflow run with a session id continues that session (`--resume`, same
+    /// cwd and HOME); the note says whether it did.
+    pub async fn restart(
+        &self,
+        run_id: &str,
+        reason: &str,
+        resume: bool,
+    ) -> Result<(RunRecord, String), ApiError> {
         let old = self.get(run_id).await?;
         if !old.status.is_terminal() {
             let why = if reason.is_empty() {
@@ -156,17 +234,9 @@ impl SupervisorHandle {
                 Err(e) => return Err(e),
             }
         }
-        let spec = old.spec;
-        self.spawn(SpawnRequest {
-            argv: spec.argv,
-            cwd: spec.cwd.display().to_string(),
-            env: spec.env,
-            labels: spec.labels,
-            stop_signals: spec.stop_signals,
-            grace_ms: spec.grace.as_millis() as u64,
-            restart_of: Some((old.run_id, old.attempt + 1)),
-        })
-        .await
+        let old = self.get(run_id).await?;
+        let (req, note) = restart_request(&old, resume);
+        Ok((self.spawn(req).await?, note))
     }
 
     pub async fn logs(&self, run_id: &str) -> Result<LogSource, ApiError> {
@@ -175,7 +245,12 @@ impl SupervisorHandle {
     }
 
     /// Remove one finished run and its logs; a live one only with `force`, which kills it first.
-    pub async fn purge_run(&self, run_id: &str, force: bool, reason: &str) -> Result<Vec<String>, ApiError> {
+    pub async fn purge_run(
+        &self,
+        run_id: &str,
+        force: bool,
+        reason: &str,
+    ) -> Result<Vec<String>, ApiError> {
         let run = self.get(run_id).await?;
         if !run.status.is_terminal() {
             if !force {
@@ -205,7 +280,11 @@ impl SupervisorHandle {
     }
 
     /// Remove every finished run of `status` that ended before `ended_before` (Unix ms).
-    pub async fn purge_where(&self, status: RunStatus, ended_before: i64) -> Result<Vec<String>, ApiError> {
+    pub async fn purge_where(
+        &self,
+        status: RunStatus,
+        ended_before: i64,
+    ) -> Result<Vec<String>, ApiError> {
         self.ask(|reply| Msg::Purge {
             run_id: None,
             status: Some(status),

@@ -6,7 +6,7 @@ mod handle;
 pub mod recover;
 
 pub use self::core::{start, CoreSettings};
-pub use self::handle::{ApiError, KillOutcome, LogSource, SpawnRequest, SupervisorHandle};
+pub use self::handle::{restart_request, ApiError, KillOutcome, LogSource, Overrides, SpawnRequest, SupervisorHandle};
 
 use tokio::sync::oneshot;
 
@@ -22,6 +22,8 @@ pub enum EndIntent {
     Complete { outcome: RunStatus, reason: String },
     /// The daemon is stopping: KILLED.
     Shutdown,
+    /// A stuck rule fired with action kill or restart: TIMED_OUT.
+    TimedOut { reason: String, restart: bool },
 }
 
 /// A state change, as Watch streams it.
@@ -94,6 +96,12 @@ pub enum Msg {
         run_id: String,
         count: u64,
         at: i64,
+        state: Box<crate::agent::heartbeat::HeartbeatState>,
+    },
+    /// An agent run's stdout progress changed.
+    Agent {
+        run_id: String,
+        state: Box<crate::run::agent::AgentState>,
     },
     Ended {
         run_id: String,

@@ -48,7 +48,10 @@ impl Leftover {
             .filter(|s| s.state != 'Z')
             .filter(|s| {
                 procscan::environ_contains(s.pid, needle.as_bytes())
-                    || self.cgroup.as_ref().is_some_and(|cg| cg.pids().unwrap_or_default().contains(&s.pid))
+                    || self
+                        .cgroup
+                        .as_ref()
+                        .is_some_and(|cg| cg.pids().unwrap_or_default().contains(&s.pid))
             })
             .map(|s| Survivor {
                 pid: s.pid,
@@ -97,7 +100,10 @@ pub async fn recover(
         })
         .map(|(i, _)| i)
         .collect();
-    let live_ids: HashSet<String> = live.iter().map(|i| runs[*i].record.run_id.clone()).collect();
+    let live_ids: HashSet<String> = live
+        .iter()
+        .map(|i| runs[*i].record.run_id.clone())
+        .collect();
 
     // One pass over /proc: which processes carry the id of a run that was live.
     let mut by_env: HashMap<String, Vec<i32>> = HashMap::new();
@@ -132,7 +138,13 @@ pub async fn recover(
                 let name = e.file_name().to_string_lossy().into_owned();
                 if crate::ids::is_run_id(&name) && !live_ids.contains(&name) {
                     if let Some(cg) = root.existing_run(&name) {
-                        leftovers.insert(name, Leftover { cgroup: Some(cg), pids: Vec::new() });
+                        leftovers.insert(
+                            name,
+                            Leftover {
+                                cgroup: Some(cg),
+                                pids: Vec::new(),
+                            },
+                        );
                     }
                 }
             }
@@ -159,7 +171,9 @@ pub async fn recover(
             }
         }
         let t1 = Instant::now();
-        while t1.elapsed() < kill_deadline && leftovers.iter().any(|(id, l)| !l.alive(id).is_empty()) {
+        while t1.elapsed() < kill_deadline
+            && leftovers.iter().any(|(id, l)| !l.alive(id).is_empty())
+        {
             for (id, l) in &leftovers {
                 if killed.contains(id) {
                     l.signal(id, Signal::SIGKILL);
@@ -184,15 +198,25 @@ pub async fn recover(
         let text = if before.is_empty() {
             "no process of the run was left".to_string()
         } else {
-            let pids: Vec<String> = before.iter().map(|s| format!("{} ({})", s.pid, s.comm)).collect();
-            let sigs = if killed.contains(id) { "SIGTERM, then SIGKILL" } else { "SIGTERM" };
+            let pids: Vec<String> = before
+                .iter()
+                .map(|s| format!("{} ({})", s.pid, s.comm))
+                .collect();
+            let sigs = if killed.contains(id) {
+                "SIGTERM, then SIGKILL"
+            } else {
+                "SIGTERM"
+            };
             let mut t = format!(
                 "found {} process(es) {how}: {}; ended them with {sigs}",
                 before.len(),
                 pids.join(", ")
             );
             if !after.is_empty() {
-                let s: Vec<String> = after.iter().map(|s| format!("{} (state {})", s.pid, s.state)).collect();
+                let s: Vec<String> = after
+                    .iter()
+                    .map(|s| format!("{} (state {})", s.pid, s.state))
+                    .collect();
                 t.push_str(&format!("; {} survived: {}", after.len(), s.join(", ")));
             }
             t
@@ -232,8 +256,10 @@ pub async fn recover(
     }
     for (id, summary) in summaries {
         out.audits.push(
-            AuditRecord::new(Caller::Daemon, "recover", &id, serde_json::json!({}))
-                .outcome("ok", format!("leftover cgroup of a run the store does not know: {summary}")),
+            AuditRecord::new(Caller::Daemon, "recover", &id, serde_json::json!({})).outcome(
+                "ok",
+                format!("leftover cgroup of a run the store does not know: {summary}"),
+            ),
         );
     }
 
@@ -262,7 +288,11 @@ pub async fn recover(
         }
     }
     if removed > 0 || missing > 0 {
-        info!(orphan_log_dirs_removed = removed, runs_with_missing_logs = missing, "log folders reconciled");
+        info!(
+            orphan_log_dirs_removed = removed,
+            runs_with_missing_logs = missing,
+            "log folders reconciled"
+        );
     }
     out
 }
