@@ -47,6 +47,15 @@ struct RawConfig {
     logs: RawLogs,
     #[serde(default)]
     workflows: BTreeMap<String, RawWorkflow>,
+    #[serde(default)]
+    debug: RawDebug,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDebug {
+    /// Test-only fault switch: SIGUSR2 wedges the core task (to prove the watchdog works).
+    wedge_on_sigusr2: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -144,6 +153,7 @@ pub struct Config {
     pub log_max_bytes_per_stream: u64,
     pub max_line_bytes: usize,
     pub workflows: BTreeMap<String, Workflow>,
+    pub debug_wedge_on_sigusr2: bool,
 }
 
 /// How long a critical section declared on the heartbeat pipe holds off KILL.
@@ -207,7 +217,10 @@ impl Config {
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
         let de = toml::Deserializer::new(text);
         let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
-            let key = e.path().to_string();
+            let key = match e.path().to_string() {
+                k if k == "." || k.is_empty() => "(syntax)".to_string(),
+                k => k,
+            };
             let inner = e.into_inner();
             let line = inner
                 .span()
@@ -305,6 +318,7 @@ impl RawConfig {
         }
         Ok(Config {
             workflows,
+            debug_wedge_on_sigusr2: self.debug.wedge_on_sigusr2.unwrap_or(false),
             socket: self.daemon.socket.filter(|p| !p.as_os_str().is_empty()),
             state_dir: self.daemon.state_dir.filter(|p| !p.as_os_str().is_empty()),
             listen,

@@ -36,8 +36,10 @@ pub struct Args {
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<std::net::SocketAddr>,
     /// Log format: text (stderr), json (stderr), or journald.
-    #[arg(long, value_name = "FORMAT", default_value = "text")]
-    pub log: LogFormat,
+    /// Log format: text (stderr), json (stderr), or journald. Default: journald when stderr is
+    /// the journal (under systemd), else text.
+    #[arg(long, value_name = "FORMAT")]
+    pub log: Option<LogFormat>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -118,7 +120,13 @@ fn init_logging(format: LogFormat) {
             )
             .init(),
         LogFormat::Journald => match tracing_journald::layer() {
-            Ok(j) => registry.with(j).init(),
+            // Fields go to the journal under their own names in capitals: RUN_ID, PID, PHASE.
+            Ok(j) => registry
+                .with(
+                    j.with_field_prefix(None)
+                        .with_syslog_identifier("wf-supervisor".into()),
+                )
+                .init(),
             Err(e) => {
                 registry
                     .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
@@ -137,7 +145,12 @@ pub fn main() -> anyhow::Result<()> {
         Some(path) => Config::load(path)?,
         None => Config::embedded()?,
     };
-    init_logging(args.log);
+    let format = args.log.unwrap_or(if crate::systemd::stderr_is_journal() {
+        LogFormat::Journald
+    } else {
+        LogFormat::Text
+    });
+    init_logging(format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("wf-supervisor")
@@ -248,6 +261,7 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
         reaper,
         store: store.clone(),
         history,
+        watchdog: crate::systemd::watchdog_period(),
     });
 
     // Two steps at shutdown: stop accepting calls at once; end open streams (Watch, Logs
@@ -258,7 +272,6 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
         handle.clone(),
         store.clone(),
         containment.name(),
-        config.workflows.clone(),
         end_streams.clone(),
     );
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -282,7 +295,14 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
 
-    let listener = bind_socket(&socket).await?;
+    // Socket activation: systemd holds the socket, so clients wait through a daemon restart.
+    let listener = match crate::systemd::activated_listener() {
+        Some(l) => {
+            info!("using the socket systemd passed (socket activation)");
+            UnixListener::from_std(l).context("cannot use the socket systemd passed")?
+        }
+        None => bind_socket(&socket).await?,
+    };
     info!(socket = %socket.display(), state_dir = %state_dir.display(), "listening");
     let mut servers = tokio::task::JoinSet::new();
     {
@@ -319,18 +339,39 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
     let mut signals = signal_hook_tokio::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+        signal_hook::consts::SIGUSR2,
     ])
-    .context("cannot watch SIGTERM/SIGINT")?;
-    tokio::select! {
-        sig = signals.next() => info!(signal = ?sig, "stop requested"),
-        r = servers.join_next() => {
-            if let Some(Ok(Err(e))) = r {
-                error!(error = %e, "the API server failed; stopping");
+    .context("cannot watch SIGTERM/SIGINT/SIGHUP")?;
+    crate::systemd::ready("0 running, 0 queued, 0 stuck");
+    info!("ready");
+    loop {
+        tokio::select! {
+            sig = signals.next() => match sig {
+                Some(signal_hook::consts::SIGHUP) => reload(&args, &handle).await,
+                Some(signal_hook::consts::SIGUSR2) => {
+                    if config.debug_wedge_on_sigusr2 {
+                        handle.wedge().await;
+                    } else {
+                        info!("SIGUSR2 ignored (debug.wedge_on_sigusr2 is off)");
+                    }
+                }
+                other => {
+                    info!(signal = ?other, "stop requested");
+                    break;
+                }
+            },
+            r = servers.join_next() => {
+                if let Some(Ok(Err(e))) = r {
+                    error!(error = %e, "the API server failed; stopping");
+                }
+                break;
             }
         }
     }
 
     // Stop accepting calls; end every live run; then exit.
+    crate::systemd::stopping("stopping: ending every live run");
     shutdown.cancel();
     health
         .set_not_serving::<SupervisorServer<SupervisorService>>()
@@ -352,4 +393,26 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&socket);
     info!("stopped");
     Ok(())
+}
+
+/// SIGHUP: re-read the config file and apply what can change live; a bad file is refused with a
+/// logged error and the daemon keeps running on the old config.
+async fn reload(args: &Args, handle: &supervisor::SupervisorHandle) {
+    crate::systemd::reloading();
+    let loaded = match &args.config {
+        Some(path) => Config::load(path),
+        None => Config::embedded(),
+    };
+    match loaded {
+        Ok(new) => match handle.reload(new).await {
+            Ok(needs_restart) if needs_restart.is_empty() => info!("config reloaded"),
+            Ok(needs_restart) => warn!(
+                keys = ?needs_restart,
+                "config reloaded; these keys changed but apply only after a restart"
+            ),
+            Err(e) => error!(error = %e, "reload failed"),
+        },
+        Err(e) => error!(error = %e, "refusing the new config; still running on the old one"),
+    }
+    crate::systemd::ready("reloaded");
 }

@@ -17,4 +17,5 @@ pub mod proto;
 pub mod run;
 pub mod store;
 pub mod supervisor;
+pub mod systemd;
 pub mod time;

@@ -31,7 +31,6 @@ pub struct SupervisorService {
     handle: SupervisorHandle,
     store: Store,
     containment: &'static str,
-    workflows: std::sync::Arc<std::collections::BTreeMap<String, crate::config::Workflow>>,
     /// Fired at shutdown so that endless streams (Watch, Logs --follow) end.
     shutdown: CancellationToken,
 }
@@ -41,14 +40,12 @@ impl SupervisorService {
         handle: SupervisorHandle,
         store: Store,
         containment: &'static str,
-        workflows: std::collections::BTreeMap<String, crate::config::Workflow>,
         shutdown: CancellationToken,
     ) -> Self {
         SupervisorService {
             handle,
             store,
             containment,
-            workflows: std::sync::Arc::new(workflows),
             shutdown,
         }
     }
@@ -436,8 +433,9 @@ impl Supervisor for SupervisorService {
         &self,
         _request: Request<proto::ListWorkflowsRequest>,
     ) -> Result<Response<proto::ListWorkflowsResponse>, Status> {
+        let workflows = self.handle.workflows().await?;
         Ok(Response::new(proto::ListWorkflowsResponse {
-            workflows: self.workflows.values().map(convert::workflow_to_proto).collect(),
+            workflows: workflows.iter().map(convert::workflow_to_proto).collect(),
         }))
     }
 

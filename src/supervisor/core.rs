@@ -34,6 +34,8 @@ pub struct CoreSettings {
     pub store: Store,
     /// Runs of earlier daemons, already reconciled (none is live).
     pub history: Vec<LoadedRun>,
+    /// Send `WATCHDOG=1` this often from the core's own loop (half of systemd's interval).
+    pub watchdog: Option<Duration>,
 }
 
 struct Entry {
@@ -128,6 +130,12 @@ impl Core {
     async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
         let mut flush = tokio::time::interval(Duration::from_secs(2));
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The watchdog is fed from this loop: if the core wedges, the pings stop.
+        let mut dog = tokio::time::interval(self.s.watchdog.unwrap_or(Duration::from_secs(3600)));
+        dog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut status_tick = tokio::time::interval(Duration::from_secs(1));
+        status_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_status = String::new();
         loop {
             // One timer for all stuck rules: the earliest deadline of any run.
             let next = self.deadlines.first().map(|(at, _)| *at);
@@ -147,6 +155,14 @@ impl Core {
                 },
                 _ = flush.tick() => self.flush_dirty(),
                 _ = sleep => self.fire_due_rules(),
+                _ = dog.tick(), if self.s.watchdog.is_some() => crate::systemd::watchdog(),
+                _ = status_tick.tick() => {
+                    let line = self.status_line();
+                    if line != last_status {
+                        crate::systemd::status(&line);
+                        last_status = line;
+                    }
+                }
             }
         }
         self.flush_dirty();
@@ -235,6 +251,18 @@ impl Core {
             } => self.purge(run_id, status, ended_before, reply),
             Msg::Counts { reply } => {
                 let _ = reply.send((self.live, self.runs.len()));
+            }
+            Msg::Workflows { reply } => {
+                let _ = reply.send(self.s.config.workflows.values().cloned().collect());
+            }
+            Msg::Reload { config, reply } => {
+                let _ = reply.send(self.reload(*config));
+            }
+            Msg::Wedge => {
+                warn!("test fault: wedging the core task");
+                loop {
+                    std::thread::sleep(Duration::from_secs(3600));
+                }
             }
             Msg::Started { run_id, pid, pgid } => {
                 let Some(e) = self.runs.get_mut(&run_id) else {
@@ -342,6 +370,68 @@ impl Core {
                 report,
             } => self.ended(run_id, exit, report),
         }
+    }
+
+    /// "3 running, 0 queued, 1 stuck": the line `systemctl status` shows.
+    pub fn status_line(&self) -> String {
+        let mut running = 0;
+        let mut queued = 0;
+        let mut stuck = 0;
+        for e in self.runs.values() {
+            match e.record.status {
+                RunStatus::Queued => queued += 1,
+                RunStatus::Starting | RunStatus::Running | RunStatus::Stopping => running += 1,
+                _ => {}
+            }
+            if !e.record.status.is_terminal()
+                && e.record.agent.as_ref().is_some_and(|a| a.health == "STUCK")
+            {
+                stuck += 1;
+            }
+        }
+        let mut line = format!("{running} running, {queued} queued, {stuck} stuck");
+        if self.shutting_down {
+            line = format!("stopping: {line}");
+        }
+        line
+    }
+
+    /// Take what can change live from a re-read config; say what cannot.
+    fn reload(&mut self, new: crate::config::Config) -> Vec<String> {
+        let old = &self.s.config;
+        let mut needs_restart = Vec::new();
+        if new.socket != old.socket {
+            needs_restart.push("daemon.socket".to_string());
+        }
+        if new.state_dir != old.state_dir {
+            needs_restart.push("daemon.state_dir".to_string());
+        }
+        if new.listen != old.listen {
+            needs_restart.push("daemon.listen".to_string());
+        }
+        if new.containment != old.containment || new.cgroup_root != old.cgroup_root {
+            needs_restart.push("containment".to_string());
+        }
+        info!(
+            max_live_runs = new.max_live_runs,
+            grace_ms = new.grace.as_millis() as u64,
+            workflows = new.workflows.len(),
+            "config reloaded"
+        );
+        let keep_socket = old.socket.clone();
+        let keep_state = old.state_dir.clone();
+        let keep_listen = old.listen;
+        let keep_cont = (old.containment, old.cgroup_root.clone());
+        self.s.config = new;
+        self.s.config.socket = keep_socket;
+        self.s.config.state_dir = keep_state;
+        self.s.config.listen = keep_listen;
+        (self.s.config.containment, self.s.config.cgroup_root) = keep_cont;
+        let ids: Vec<String> = self.armed.keys().cloned().collect();
+        for id in ids {
+            self.arm_health(&id);
+        }
+        needs_restart
     }
 
     /// The stuck rules of a run's workflow, if it has one.

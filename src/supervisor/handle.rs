@@ -299,6 +299,21 @@ impl SupervisorHandle {
         self.ask(|reply| Msg::Counts { reply }).await
     }
 
+    pub async fn workflows(&self) -> Result<Vec<crate::config::Workflow>, ApiError> {
+        self.ask(|reply| Msg::Workflows { reply }).await
+    }
+
+    /// Apply a re-read config; returns the keys that changed but need a restart to apply.
+    pub async fn reload(&self, config: crate::config::Config) -> Result<Vec<String>, ApiError> {
+        let config = Box::new(config);
+        self.ask(|reply| Msg::Reload { config, reply }).await
+    }
+
+    /// Test-only fault switch: wedge the core task.
+    pub async fn wedge(&self) {
+        let _ = self.tx.send(Msg::Wedge).await;
+    }
+
     /// Every state change from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<RunEvent> {
         self.events.subscribe()

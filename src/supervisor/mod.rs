@@ -78,6 +78,17 @@ pub enum Msg {
     Counts {
         reply: oneshot::Sender<(usize, usize)>,
     },
+    /// The workflow templates in force.
+    Workflows {
+        reply: oneshot::Sender<Vec<crate::config::Workflow>>,
+    },
+    /// Apply a re-read config: limits, timeouts and workflow templates change live.
+    Reload {
+        config: Box<crate::config::Config>,
+        reply: oneshot::Sender<Vec<String>>,
+    },
+    /// Test-only fault: block the core task forever (proves the watchdog restarts a wedged core).
+    Wedge,
     // From run tasks and drains.
     Started {
         run_id: String,
