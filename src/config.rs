@@ -473,7 +473,7 @@ impl RawWorkflow {
                 format!("{grace_ms} is over the limit of 3600000"),
             ));
         }
-        for (k, _) in &self.env {
+        for k in self.env.keys() {
             if k.is_empty() || k.contains('=') || k.starts_with("WF_") {
                 return Err(bad(
                     "env",

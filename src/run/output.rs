@@ -234,10 +234,9 @@ pub async fn drain_heartbeats(
     };
     loop {
         let read = if pending > 0 {
-            match tokio::time::timeout(Duration::from_millis(20), rx.read(&mut buf)).await {
-                Ok(r) => Some(r),
-                Err(_) => None,
-            }
+            tokio::time::timeout(Duration::from_millis(20), rx.read(&mut buf))
+                .await
+                .ok()
         } else {
             Some(rx.read(&mut buf).await)
         };

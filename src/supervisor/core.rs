@@ -205,7 +205,7 @@ impl Core {
                 let r = self
                     .runs
                     .get(&run_id)
-                    .map(|e| snapshot(e))
+                    .map(snapshot)
                     .ok_or(ApiError::NotFound(run_id));
                 let _ = reply.send(r);
             }
@@ -219,7 +219,7 @@ impl Core {
                     .values()
                     .filter(|e| statuses.is_empty() || statuses.contains(&e.record.status))
                     .collect();
-                entries.sort_by(|a, b| b.seq.cmp(&a.seq));
+                entries.sort_by_key(|e| std::cmp::Reverse(e.seq));
                 if limit > 0 {
                     entries.truncate(limit);
                 }
@@ -442,7 +442,7 @@ impl Core {
                 .config
                 .workflows
                 .get(&agent.workflow)
-                .map(|w| w.rules.clone())
+                .map(|w| w.rules)
                 .unwrap_or_default(),
         )
     }
@@ -694,7 +694,7 @@ impl Core {
             log_cap: self.s.config.log_max_bytes_per_stream,
             agent_stdout: spec_has_agent,
             max_line_bytes: self.s.config.max_line_bytes,
-            critical_graces: critical_graces,
+            critical_graces,
         };
         self.next_seq += 1;
         self.live += 1;

@@ -269,10 +269,8 @@ pub async fn recover(
     if let Ok(dir) = std::fs::read_dir(state_dir.join("runs")) {
         for e in dir.filter_map(|e| e.ok()) {
             let name = e.file_name().to_string_lossy().into_owned();
-            if !known.contains(name.as_str()) {
-                if std::fs::remove_dir_all(e.path()).is_ok() {
-                    removed += 1;
-                }
+            if !known.contains(name.as_str()) && std::fs::remove_dir_all(e.path()).is_ok() {
+                removed += 1;
             }
         }
     }
