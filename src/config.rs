@@ -109,6 +109,11 @@ struct RawRuns {
     stop_signals: Option<Vec<String>>,
     max_live_runs: Option<usize>,
     default_cwd: Option<PathBuf>,
+    /// Run agents as this (unprivileged) user; the daemon must be root.
+    user: Option<String>,
+    /// cgroup limits per run (where the memory and pids controllers are available).
+    memory_max_bytes: Option<u64>,
+    pids_max: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -154,6 +159,9 @@ pub struct Config {
     pub max_line_bytes: usize,
     pub workflows: BTreeMap<String, Workflow>,
     pub debug_wedge_on_sigusr2: bool,
+    pub user: Option<String>,
+    pub memory_max_bytes: Option<u64>,
+    pub pids_max: Option<u64>,
 }
 
 /// How long a critical section declared on the heartbeat pipe holds off KILL.
@@ -316,8 +324,22 @@ impl RawConfig {
             let wf = w.validate(&name, text, origin)?;
             workflows.insert(name, wf);
         }
+        if let Some(u) = &self.runs.user {
+            if u.is_empty() {
+                return Err(bad("runs.user", "is empty; leave it out to run agents as the daemon's user".into()));
+            }
+        }
+        if self.runs.pids_max == Some(0) {
+            return Err(bad("runs.pids_max", "must be at least 1".into()));
+        }
+        if self.runs.memory_max_bytes.is_some_and(|m| m < 1 << 20) {
+            return Err(bad("runs.memory_max_bytes", "must be at least 1048576 (1 MiB)".into()));
+        }
         Ok(Config {
             workflows,
+            user: self.runs.user,
+            memory_max_bytes: self.runs.memory_max_bytes,
+            pids_max: self.runs.pids_max,
             debug_wedge_on_sigusr2: self.debug.wedge_on_sigusr2.unwrap_or(false),
             socket: self.daemon.socket.filter(|p| !p.as_os_str().is_empty()),
             state_dir: self.daemon.state_dir.filter(|p| !p.as_os_str().is_empty()),

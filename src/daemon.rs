@@ -205,6 +205,27 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| state_dir.join("work"));
 
+    let agent_user = match &config.user {
+        None => None,
+        Some(name) => {
+            if !is_root() {
+                bail!("runs.user = {name:?} needs the daemon to run as root");
+            }
+            let u = nix::unistd::User::from_name(name)
+                .with_context(|| format!("cannot look up runs.user {name:?}"))?
+                .with_context(|| format!("runs.user {name:?} does not exist"))?;
+            // The default work folder must be the agents' to write in.
+            let work = state_dir.join("work");
+            let _ = nix::unistd::chown(&work, Some(u.uid), Some(u.gid));
+            info!(user = name.as_str(), uid = u.uid.as_raw(), "agents run as an unprivileged user");
+            Some(supervisor::AgentUser {
+                name: name.clone(),
+                uid: u.uid.as_raw(),
+                gid: u.gid.as_raw(),
+                home: u.dir,
+            })
+        }
+    };
     if let Err(e) = Reaper::become_subreaper() {
         warn!(error = %e, "cannot become a child subreaper; orphans of runs will go to init");
     }
@@ -262,6 +283,7 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
         store: store.clone(),
         history,
         watchdog: crate::systemd::watchdog_period(),
+        agent_user,
     });
 
     // Two steps at shutdown: stop accepting calls at once; end open streams (Watch, Logs

@@ -62,7 +62,9 @@ impl CgroupRoot {
                     .ok_or_else(|| "no cgroup2 file system is mounted".to_string())?;
                 let own = own_cgroup2_path().unwrap_or_else(|| "/".to_string());
                 if std::env::var_os("INVOCATION_ID").is_some() && own.ends_with(".service") {
-                    mount.join(own.trim_start_matches('/')).join("runs")
+                    let svc = mount.join(own.trim_start_matches('/'));
+                    delegate_setup(&svc);
+                    svc.join("runs")
                 } else {
                     mount.join("wf-supervisor")
                 }
@@ -78,6 +80,8 @@ impl CgroupRoot {
         fs::create_dir(&probe)
             .map_err(|e| format!("cannot create cgroups under {}: {e}", path.display()))?;
         let _ = fs::remove_dir(&probe);
+        // Let run cgroups have memory and pids limits where those controllers are available.
+        enable_controllers(&path);
         Ok(CgroupRoot { path })
     }
 
@@ -113,6 +117,36 @@ impl CgroupRoot {
     }
 }
 
+/// Under systemd with `Delegate=yes` the daemon starts in the service's cgroup. cgroup v2 lets a
+/// cgroup hand controllers to its children only when it has no processes of its own, so the
+/// daemon moves itself into a `supervisor` leaf and enables memory and pids for the service's
+/// children (`runs/` among them). Failures are logged: runs then just have no limits.
+fn delegate_setup(svc: &Path) {
+    let leaf = svc.join("supervisor");
+    let moved = fs::create_dir_all(&leaf)
+        .and_then(|()| fs::write(leaf.join("cgroup.procs"), b"0"));
+    match moved {
+        Ok(()) => enable_controllers(svc),
+        Err(e) => tracing::warn!(
+            cgroup = %svc.display(),
+            error = %e,
+            "cannot move the daemon into its own leaf cgroup; runs get no memory/pids limits"
+        ),
+    }
+}
+
+/// Enable the memory and pids controllers for the children of `dir`, where available.
+fn enable_controllers(dir: &Path) {
+    let available = fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
+    for c in ["memory", "pids"] {
+        if available.split_whitespace().any(|a| a == c) {
+            if let Err(e) = fs::write(dir.join("cgroup.subtree_control"), format!("+{c}")) {
+                tracing::debug!(cgroup = %dir.display(), controller = c, error = %e, "cannot enable controller");
+            }
+        }
+    }
+}
+
 /// One run's cgroup.
 #[derive(Debug)]
 pub struct RunCgroup {
@@ -128,6 +162,18 @@ impl RunCgroup {
     /// The fd the child writes "0" to before exec (close-on-exec, so it never reaches the agent).
     pub fn procs_fd(&self) -> Option<RawFd> {
         self.procs.as_ref().map(|f| f.as_raw_fd())
+    }
+
+    /// Apply the run's limits (`memory.max`, `pids.max`). Returns what could not be applied.
+    pub fn apply_limits(&self, memory_max: Option<u64>, pids_max: Option<u64>) -> Vec<String> {
+        let mut missed = Vec::new();
+        for (file, value) in [("memory.max", memory_max), ("pids.max", pids_max)] {
+            let Some(v) = value else { continue };
+            if let Err(e) = fs::write(self.path.join(file), v.to_string()) {
+                missed.push(format!("{file}: {e}"));
+            }
+        }
+        missed
     }
 
     /// Close the parent's copy of the `cgroup.procs` fd once the child is spawned.

@@ -57,6 +57,8 @@ pub struct RunContext {
     pub control: mpsc::UnboundedReceiver<Control>,
     pub progress: watch::Sender<OutputProgress>,
     pub uid_gid: Option<(u32, u32)>,
+    /// memory.max and pids.max for the run's cgroup.
+    pub limits: (Option<u64>, Option<u64>),
     /// Cap on each of stdout and stderr on disk.
     pub log_cap: u64,
     /// Decode stdout as Claude stream-json (workflow runs).
@@ -192,7 +194,13 @@ async fn run_inner(mut ctx: RunContext) {
     };
     let mut cgroup = match &ctx.containment {
         Containment::Cgroup(root) => match root.create_run(&run_id) {
-            Ok(c) => Some(c),
+            Ok(c) => {
+                let missed = c.apply_limits(ctx.limits.0, ctx.limits.1);
+                if !missed.is_empty() {
+                    warn!(missed = ?missed, "cgroup limits not applied (controllers not available here)");
+                }
+                Some(c)
+            }
             Err(e) => {
                 let msg = format!("cannot create cgroup under {}: {e}", root.path().display());
                 let _ = ctx.core.send(fail(msg)).await;

@@ -36,6 +36,17 @@ pub struct CoreSettings {
     pub history: Vec<LoadedRun>,
     /// Send `WATCHDOG=1` this often from the core's own loop (half of systemd's interval).
     pub watchdog: Option<Duration>,
+    /// The unprivileged user agents run as, when configured.
+    pub agent_user: Option<AgentUser>,
+}
+
+/// The user agents run as: resolved once at start.
+#[derive(Debug, Clone)]
+pub struct AgentUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: PathBuf,
 }
 
 struct Entry {
@@ -667,6 +678,11 @@ impl Core {
             }),
         };
         let mut child_env = base_env();
+        if let Some(u) = &self.s.agent_user {
+            child_env.insert("HOME".into(), u.home.display().to_string());
+            child_env.insert("USER".into(), u.name.clone());
+            child_env.insert("LOGNAME".into(), u.name.clone());
+        }
         child_env.extend(spec.env.clone());
         child_env.insert("WF_RUN_ID".into(), run_id.clone());
         child_env.insert("WF_HEARTBEAT_FD".into(), HEARTBEAT_FD.to_string());
@@ -690,7 +706,8 @@ impl Core {
             core: self.tx.clone(),
             control: control_rx,
             progress: progress_tx,
-            uid_gid: None,
+            uid_gid: self.s.agent_user.as_ref().map(|u| (u.uid, u.gid)),
+            limits: (self.s.config.memory_max_bytes, self.s.config.pids_max),
             log_cap: self.s.config.log_max_bytes_per_stream,
             agent_stdout: spec_has_agent,
             max_line_bytes: self.s.config.max_line_bytes,

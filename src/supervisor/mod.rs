@@ -5,7 +5,7 @@ mod core;
 mod handle;
 pub mod recover;
 
-pub use self::core::{start, CoreSettings};
+pub use self::core::{start, AgentUser, CoreSettings};
 pub use self::handle::{restart_request, ApiError, KillOutcome, LogSource, Overrides, SpawnRequest, SupervisorHandle};
 
 use tokio::sync::oneshot;
