@@ -35,7 +35,6 @@ pub struct Args {
     /// Also serve the API on this TCP address, e.g. 127.0.0.1:7443.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<std::net::SocketAddr>,
-    /// Log format: text (stderr), json (stderr), or journald.
     /// Log format: text (stderr), json (stderr), or journald. Default: journald when stderr is
     /// the journal (under systemd), else text.
     #[arg(long, value_name = "FORMAT")]
@@ -217,7 +216,11 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
             // The default work folder must be the agents' to write in.
             let work = state_dir.join("work");
             let _ = nix::unistd::chown(&work, Some(u.uid), Some(u.gid));
-            info!(user = name.as_str(), uid = u.uid.as_raw(), "agents run as an unprivileged user");
+            info!(
+                user = name.as_str(),
+                uid = u.uid.as_raw(),
+                "agents run as an unprivileged user"
+            );
             Some(supervisor::AgentUser {
                 name: name.clone(),
                 uid: u.uid.as_raw(),

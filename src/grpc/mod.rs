@@ -302,7 +302,8 @@ impl Supervisor for SupervisorService {
     ) -> Result<Response<proto::PurgeResponse>, Status> {
         let who = caller(&request);
         let r = request.into_inner();
-        let fields = json!({"force": r.force, "status": r.status, "older_than_ms": r.older_than_ms,
+        let status_name = status_from_proto(r.status).map(|s| s.as_str()).unwrap_or("");
+        let fields = json!({"force": r.force, "status": status_name, "older_than_ms": r.older_than_ms,
             "reason": r.reason});
         let result: Result<Vec<String>, Status> = async {
             if !r.run_id.is_empty() {
@@ -334,13 +335,29 @@ impl Supervisor for SupervisorService {
         }
         .await;
         let ids = self
-            .audited(who, "purge", &r.run_id, fields, result, |ids| {
+            .audited(who.clone(), "purge", &r.run_id, fields.clone(), result, |ids| {
                 (
                     String::new(),
                     format!("purged {}: {}", ids.len(), ids.join(" ")),
                 )
             })
             .await?;
+        // A purge by status is also on record under each run it removed.
+        if r.run_id.is_empty() && !ids.is_empty() {
+            let batch = crate::store::Batch {
+                audits: ids
+                    .iter()
+                    .map(|id| {
+                        AuditRecord::new(who.clone(), "purge", id, fields.clone())
+                            .outcome("ok", "purged by status")
+                    })
+                    .collect(),
+                ..Default::default()
+            };
+            if let Err(e) = self.store.write_and_wait(batch).await {
+                tracing::error!(error = %e, "cannot write the per-run purge audit records");
+            }
+        }
         Ok(Response::new(proto::PurgeResponse {
             purged: ids.len() as u32,
             run_ids: ids,
@@ -402,8 +419,14 @@ impl Supervisor for SupervisorService {
                 .await
                 .map_err(|e| Status::internal(e.to_string()))?
                 .map_err(|e| Status::internal(e.to_string()))?;
-            if existing.is_none() {
+            let Some(existing) = existing else {
                 return Err(Status::not_found(format!("no alert {id}")));
+            };
+            if existing.acknowledged_at != 0 {
+                return Err(Status::failed_precondition(format!(
+                    "alert {id} was already acknowledged by {}",
+                    existing.acknowledged_by
+                )));
             }
             store
                 .write_and_wait(crate::store::Batch {

@@ -146,6 +146,14 @@ impl Store {
                 ],
             )
             .map_err(sqlite_err(&path))?;
+            let rec = AuditRecord::new(
+                Caller::Daemon,
+                "quarantine",
+                "",
+                serde_json::json!({"moved_to": dest.display().to_string()}),
+            )
+            .outcome("ok", "the store was corrupt or unreadable at start; a fresh one was made");
+            audit::insert(&conn, &rec).map_err(sqlite_err(&path))?;
         }
         let runs = rows::load_runs(&conn).map_err(sqlite_err(&path))?;
         let reader = Connection::open_with_flags(

@@ -87,8 +87,9 @@ pub async fn recover(
     state_dir: &Path,
     max_grace: Duration,
     kill_deadline: Duration,
-    sweep_unknown_cgroups: bool,
+    after_quarantine: bool,
 ) -> Recovered {
+    let sweep_unknown_cgroups = after_quarantine;
     let live: Vec<usize> = runs
         .iter()
         .enumerate()
@@ -266,7 +267,14 @@ pub async fn recover(
     // Log folders with no run, and runs with no log folder.
     let known: HashSet<&str> = runs.iter().map(|r| r.record.run_id.as_str()).collect();
     let mut removed = 0usize;
-    if let Ok(dir) = std::fs::read_dir(state_dir.join("runs")) {
+    // After a quarantine the fresh store knows no run: the logs are evidence, keep them all.
+    let dir = if after_quarantine {
+        info!("store was quarantined: keeping every log folder for the operator");
+        None
+    } else {
+        std::fs::read_dir(state_dir.join("runs")).ok()
+    };
+    if let Some(dir) = dir {
         for e in dir.filter_map(|e| e.ok()) {
             let name = e.file_name().to_string_lossy().into_owned();
             if !known.contains(name.as_str()) && std::fs::remove_dir_all(e.path()).is_ok() {
