@@ -58,15 +58,28 @@ pub fn run_to_proto(r: &RunRecord) -> proto::Run {
         containment: r.containment.clone(),
         stop_signals: r.spec.stop_signals.clone(),
         grace_ms: r.spec.grace.as_millis() as u64,
-        env: r.spec.env.clone().into_iter().collect(),
+        env: r
+            .spec
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), redact(k, v)))
+            .collect(),
         heartbeats: r.heartbeats,
         stdout_bytes: r.stdout_bytes,
         stderr_bytes: r.stderr_bytes,
         end_reason: r.end_reason.clone(),
         output_truncated: r.output_truncated,
         logs_missing: r.logs_missing,
-        workflow: r.spec.agent.as_ref().map(|a| a.workflow.clone()).unwrap_or_default(),
-        agent: r.agent.as_ref().map(|a| agent_to_proto(a, r.spec.agent.as_ref())),
+        workflow: r
+            .spec
+            .agent
+            .as_ref()
+            .map(|a| a.workflow.clone())
+            .unwrap_or_default(),
+        agent: r
+            .agent
+            .as_ref()
+            .map(|a| agent_to_proto(a, r.spec.agent.as_ref())),
     }
 }
 
@@ -152,9 +165,12 @@ pub fn alert_to_proto(a: &crate::store::Alert) -> proto::Alert {
     }
 }
 
-fn agent_to_proto(a: &crate::run::agent::AgentState, spec: Option<&crate::run::agent::AgentSpec>) -> proto::AgentProgress {
+fn agent_to_proto(
+    a: &crate::run::agent::AgentState,
+    spec: Option<&crate::run::agent::AgentSpec>,
+) -> proto::AgentProgress {
     proto::AgentProgress {
-        phase: match a.phase.as_str() {
+        phase: match a.phase.to_ascii_uppercase().as_str() {
             "STARTING" => proto::AgentPhase::Starting,
             "INITIALIZING" => proto::AgentPhase::Initializing,
             "ACTIVE" => proto::AgentPhase::Active,
@@ -184,15 +200,20 @@ fn agent_to_proto(a: &crate::run::agent::AgentState, spec: Option<&crate::run::a
         health_reason: a.health_reason.clone(),
         critical: a.critical.clone().unwrap_or_default(),
         prompt: spec.map(|s| s.prompt.clone()).unwrap_or_default(),
-        resume_session: spec.and_then(|s| s.resume_session.clone()).unwrap_or_default(),
+        resume_session: spec
+            .and_then(|s| s.resume_session.clone())
+            .unwrap_or_default(),
         heartbeat_message: a.heartbeat_message.clone(),
         heartbeat_progress: a.heartbeat_progress,
     }
 }
 
 pub fn workflow_to_proto(w: &crate::config::Workflow) -> proto::Workflow {
-    let ms = |r: Option<crate::agent::health::Rule>| r.map(|r| r.after.as_millis() as u64).unwrap_or(0);
-    let act = |r: Option<crate::agent::health::Rule>| r.map(|r| r.action.as_str().to_string()).unwrap_or_default();
+    let ms =
+        |r: Option<crate::agent::health::Rule>| r.map(|r| r.after.as_millis() as u64).unwrap_or(0);
+    let act = |r: Option<crate::agent::health::Rule>| {
+        r.map(|r| r.action.as_str().to_string()).unwrap_or_default()
+    };
     proto::Workflow {
         name: w.name.clone(),
         program: w.template.program.clone(),
@@ -209,7 +230,41 @@ pub fn workflow_to_proto(w: &crate::config::Workflow) -> proto::Workflow {
         on_init_timeout: act(w.rules.init_timeout),
         on_idle_timeout: act(w.rules.idle_timeout),
         on_max_runtime: act(w.rules.max_runtime),
-        cwd: w.cwd.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
-        allowed_cwds: w.allowed_cwds.iter().map(|p| p.display().to_string()).collect(),
+        cwd: w
+            .cwd
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+        allowed_cwds: w
+            .allowed_cwds
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect(),
+    }
+}
+
+/// Values of variables whose names say they hold secrets are not shown over the API.
+pub fn redact(key: &str, value: &str) -> String {
+    let k = key.to_ascii_uppercase();
+    let secret = ["KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH"]
+        .iter()
+        .any(|w| k.contains(w));
+    if secret && !value.is_empty() {
+        "<redacted>".to_string()
+    } else {
+        value.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_looking_values_are_redacted() {
+        assert_eq!(redact("ANTHROPIC_API_KEY", "sk-ant-123"), "<redacted>");
+        assert_eq!(redact("github_token", "ghp_x"), "<redacted>");
+        assert_eq!(redact("RUST_LOG", "debug"), "debug");
+        assert_eq!(redact("API_KEY", ""), "");
     }
 }

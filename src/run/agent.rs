@@ -57,7 +57,7 @@ pub struct AgentState {
 impl AgentState {
     /// The stdout side of the state from the progress model.
     pub fn apply_progress(&mut self, p: &Progress) {
-        self.phase = p.phase.as_str().to_string();
+        self.phase = p.phase.as_str().to_ascii_uppercase();
         self.turns = p.turns;
         self.session_id = p.session_id.clone().unwrap_or_default();
         self.model = p.model.clone().unwrap_or_default();

@@ -7,17 +7,19 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tracing::{info, warn};
 
+use crate::agent::health::{
+    assess, next_deadline, Action, Health, HealthInput, RuleKind, StuckRules,
+};
 use crate::config::Config;
 use crate::process::cgroup::Containment;
 use crate::process::pidfd::ExitKind;
 use crate::process::reaper::Reaper;
 use crate::process::signals::{parse_signal, signal_name_raw};
 use crate::process::spawn::HEARTBEAT_FD;
+use crate::run::agent::{AgentSpec, AgentState};
 use crate::run::output::OutputProgress;
 use crate::run::task::{self, describe_exit, Control, RunContext};
 use crate::run::{KillPhase, KillReport, RunRecord, RunSpec, RunStatus};
-use crate::agent::health::{assess, next_deadline, Action, Health, HealthInput, RuleKind, StuckRules};
-use crate::run::agent::{AgentSpec, AgentState};
 use crate::store::{AuditRecord, Batch, Caller, LoadedRun, Store};
 use crate::supervisor::handle::restart_request;
 use crate::supervisor::handle::{ApiError, KillOutcome, LogSource, SpawnRequest};
@@ -461,12 +463,17 @@ impl Core {
     fn health_input(e: &Entry, now: i64) -> HealthInput {
         let a = e.record.agent.clone().unwrap_or_default();
         HealthInput {
-            started_at_ms: if e.record.started_at > 0 { e.record.started_at } else { e.record.created_at },
+            started_at_ms: if e.record.started_at > 0 {
+                e.record.started_at
+            } else {
+                e.record.created_at
+            },
             now_ms: now,
             turns: a.turns,
             past_init: a.past_init,
             last_output_at: (a.last_output_at > 0).then_some(a.last_output_at),
-            last_heartbeat_at: (e.record.last_heartbeat_at > 0).then_some(e.record.last_heartbeat_at),
+            last_heartbeat_at: (e.record.last_heartbeat_at > 0)
+                .then_some(e.record.last_heartbeat_at),
             api_retries: a.api_retries,
             pending_mcp_servers: a.pending_mcp_servers.clone(),
         }
@@ -477,11 +484,15 @@ impl Core {
         if let Some(at) = self.armed.remove(run_id) {
             self.deadlines.remove(&(at, run_id.to_string()));
         }
-        let Some(e) = self.runs.get(run_id) else { return };
+        let Some(e) = self.runs.get(run_id) else {
+            return;
+        };
         if e.control.is_none() || e.record.status != RunStatus::Running {
             return;
         }
-        let Some(rules) = self.rules_for(e) else { return };
+        let Some(rules) = self.rules_for(e) else {
+            return;
+        };
         let input = Self::health_input(e, now_ms());
         let health = assess(&rules, &input);
         let next = next_deadline(&rules, &input);
@@ -509,10 +520,19 @@ impl Core {
             if let Some(at) = self.armed.remove(&id) {
                 self.deadlines.remove(&(at, id.clone()));
             }
-            let Some(e) = self.runs.get(&id) else { continue };
-            let Some(rules) = self.rules_for(e) else { continue };
+            let Some(e) = self.runs.get(&id) else {
+                continue;
+            };
+            let Some(rules) = self.rules_for(e) else {
+                continue;
+            };
             let health = assess(&rules, &Self::health_input(e, now));
-            if let Health::Stuck { rule, action, reason } = &health {
+            if let Health::Stuck {
+                rule,
+                action,
+                reason,
+            } = &health
+            {
                 self.act_on_stuck(&id, *rule, *action, reason.clone());
             }
             if let Some(e) = self.runs.get_mut(&id) {
@@ -525,7 +545,9 @@ impl Core {
     }
 
     fn act_on_stuck(&mut self, run_id: &str, rule: RuleKind, action: Action, reason: String) {
-        let Some(e) = self.runs.get_mut(run_id) else { return };
+        let Some(e) = self.runs.get_mut(run_id) else {
+            return;
+        };
         if e.kill_sent {
             return;
         }
@@ -545,7 +567,12 @@ impl Core {
                     return;
                 }
                 e.alerted.push(rule);
-                warn!(run_id, rule = rule.as_str(), reason, "run is stuck (alert only)");
+                warn!(
+                    run_id,
+                    rule = rule.as_str(),
+                    reason,
+                    "run is stuck (alert only)"
+                );
                 self.s.store.write(
                     Batch {
                         audits: vec![audit("stuck_alert", reason.clone())],
@@ -557,11 +584,21 @@ impl Core {
             }
             Action::Kill | Action::Restart => {
                 let restart = action == Action::Restart;
-                warn!(run_id, rule = rule.as_str(), action = action.as_str(), reason, "run is stuck; acting");
+                warn!(
+                    run_id,
+                    rule = rule.as_str(),
+                    action = action.as_str(),
+                    reason,
+                    "run is stuck; acting"
+                );
                 self.s.store.write(
                     Batch {
                         audits: vec![audit(
-                            if restart { "stuck_restart" } else { "stuck_kill" },
+                            if restart {
+                                "stuck_restart"
+                            } else {
+                                "stuck_kill"
+                            },
                             reason.clone(),
                         )],
                         ..Batch::default()
@@ -583,23 +620,44 @@ impl Core {
 
     /// New stdout progress of an agent run.
     fn agent_progress(&mut self, run_id: String, state: AgentState) {
-        let Some(e) = self.runs.get_mut(&run_id) else { return };
-        let Some(a) = e.record.agent.as_mut() else { return };
+        let Some(e) = self.runs.get_mut(&run_id) else {
+            return;
+        };
+        let Some(a) = e.record.agent.as_mut() else {
+            return;
+        };
         let turn = state.turns > a.turns;
         let started = a.phase != state.phase;
         let retry = state.api_retries > a.api_retries;
         // Keep what the heartbeat side and the health judge own.
-        let keep = (a.health.clone(), a.health_reason.clone(), a.critical.clone(),
-            a.heartbeat_message.clone(), a.heartbeat_progress, a.malformed_heartbeats);
+        let keep = (
+            a.health.clone(),
+            a.health_reason.clone(),
+            a.critical.clone(),
+            a.heartbeat_message.clone(),
+            a.heartbeat_progress,
+            a.malformed_heartbeats,
+        );
         *a = state;
-        (a.health, a.health_reason, a.critical, a.heartbeat_message, a.heartbeat_progress,
-            a.malformed_heartbeats) = keep;
+        (
+            a.health,
+            a.health_reason,
+            a.critical,
+            a.heartbeat_message,
+            a.heartbeat_progress,
+            a.malformed_heartbeats,
+        ) = keep;
         e.dirty = true;
         let rec = snapshot(e);
         self.arm_health(&run_id);
         let a = rec.agent.clone().unwrap_or_default();
         if retry {
-            warn!(run_id, retries = a.api_retries, last = a.last_retry, "agent is retrying the API");
+            warn!(
+                run_id,
+                retries = a.api_retries,
+                last = a.last_retry,
+                "agent is retrying the API"
+            );
             self.emit(&run_id, "api_retry", a.last_retry.clone(), rec);
         } else if started || turn {
             let what = format!("{} turn {} {}", a.phase, a.turns, a.current_tool);
@@ -683,6 +741,9 @@ impl Core {
             child_env.insert("USER".into(), u.name.clone());
             child_env.insert("LOGNAME".into(), u.name.clone());
         }
+        if let Some(wf) = spec.agent.as_ref().and_then(|a| self.s.config.workflows.get(&a.workflow)) {
+            child_env.extend(wf.env.clone());
+        }
         child_env.extend(spec.env.clone());
         child_env.insert("WF_RUN_ID".into(), run_id.clone());
         child_env.insert("WF_HEARTBEAT_FD".into(), HEARTBEAT_FD.to_string());
@@ -744,7 +805,10 @@ impl Core {
             return self.validate_workflow(req);
         }
         if !req.prompt.is_empty() {
-            return Err(ApiError::invalid("prompt", "a prompt goes with a workflow; name one"));
+            return Err(ApiError::invalid(
+                "prompt",
+                "a prompt goes with a workflow; name one",
+            ));
         }
         if req.argv.is_empty() {
             return Err(ApiError::invalid("argv", "must name a program to run"));
@@ -845,15 +909,25 @@ impl Core {
                 format!(
                     "unknown workflow {:?}; known: {}",
                     req.workflow,
-                    if known.is_empty() { "none configured".to_string() } else { known.join(", ") }
+                    if known.is_empty() {
+                        "none configured".to_string()
+                    } else {
+                        known.join(", ")
+                    }
                 ),
             ));
         };
         if !req.argv.is_empty() {
-            return Err(ApiError::invalid("argv", "give argv or a workflow, not both"));
+            return Err(ApiError::invalid(
+                "argv",
+                "give argv or a workflow, not both",
+            ));
         }
         if req.prompt.trim().is_empty() {
-            return Err(ApiError::invalid("prompt", format!("workflow {} needs a prompt", wf.name)));
+            return Err(ApiError::invalid(
+                "prompt",
+                format!("workflow {} needs a prompt", wf.name),
+            ));
         }
         if req.prompt.contains('\0') {
             return Err(ApiError::invalid("prompt", "contains a NUL byte"));
@@ -878,14 +952,14 @@ impl Core {
         template
             .validate()
             .map_err(|e| ApiError::invalid("overrides", e.to_string()))?;
-        let argv = crate::agent::claude::build_argv(&template, &req.prompt, req.resume_session.as_deref());
-        let mut env = wf.env.clone();
-        env.extend(req.env.clone());
+        let argv =
+            crate::agent::claude::build_argv(&template, &req.prompt, req.resume_session.as_deref());
+        // The workflow's own env (API keys, HOME) stays in the config: it is added at spawn and
+        // never recorded with the run. The spec keeps only what the caller passed.
         let mut plain = req.clone();
         plain.workflow.clear();
         plain.prompt.clear();
         plain.argv = argv;
-        plain.env = env;
         if plain.cwd.is_empty() {
             if let Some(c) = &wf.cwd {
                 plain.cwd = c.display().to_string();
@@ -904,7 +978,11 @@ impl Core {
                 format!(
                     "{} is outside the workflow's allowed directories ({})",
                     spec.cwd.display(),
-                    wf.allowed_cwds.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+                    wf.allowed_cwds
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             ));
         }
@@ -1055,12 +1133,19 @@ impl Core {
             let old = run_id.clone();
             tokio::spawn(async move {
                 let msg = match rx.await {
-                    Ok(Ok(new)) => format!("new run {} (attempt {}): {note}", new.run_id, new.attempt),
+                    Ok(Ok(new)) => {
+                        format!("new run {} (attempt {}): {note}", new.run_id, new.attempt)
+                    }
                     Ok(Err(e)) => format!("restart refused: {e}"),
                     Err(_) => "restart abandoned: the daemon is stopping".into(),
                 };
-                let rec = AuditRecord::new(Caller::Daemon, "restart_by_policy", &old, serde_json::json!({"resume": true}))
-                    .outcome("ok", msg);
+                let rec = AuditRecord::new(
+                    Caller::Daemon,
+                    "restart_by_policy",
+                    &old,
+                    serde_json::json!({"resume": true}),
+                )
+                .outcome("ok", msg);
                 let _ = store.audit(rec).await;
             });
         }
