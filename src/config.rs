@@ -326,14 +326,20 @@ impl RawConfig {
         }
         if let Some(u) = &self.runs.user {
             if u.is_empty() {
-                return Err(bad("runs.user", "is empty; leave it out to run agents as the daemon's user".into()));
+                return Err(bad(
+                    "runs.user",
+                    "is empty; leave it out to run agents as the daemon's user".into(),
+                ));
             }
         }
         if self.runs.pids_max == Some(0) {
             return Err(bad("runs.pids_max", "must be at least 1".into()));
         }
         if self.runs.memory_max_bytes.is_some_and(|m| m < 1 << 20) {
-            return Err(bad("runs.memory_max_bytes", "must be at least 1048576 (1 MiB)".into()));
+            return Err(bad(
+                "runs.memory_max_bytes",
+                "must be at least 1048576 (1 MiB)".into(),
+            ));
         }
         Ok(Config {
             workflows,

@@ -95,7 +95,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("notify.sock");
         let sock = UnixDatagram::bind(&path).expect("bind");
-        sock.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        sock.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
         // Safety of set_var: this is the only test touching these variables.
         unsafe {
             std::env::set_var("NOTIFY_SOCKET", &path);

@@ -41,8 +41,11 @@ fn unit_files_verify_cleanly() {
     let r = root.path();
     copy_dir(host_units, &r.join("usr/lib/systemd/system"));
     std::fs::create_dir_all(r.join("usr/local/bin")).expect("mkdir");
-    std::fs::copy(env!("CARGO_BIN_EXE_wf-supervisor"), r.join("usr/local/bin/wf-supervisor"))
-        .expect("copy daemon");
+    std::fs::copy(
+        env!("CARGO_BIN_EXE_wf-supervisor"),
+        r.join("usr/local/bin/wf-supervisor"),
+    )
+    .expect("copy daemon");
     std::fs::create_dir_all(r.join("bin")).expect("mkdir");
     std::fs::copy("/bin/kill", r.join("bin/kill")).expect("copy kill");
     let units = r.join("etc/systemd/system");

@@ -117,7 +117,7 @@ impl Plan {
                 scale_runs: 200,
                 scale_latency_trials: 30,
                 flood_bytes: 128 << 20,
-                flood_trials: 1,
+                flood_trials: 2,
                 hb_runs: 50,
                 hb_rate: 500,
                 hb_secs: 3,

@@ -6,7 +6,7 @@
 //! measure's leftovers (memory, run records) do not colour the next.
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -58,7 +58,8 @@ impl Daemon {
     /// Start a daemon for the measure `name` and wait until its socket accepts.
     pub async fn start(ctx: &Ctx, name: &str) -> anyhow::Result<Daemon> {
         let dir = ctx.tmp().join(format!("daemon-{name}"));
-        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
         let socket = dir.join("wf.sock");
         if socket.as_os_str().len() > 100 {
             bail!(
@@ -71,7 +72,8 @@ impl Daemon {
         let log = dir.join("daemon.log");
         std::fs::write(&config, config_text(ctx))
             .with_context(|| format!("cannot write {}", config.display()))?;
-        let log_file = File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
+        let log_file =
+            File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
         let log_err = log_file.try_clone()?;
         let mut cmd = Command::new(&ctx.daemon_bin);
         cmd.arg("--config")
@@ -240,7 +242,10 @@ pub async fn spawn(
     argv: &[&str],
     env: &[(&str, String)],
 ) -> anyhow::Result<Run> {
-    let mut e: BTreeMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    let mut e: BTreeMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
     let (k, v) = ctx.tag_env();
     e.insert(k, v);
     let req = SpawnRequest {
@@ -316,7 +321,10 @@ pub async fn wait_terminal(
             return Ok(run);
         }
         if Instant::now() >= deadline {
-            bail!("run {run_id} did not end within {timeout:?} (status {})", run.status);
+            bail!(
+                "run {run_id} did not end within {timeout:?} (status {})",
+                run.status
+            );
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

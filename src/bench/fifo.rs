@@ -51,7 +51,12 @@ impl Fifo {
             let mut chunk = [0u8; 4096];
             let n = tokio::time::timeout_at(deadline, self.rx.read(&mut chunk))
                 .await
-                .map_err(|_| anyhow!("no marker line in {} within {timeout:?}", self.path.display()))?
+                .map_err(|_| {
+                    anyhow!(
+                        "no marker line in {} within {timeout:?}",
+                        self.path.display()
+                    )
+                })?
                 .context("reading the FIFO")?;
             self.at = Instant::now();
             if n == 0 {

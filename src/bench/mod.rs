@@ -195,7 +195,11 @@ async fn run(args: Args) -> ExitCode {
         "daemon: {}; containment mode {}{}",
         ctx.daemon_bin.display(),
         ctx.containment,
-        if ctx.plan.quick { "; QUICK run (small samples)" } else { "" }
+        if ctx.plan.quick {
+            "; QUICK run (small samples)"
+        } else {
+            ""
+        }
     );
     println!();
     print!("{}", report::table(&reports));

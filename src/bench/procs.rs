@@ -240,7 +240,10 @@ fn own_children() -> Vec<i32> {
         let Ok(text) = fs::read_to_string(task.path().join("children")) else {
             continue;
         };
-        out.extend(text.split_whitespace().filter_map(|s| s.parse::<i32>().ok()));
+        out.extend(
+            text.split_whitespace()
+                .filter_map(|s| s.parse::<i32>().ok()),
+        );
     }
     out
 }
@@ -264,11 +267,7 @@ pub fn reap_orphans(keep: &HashSet<i32>) -> usize {
 }
 
 /// Poll `cond` every `step` until it holds or `timeout` passes. Returns whether it held.
-pub async fn wait_until(
-    timeout: Duration,
-    step: Duration,
-    mut cond: impl FnMut() -> bool,
-) -> bool {
+pub async fn wait_until(timeout: Duration, step: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
         if cond() {
@@ -278,5 +277,48 @@ pub async fn wait_until(
             return false;
         }
         tokio::time::sleep(step).await;
+    }
+}
+
+/// VmRSS and VmHWM of `pid` in KiB (a cheaper read than [`usage`], for sampling).
+pub fn rss_hwm_kib(pid: i32) -> Option<(u64, u64)> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| -> Option<u64> {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l[name.len()..].split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// Samples a process's VmRSS on a thread of its own until stopped; yields the peak in KiB.
+pub struct RssSampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<u64>,
+}
+
+impl RssSampler {
+    pub fn start(pid: i32, every: Duration) -> RssSampler {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut peak = 0;
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Some((rss, _)) = rss_hwm_kib(pid) {
+                    peak = peak.max(rss);
+                }
+                std::thread::sleep(every);
+            }
+            peak
+        });
+        RssSampler { stop, thread }
+    }
+
+    /// Stop and return the peak VmRSS seen, in KiB.
+    pub fn finish(self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap_or(0)
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -27,8 +27,10 @@ pub enum Stdout {
 pub struct RawRun {
     pub pid: i32,
     pub pidfd: OwnedFd,
-    pub stdout: Option<OwnedFd>,
-    pub stderr: Option<OwnedFd>,
+    /// Our ends of stdout and stderr, held open for the run's life (the agents here print
+    /// nothing; a closed pipe would turn a stray write into SIGPIPE).
+    _stdout: Option<OwnedFd>,
+    _stderr: Option<OwnedFd>,
     pub heartbeat: Option<OwnedFd>,
     reaped: bool,
 }
@@ -37,7 +39,9 @@ pub struct RawRun {
 /// and the caller's.
 fn child_env(extra: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     let mut env = BTreeMap::new();
-    for k in ["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR"] {
+    for k in [
+        "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR",
+    ] {
         if let Ok(v) = std::env::var(k) {
             env.insert(k.to_string(), v);
         }
@@ -94,8 +98,8 @@ pub fn spawn(
     Ok(RawRun {
         pid,
         pidfd,
-        stdout,
-        stderr,
+        _stdout: stdout,
+        _stderr: stderr,
         heartbeat: Some(hb_read),
         reaped: false,
     })
@@ -108,11 +112,6 @@ impl RawRun {
         if !self.reaped && self.pid > 1 {
             let _ = killpg(Pid::from_raw(self.pid), sig);
         }
-    }
-
-    /// Signal the leader through its pidfd.
-    pub fn signal_leader(&self, sig: i32) {
-        let _ = sys::pidfd_signal(self.pidfd.as_fd(), sig);
     }
 
     /// Wait for the leader's exit status (blocking). Call once the group is empty.

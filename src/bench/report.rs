@@ -116,7 +116,7 @@ impl Report {
     pub fn daemon_stopped(&mut self, s: StopReport) {
         if s.killed {
             self.notes
-                .push(format!("the daemon did not exit within 20 s of SIGTERM and was killed"));
+                .push("the daemon did not exit within 20 s of SIGTERM and was killed".to_string());
         }
         if s.leftovers > 0 {
             self.notes.push(format!(
@@ -158,8 +158,20 @@ fn num(x: f64) -> String {
 /// The human table.
 pub fn table(reports: &[Report]) -> String {
     let header = [
-        "measure", "metric", "unit", "n", "min", "p50|value", "p95", "p99", "max", "raw p50",
-        "raw p99", "ratio", "target", "result",
+        "measure",
+        "metric",
+        "unit",
+        "n",
+        "min",
+        "p50|value",
+        "p95",
+        "p99",
+        "max",
+        "raw p50",
+        "raw p99",
+        "ratio",
+        "target",
+        "result",
     ];
     let mut lines: Vec<Vec<String>> = Vec::new();
     for r in reports {
@@ -170,11 +182,20 @@ pub fn table(reports: &[Report]) -> String {
             lines.push(cells);
         }
         for row in &r.rows {
-            let mut c = vec![row.measure.to_string(), row.metric.clone(), row.unit.to_string()];
+            let mut c = vec![
+                row.measure.to_string(),
+                row.metric.clone(),
+                row.unit.to_string(),
+            ];
             match (row.dist, row.value) {
-                (Some(d), _) => {
-                    c.extend([d.n.to_string(), num(d.min), num(d.p50), num(d.p95), num(d.p99), num(d.max)])
-                }
+                (Some(d), _) => c.extend([
+                    d.n.to_string(),
+                    num(d.min),
+                    num(d.p50),
+                    num(d.p95),
+                    num(d.p99),
+                    num(d.max),
+                ]),
                 (None, Some(v)) => c.extend([
                     String::new(),
                     String::new(),
@@ -190,7 +211,11 @@ pub fn table(reports: &[Report]) -> String {
                 (None, Some(v)) => c.extend([num(v), String::new()]),
                 (None, None) => c.extend([String::new(), String::new()]),
             }
-            c.push(row.ratio.map(|x| format!("x{}", num(x))).unwrap_or_default());
+            c.push(
+                row.ratio
+                    .map(|x| format!("x{}", num(x)))
+                    .unwrap_or_default(),
+            );
             c.push(row.target.clone().unwrap_or_default());
             c.push(match row.pass {
                 Some(true) => "PASS".into(),
@@ -303,7 +328,11 @@ impl Machine {
         format!(
             "{} cpu(s) ({}), {} MiB, kernel {}, {}, load {}",
             self.nproc,
-            if self.cpu_model.is_empty() { "unknown model" } else { &self.cpu_model },
+            if self.cpu_model.is_empty() {
+                "unknown model"
+            } else {
+                &self.cpu_model
+            },
             self.mem_total_kib / 1024,
             self.kernel,
             self.date,

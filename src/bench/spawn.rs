@@ -39,7 +39,10 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
 
         // Through the daemon.
         let trial = ctx.unique(&format!("spawn-d{i}"));
-        let env = [("BENCH_FIFO", fifo_path.clone()), ("BENCH_TRIAL", trial.clone())];
+        let env = [
+            ("BENCH_FIFO", fifo_path.clone()),
+            ("BENCH_TRIAL", trial.clone()),
+        ];
         let t0 = Instant::now();
         let run = daemon::spawn(&mut client, ctx, &argv, &env).await?;
         let answered = Instant::now();
@@ -73,7 +76,10 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
             pid: r.pid,
             fd: r.pidfd.as_fd().try_clone_to_owned()?,
         };
-        procs::wait_all_exited(std::slice::from_ref(&held), Instant::now() + Duration::from_secs(5));
+        procs::wait_all_exited(
+            std::slice::from_ref(&held),
+            Instant::now() + Duration::from_secs(5),
+        );
         r.reap();
     }
     let stop = d.stop();

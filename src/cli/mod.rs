@@ -1,23 +1,29 @@
 //! The `wfctl` command line: the clap definition of the global options and the subcommand list,
 //! the value parsers the subcommands share (KEY=VALUE, durations, statuses, byte sizes), the
 //! dispatch to one module per subcommand, and the mapping of failures to one line on stderr and an
-//! exit code (0 ok, 1 API or connection error, 2 usage error, 3 kill left survivors).
+//! exit code (0 ok, 1 API or connection error, 2 usage error, 3 kill left survivors, 4 `health`
+//! found alerts nobody has acknowledged yet).
+mod ack;
+mod audit;
 mod complete;
 mod connect;
 mod get;
+mod health;
 mod kill;
 mod logs;
 mod output;
 mod ps;
+mod purge;
 mod restart;
 mod spawn;
 mod watch;
+mod workflows;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use wf_supervisor::proto::RunStatus;
 
 /// The client every subcommand talks through.
@@ -27,14 +33,20 @@ pub type Client =
 /// Exit code when a kill ran but did not leave the run empty (`success: false`).
 pub const EXIT_KILL_INCOMPLETE: u8 = 3;
 
+/// Exit code of `health` when the daemon has alerts nobody has acknowledged yet.
+pub const EXIT_UNACKNOWLEDGED_ALERTS: u8 = 4;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "wfctl",
     version,
-    about = "Control a wf-supervisor daemon: spawn, list, inspect, kill, restart and watch agent runs.",
+    about = "Control a wf-supervisor daemon: spawn, list, inspect, kill, restart, watch and purge \
+             agent runs; read the audit trail; check the daemon's health.",
     after_help = "The socket is, in order: --socket, $WF_SUPERVISOR_SOCKET, \
                   $RUNTIME_DIRECTORY/wf.sock, /run/wf-supervisor/wf.sock (as root), \
-                  $XDG_RUNTIME_DIR/wf-supervisor/wf.sock."
+                  $XDG_RUNTIME_DIR/wf-supervisor/wf.sock.\n\
+                  Exit codes: 0 ok, 1 API or connection error, 2 usage error, 3 kill left \
+                  survivors, 4 health found unacknowledged alerts."
 )]
 pub struct Cli {
     /// Unix socket of the daemon (default: $WF_SUPERVISOR_SOCKET, else the daemon's default).
@@ -55,7 +67,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Start a run: wfctl spawn [OPTIONS] -- CMD [ARGS]...
+    /// Start a run: wfctl spawn [OPTIONS] WORKFLOW PROMPT, or wfctl spawn [OPTIONS] -- CMD [ARGS]...
     Spawn(spawn::SpawnArgs),
     /// List runs, newest first.
     Ps(ps::PsArgs),
@@ -63,7 +75,7 @@ pub enum Command {
     Get(get::GetArgs),
     /// End a live run: stop signals, grace, KILL, verify, cleanup.
     Kill(kill::KillArgs),
-    /// End a run if live and start a new run with the same spec.
+    /// End a run if live and start a new run with the same spec (--resume: its Claude session).
     Restart(restart::RestartArgs),
     /// Mark a run succeeded or failed by an operator's word (a live run is force-killed first).
     Complete(complete::CompleteArgs),
@@ -71,12 +83,22 @@ pub enum Command {
     Logs(logs::LogsArgs),
     /// Print one line per state change of one run, or of every run.
     Watch(watch::WatchArgs),
+    /// Remove finished runs and their logs: one by id, or all of one status (audit kept).
+    Purge(purge::PurgeArgs),
+    /// Show the audit trail, newest first: every mutating call and automatic action.
+    Audit(audit::AuditArgs),
+    /// Show live and total runs, containment, and unacknowledged alerts (exit 4 if any).
+    Health(health::HealthArgs),
+    /// Acknowledge an alert so that `health` no longer reports it.
+    Ack(ack::AckArgs),
+    /// List the workflow templates the daemon's config defines.
+    Workflows(workflows::WorkflowsArgs),
 }
 
 /// Parse the command line (usage errors exit 2 through clap), run the subcommand, and turn any
 /// failure into `wfctl: <what>: <why>` on stderr.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = try_parse_from(std::env::args_os()).unwrap_or_else(|e| e.exit());
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -110,6 +132,37 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Complete(a) => complete::run(&mut client, a, json).await,
         Command::Logs(a) => logs::run(&mut client, a, json).await,
         Command::Watch(a) => watch::run(&mut client, a, json).await,
+        Command::Purge(a) => purge::run(&mut client, a, json).await,
+        Command::Audit(a) => audit::run(&mut client, a, json).await,
+        Command::Health(a) => health::run(&mut client, a, json).await,
+        Command::Ack(a) => ack::run(&mut client, a, json).await,
+        Command::Workflows(a) => workflows::run(&mut client, a, json).await,
+    }
+}
+
+/// Parse the command line: clap's checks, then those clap cannot express (which of its two forms
+/// a spawn is), so that every usage error exits 2 before the daemon is contacted.
+pub fn try_parse_from<I, T>(argv: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = Cli::try_parse_from(argv)?;
+    if let Command::Spawn(a) = &cli.command {
+        if let Err(msg) = a.target() {
+            return Err(usage_error("spawn", msg));
+        }
+    }
+    Ok(cli)
+}
+
+/// A usage error of one subcommand, printed by clap with that subcommand's usage (exit 2).
+fn usage_error(subcommand: &str, msg: String) -> clap::Error {
+    let mut cmd = Cli::command();
+    cmd.build();
+    match cmd.find_subcommand_mut(subcommand) {
+        Some(sub) => sub.error(clap::error::ErrorKind::ValueValidation, msg),
+        None => cmd.error(clap::error::ErrorKind::ValueValidation, msg),
     }
 }
 
@@ -197,6 +250,24 @@ pub fn parse_status(s: &str) -> Result<RunStatus, String> {
     }
 }
 
+/// How far back, for --older-than and --since: `7d`, `12h`, `30m`, `1h 30m`, as whole
+/// milliseconds. A unit is required; zero is refused because the API reads 0 as "no limit" (leave
+/// the option out for that).
+pub fn parse_age(s: &str) -> Result<u64, String> {
+    let d: Duration = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{s:?} is not a duration like 7d, 12h or 30m: {e}"))?;
+    let ms = u64::try_from(d.as_millis())
+        .ok()
+        .filter(|ms| *ms <= i64::MAX as u64)
+        .ok_or_else(|| format!("{s:?} is too long"))?;
+    if ms == 0 {
+        return Err(format!(
+            "{s:?} is less than 1ms (leave the option out for no limit)"
+        ));
+    }
+    Ok(ms)
+}
+
 /// A signal name or number for --stop-signal, normalised to its canonical name (`SIGTERM`).
 pub fn parse_stop_signal(s: &str) -> Result<String, String> {
     wf_supervisor::process::signals::parse_signal(s)
@@ -272,6 +343,95 @@ mod tests {
     }
 
     #[test]
+    fn ages() {
+        assert_eq!(parse_age("7d"), Ok(7 * 86_400_000));
+        assert_eq!(parse_age("12h"), Ok(12 * 3_600_000));
+        assert_eq!(parse_age("1h 30m"), Ok(90 * 60_000));
+        assert_eq!(parse_age(" 30m "), Ok(30 * 60_000));
+        assert!(parse_age("0s").is_err());
+        assert!(parse_age("7").is_err());
+        assert!(parse_age("yesterday").is_err());
+        assert!(parse_age("").is_err());
+        assert!(parse_age("999999999999y").is_err());
+    }
+
+    #[test]
+    fn purge_takes_one_run_or_one_finished_status() {
+        let ok = |args: &[&str]| {
+            let mut argv = vec!["wfctl", "purge"];
+            argv.extend_from_slice(args);
+            Cli::try_parse_from(argv)
+        };
+        let cli = ok(&["run_0123456789ab", "--force", "--reason", "gone"]).expect("parses");
+        let Command::Purge(a) = cli.command else {
+            panic!("not purge")
+        };
+        assert_eq!(a.run_id.as_deref(), Some("run_0123456789ab"));
+        assert!(a.force);
+        assert_eq!(a.status, None);
+        let cli = ok(&["--status", "timed-out", "--older-than", "7d"]).expect("parses");
+        let Command::Purge(a) = cli.command else {
+            panic!("not purge")
+        };
+        assert_eq!(a.status, Some(RunStatus::TimedOut));
+        assert_eq!(a.older_than, Some(7 * 86_400_000));
+        assert_eq!(a.run_id, None);
+        // Neither, both, a live status, --force without an id, an age without a status.
+        for bad in [
+            &[][..],
+            &["run_0123456789ab", "--status", "failed"],
+            &["--status", "running"],
+            &["--status", "failed", "--force"],
+            &["run_0123456789ab", "--older-than", "7d"],
+            &["--status", "failed", "--older-than", "0s"],
+        ] {
+            let e = ok(bad).expect_err(&format!("{bad:?}"));
+            assert_eq!(e.exit_code(), 2, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn audit_ack_and_health_command_lines() {
+        let cli = Cli::try_parse_from([
+            "wfctl",
+            "audit",
+            "run_0123456789ab",
+            "--since",
+            "1h",
+            "-n",
+            "20",
+        ])
+        .expect("parses");
+        let Command::Audit(a) = cli.command else {
+            panic!("not audit")
+        };
+        assert_eq!(a.run_id.as_deref(), Some("run_0123456789ab"));
+        assert_eq!(a.since, Some(3_600_000));
+        assert_eq!(a.limit, Some(20));
+        assert!(Cli::try_parse_from(["wfctl", "audit", "-n", "0"]).is_err());
+        assert!(Cli::try_parse_from(["wfctl", "audit", "--since", "1"]).is_err());
+        let cli = Cli::try_parse_from(["wfctl", "ack", "3", "--note", "restored"]).expect("parses");
+        let Command::Ack(a) = cli.command else {
+            panic!("not ack")
+        };
+        assert_eq!(a.alert_id, 3);
+        assert_eq!(a.note.as_deref(), Some("restored"));
+        assert!(Cli::try_parse_from(["wfctl", "ack"]).is_err());
+        assert!(Cli::try_parse_from(["wfctl", "ack", "zero"]).is_err());
+        assert!(Cli::try_parse_from(["wfctl", "ack", "0"]).is_err());
+        assert!(Cli::try_parse_from(["wfctl", "--json", "health"]).is_ok());
+        assert!(Cli::try_parse_from(["wfctl", "health", "extra"]).is_err());
+    }
+
+    #[test]
+    fn exit_codes_are_distinct() {
+        let codes = [0, 1, 2, EXIT_KILL_INCOMPLETE, EXIT_UNACKNOWLEDGED_ALERTS];
+        for (i, a) in codes.iter().enumerate() {
+            assert!(codes[i + 1..].iter().all(|b| a != b), "{codes:?}");
+        }
+    }
+
+    #[test]
     fn stop_signals() {
         assert_eq!(parse_stop_signal("int"), Ok("SIGINT".to_string()));
         assert_eq!(parse_stop_signal("SIGTERM"), Ok("SIGTERM".to_string()));
@@ -304,8 +464,8 @@ mod tests {
     }
 
     #[test]
-    fn spawn_takes_everything_after_the_command_as_its_arguments() {
-        let cli = Cli::try_parse_from([
+    fn spawn_takes_everything_after_the_double_dash_as_the_command() {
+        let cli = try_parse_from([
             "wfctl", "spawn", "--env", "A=1", "--", "sh", "-c", "echo hi", "--json",
         ])
         .expect("parses");
@@ -313,15 +473,17 @@ mod tests {
             panic!("not spawn")
         };
         assert_eq!(a.argv, ["sh", "-c", "echo hi", "--json"]);
+        assert!(a.words.is_empty());
         assert!(!cli.json);
-        let cli = Cli::try_parse_from(["wfctl", "--json", "spawn", "sleep", "30"]).expect("parses");
+        let cli =
+            try_parse_from(["wfctl", "--json", "spawn", "--", "sleep", "30"]).expect("parses");
         let Command::Spawn(a) = cli.command else {
             panic!("not spawn")
         };
         assert_eq!(a.argv, ["sleep", "30"]);
         assert!(cli.json);
-        assert!(Cli::try_parse_from(["wfctl", "spawn"]).is_err());
-        let cli = Cli::try_parse_from(["wfctl", "spawn", "--cwd", "/tmp", "ls", "-l", "--all"])
+        assert!(try_parse_from(["wfctl", "spawn"]).is_err());
+        let cli = try_parse_from(["wfctl", "spawn", "--cwd", "/tmp", "--", "ls", "-l", "--all"])
             .expect("parses");
         let Command::Spawn(a) = cli.command else {
             panic!("not spawn")
@@ -329,7 +491,58 @@ mod tests {
         assert_eq!(a.argv, ["ls", "-l", "--all"]);
         assert_eq!(a.cwd.as_deref(), Some(std::path::Path::new("/tmp")));
         // An unknown option before the command is a usage error, not a program name.
-        assert!(Cli::try_parse_from(["wfctl", "spawn", "--bogus", "sleep"]).is_err());
+        assert!(try_parse_from(["wfctl", "spawn", "--bogus", "--", "sleep"]).is_err());
+        // Without `--`, two words are WORKFLOW PROMPT, and options may follow them.
+        let cli = try_parse_from(["wfctl", "spawn", "sleep", "30", "--json"]).expect("parses");
+        let Command::Spawn(a) = cli.command else {
+            panic!("not spawn")
+        };
+        assert!(a.argv.is_empty());
+        assert_eq!(a.words, ["sleep", "30"]);
+        assert!(cli.json);
+        // A command without `--` is refused (exit 2) before any daemon is contacted.
+        for bad in [
+            &["wfctl", "spawn", "true"][..],
+            &["wfctl", "spawn", "--cwd", "/tmp", "ls", "-l", "--all"],
+            &["wfctl", "spawn", "sleep", "10", "20"],
+        ] {
+            let e = try_parse_from(bad).expect_err(&format!("{bad:?}"));
+            assert_eq!(e.exit_code(), 2, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn restart_and_workflows_command_lines() {
+        let cli = try_parse_from([
+            "wfctl",
+            "restart",
+            "run_0123456789ab",
+            "--resume",
+            "--reason",
+            "stuck",
+        ])
+        .expect("parses");
+        let Command::Restart(a) = cli.command else {
+            panic!("not restart")
+        };
+        assert!(a.resume);
+        assert_eq!(a.reason.as_deref(), Some("stuck"));
+        let Command::Restart(a) = try_parse_from(["wfctl", "restart", "run_0123456789ab"])
+            .expect("parses")
+            .command
+        else {
+            panic!("not restart")
+        };
+        assert!(!a.resume);
+        assert!(try_parse_from(["wfctl", "--json", "workflows"]).is_ok());
+        assert!(try_parse_from(["wfctl", "workflows", "extra"]).is_err());
+        let Command::Get(a) = try_parse_from(["wfctl", "get", "run_0123456789ab", "--no-trunc"])
+            .expect("parses")
+            .command
+        else {
+            panic!("not get")
+        };
+        assert!(a.no_trunc);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Everything `wfctl` prints: enum names without their prefixes, human times, durations and sizes,
-//! the run table and detail view, the kill report, watch lines, and the hand-written JSON form of
-//! the API messages (prost types do not derive serde). JSON uses the proto field names; enums are
+//! the run table and detail view (with a workflow run's agent progress), the kill report, watch
+//! lines, the purge report, the audit table, the health report and alert view, the workflow table,
+//! and the hand-written JSON form of the API messages (prost types do not derive serde). JSON uses the proto field names; enums are
 //! short lowercase names; times are Unix milliseconds plus an `*_rfc3339` string (null for 0).
 use std::collections::BTreeMap;
 use std::collections::HashMap;
@@ -9,7 +10,9 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
 use wf_supervisor::proto::{
-    KillPhase, KillResponse, LogChunk, LogStream, Run, RunEvent, RunStatus,
+    AgentPhase, AgentProgress, Alert, AuditRecord, GetHealthResponse, Health, KillPhase,
+    KillResponse, LogChunk, LogStream, PurgeResponse, RestartResponse, Run, RunEvent, RunStatus,
+    Workflow,
 };
 
 /// The status names `--status` accepts and tables print, in lifecycle order.
@@ -28,6 +31,12 @@ pub const STATUS_NAMES: [&str; 10] = [
 
 /// The longest COMMAND shown in `ps` unless --no-trunc.
 pub const COMMAND_WIDTH: usize = 60;
+
+/// The longest MESSAGE shown in `audit` unless --no-trunc.
+pub const MESSAGE_WIDTH: usize = 60;
+
+/// The longest prompt or result text shown by `get` unless --no-trunc.
+pub const TEXT_WIDTH: usize = 160;
 
 /// Print to stdout with a trailing newline; errors (a closed pipe) go to the caller.
 pub fn print(text: &str) -> anyhow::Result<()> {
@@ -81,6 +90,18 @@ pub fn phase_name(raw: i32) -> String {
 pub fn stream_name(raw: i32) -> String {
     let full = LogStream::try_from(raw).ok().map(|s| s.as_str_name());
     short_name(full, "LOG_STREAM_", raw)
+}
+
+/// `starting`, `initializing`, `active`, `finishing`.
+pub fn agent_phase_name(raw: i32) -> String {
+    let full = AgentPhase::try_from(raw).ok().map(|s| s.as_str_name());
+    short_name(full, "AGENT_PHASE_", raw)
+}
+
+/// `ok`, `slow`, `stuck`.
+pub fn health_name(raw: i32) -> String {
+    let full = Health::try_from(raw).ok().map(|s| s.as_str_name());
+    short_name(full, "HEALTH_", raw)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -250,7 +271,24 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// The `ps` table.
+/// The HEALTH cell of `ps`: blank for a plain run, `-` for an agent whose health is not known yet.
+pub fn health_cell(r: &Run) -> String {
+    match &r.agent {
+        None => String::new(),
+        Some(a) if a.health == Health::Unspecified as i32 => "-".to_string(),
+        Some(a) => health_name(a.health),
+    }
+}
+
+/// The TURNS cell of `ps`: blank for a plain run.
+pub fn turns_cell(r: &Run) -> String {
+    r.agent
+        .as_ref()
+        .map(|a| a.turns.to_string())
+        .unwrap_or_default()
+}
+
+/// The `ps` table; HEALTH and TURNS are blank for plain (non-workflow) runs.
 pub fn runs_table(runs: &[Run], now: i64, no_trunc: bool) -> String {
     let rows: Vec<Vec<String>> = runs
         .iter()
@@ -273,6 +311,8 @@ pub fn runs_table(runs: &[Run], now: i64, no_trunc: bool) -> String {
                     .map(fmt_duration_ms)
                     .unwrap_or_else(|| "-".to_string()),
                 exit_cell(r),
+                health_cell(r),
+                turns_cell(r),
                 if no_trunc {
                     cmd
                 } else {
@@ -283,7 +323,7 @@ pub fn runs_table(runs: &[Run], now: i64, no_trunc: bool) -> String {
         .collect();
     table(
         &[
-            "RUN ID", "STATUS", "PID", "AGE", "DURATION", "EXIT", "COMMAND",
+            "RUN ID", "STATUS", "PID", "AGE", "DURATION", "EXIT", "HEALTH", "TURNS", "COMMAND",
         ],
         &rows,
     )
@@ -300,11 +340,18 @@ fn time_line(at: i64, now: i64) -> String {
     }
 }
 
-/// The `get` view: one `key: value` line per field worth reading.
-pub fn run_detail(r: &Run, now: i64) -> String {
+/// The `get` view: one `key: value` line per field worth reading; for a workflow run, its agent's
+/// progress after the run's own fields. Prompt and result text are cut at [`TEXT_WIDTH`] unless
+/// `no_trunc`, which shows them whole, line by line.
+pub fn run_detail(r: &Run, now: i64, no_trunc: bool) -> String {
     let mut lines: Vec<(&str, String)> = vec![
         ("run id", r.run_id.clone()),
         ("status", status_name(r.status)),
+    ];
+    if !r.workflow.is_empty() {
+        lines.push(("workflow", r.workflow.clone()));
+    }
+    lines.extend([
         ("command", command_line(&r.argv)),
         (
             "cwd",
@@ -314,7 +361,7 @@ pub fn run_detail(r: &Run, now: i64) -> String {
                 r.cwd.clone()
             },
         ),
-    ];
+    ]);
     let pid = if r.pid > 0 {
         let mut s = r.pid.to_string();
         if r.pgid > 0 {
@@ -370,14 +417,21 @@ pub fn run_detail(r: &Run, now: i64) -> String {
         hb.push_str(&format!(", last {}", fmt_ago(now, r.last_heartbeat_at)));
     }
     lines.push(("heartbeats", hb));
-    lines.push((
-        "output",
-        format!(
-            "stdout {}, stderr {}",
-            fmt_bytes(r.stdout_bytes),
-            fmt_bytes(r.stderr_bytes)
-        ),
-    ));
+    let mut output = format!(
+        "stdout {}, stderr {}",
+        fmt_bytes(r.stdout_bytes),
+        fmt_bytes(r.stderr_bytes)
+    );
+    if r.output_truncated {
+        output.push_str(" (truncated: over the cap, the oldest output was dropped)");
+    }
+    lines.push(("output", output));
+    if r.logs_missing {
+        lines.push((
+            "logs",
+            "missing (the log files were gone when the daemon started)".to_string(),
+        ));
+    }
     let kv = |m: &HashMap<String, String>| {
         if m.is_empty() {
             "-".to_string()
@@ -391,7 +445,182 @@ pub fn run_detail(r: &Run, now: i64) -> String {
     };
     lines.push(("labels", kv(&r.labels)));
     lines.push(("env", kv(&r.env)));
+    if let Some(a) = &r.agent {
+        agent_lines(&mut lines, a, now, no_trunc);
+    }
     key_values(&lines)
+}
+
+/// The agent's part of the `get` view.
+fn agent_lines(
+    lines: &mut Vec<(&'static str, String)>,
+    a: &AgentProgress,
+    now: i64,
+    no_trunc: bool,
+) {
+    lines.push(("phase", agent_phase_name(a.phase)));
+    let health = match (
+        a.health == Health::Unspecified as i32,
+        a.health_reason.is_empty(),
+    ) {
+        (true, true) => "-".to_string(),
+        (_, true) => health_name(a.health),
+        (_, false) => format!("{}: {}", health_name(a.health), one_line(&a.health_reason)),
+    };
+    lines.push(("health", health));
+    lines.push(("turns", a.turns.to_string()));
+    lines.push(("session", or_dash(&a.session_id)));
+    if !a.resume_session.is_empty() {
+        lines.push(("resumed session", a.resume_session.clone()));
+    }
+    let mut model = or_dash(&a.model);
+    if !a.claude_code_version.is_empty() {
+        model.push_str(&format!(" (Claude Code {})", a.claude_code_version));
+    }
+    lines.push(("model", model));
+    lines.push(("tool", or_dash(&a.current_tool)));
+    lines.push(("critical", or_dash(&a.critical)));
+    let heartbeat = match (a.heartbeat_progress, a.heartbeat_message.is_empty()) {
+        (None, true) => "-".to_string(),
+        (None, false) => one_line(&a.heartbeat_message),
+        (Some(p), true) => fmt_progress(p),
+        (Some(p), false) => format!("{} {}", fmt_progress(p), one_line(&a.heartbeat_message)),
+    };
+    lines.push(("progress", heartbeat));
+    let mut retries = a.api_retries.to_string();
+    if !a.last_retry.is_empty() {
+        retries.push_str(&format!(", last: {}", one_line(&a.last_retry)));
+    }
+    lines.push(("api retries", retries));
+    lines.push(("last event", time_line(a.last_event_at, now)));
+    lines.push((
+        "cost",
+        a.cost_usd.map(fmt_usd).unwrap_or_else(|| "-".to_string()),
+    ));
+    let mut result = Vec::new();
+    if !a.result_subtype.is_empty() {
+        result.push(a.result_subtype.clone());
+    }
+    if let Some(e) = a.result_is_error {
+        result.push(format!("is_error: {e}"));
+    }
+    if let Some(n) = a.num_turns {
+        result.push(format!("num_turns: {n}"));
+    }
+    lines.push((
+        "result",
+        if result.is_empty() {
+            "-".to_string()
+        } else {
+            result.join(", ")
+        },
+    ));
+    if !a.result_text.is_empty() {
+        long_text(lines, "result text", &a.result_text, no_trunc);
+    }
+    for (i, e) in a.result_errors.iter().enumerate() {
+        let e = one_line(e);
+        let e = if no_trunc {
+            e
+        } else {
+            truncate(&e, TEXT_WIDTH)
+        };
+        lines.push((if i == 0 { "result errors" } else { "" }, e));
+    }
+    if a.prompt.is_empty() {
+        lines.push(("prompt", "-".to_string()));
+    } else {
+        long_text(lines, "prompt", &a.prompt, no_trunc);
+    }
+}
+
+/// A long text in the `get` view: on one line cut at [`TEXT_WIDTH`], or whole, one line per line.
+fn long_text(
+    lines: &mut Vec<(&'static str, String)>,
+    key: &'static str,
+    text: &str,
+    no_trunc: bool,
+) {
+    if !no_trunc {
+        lines.push((key, truncate(&one_line(text.trim()), TEXT_WIDTH)));
+        return;
+    }
+    for (i, line) in text.trim_end().lines().enumerate() {
+        lines.push((if i == 0 { key } else { "" }, one_line(line)));
+    }
+}
+
+/// A heartbeat's progress (0..1) as a percentage: `40%`.
+pub fn fmt_progress(p: f64) -> String {
+    format!("{:.0}%", p * 100.0)
+}
+
+/// A cost in US dollars: `$0.0123`.
+pub fn fmt_usd(c: f64) -> String {
+    format!("${c:.4}")
+}
+
+/// A stuck rule's cell in the `workflows` table: `30m kill`, or `off`.
+fn rule_cell(after_ms: u64, action: &str) -> String {
+    if after_ms == 0 {
+        return "off".to_string();
+    }
+    let mut s = fmt_duration_ms(after_ms);
+    if !action.is_empty() {
+        s.push(' ');
+        s.push_str(action);
+    }
+    s
+}
+
+/// Where a workflow's runs start: the default cwd and the directories a cwd must be under.
+fn cwd_rules_cell(w: &Workflow) -> String {
+    let mut parts = Vec::new();
+    if !w.cwd.is_empty() {
+        parts.push(format!("default {}", w.cwd));
+    }
+    if !w.allowed_cwds.is_empty() {
+        parts.push(format!("under {}", w.allowed_cwds.join(", ")));
+    }
+    if parts.is_empty() {
+        "any".to_string()
+    } else {
+        parts.join("; ")
+    }
+}
+
+/// The `workflows` table: program, model, stop signals and grace, the three stuck rules with their
+/// actions, and the cwd rules.
+pub fn workflows_table(workflows: &[Workflow]) -> String {
+    let rows: Vec<Vec<String>> = workflows
+        .iter()
+        .map(|w| {
+            let mut stop = if w.stop_signals.is_empty() {
+                "-".to_string()
+            } else {
+                w.stop_signals.join(",")
+            };
+            if w.grace_ms > 0 {
+                stop.push_str(&format!(" {}", fmt_duration_ms(w.grace_ms)));
+            }
+            vec![
+                w.name.clone(),
+                or_dash(&w.program),
+                or_dash(&w.model),
+                stop,
+                rule_cell(w.init_timeout_ms, &w.on_init_timeout),
+                rule_cell(w.idle_timeout_ms, &w.on_idle_timeout),
+                rule_cell(w.max_runtime_ms, &w.on_max_runtime),
+                cwd_rules_cell(w),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "NAME", "PROGRAM", "MODEL", "STOP", "INIT", "IDLE", "MAX", "CWD",
+        ],
+        &rows,
+    )
 }
 
 /// `key:` padded to one column, then the value.
@@ -493,6 +722,104 @@ pub fn event_line(e: &RunEvent) -> String {
     line.trim_end().to_string()
 }
 
+/// Text on one line: every control character (newline, tab, ...) becomes a space.
+pub fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+fn or_dash(s: &str) -> String {
+    if s.is_empty() {
+        "-".to_string()
+    } else {
+        s.to_string()
+    }
+}
+
+/// The `purge` report: how many runs went, then their ids, one per line.
+pub fn purge_report(p: &PurgeResponse) -> String {
+    let mut out = format!("purged {} run(s)\n", p.purged);
+    for id in &p.run_ids {
+        out.push_str(id);
+        out.push('\n');
+    }
+    out
+}
+
+/// The `audit` table, in the order given (the API's: newest first).
+pub fn audit_table(records: &[AuditRecord], no_trunc: bool) -> String {
+    let rows: Vec<Vec<String>> = records
+        .iter()
+        .map(|a| {
+            let message = one_line(&a.message);
+            vec![
+                rfc3339(a.at).unwrap_or_else(|| "-".to_string()),
+                or_dash(&one_line(&a.caller)),
+                or_dash(&a.action),
+                or_dash(&a.run_id),
+                or_dash(&a.outcome),
+                if no_trunc {
+                    message
+                } else {
+                    truncate(&message, MESSAGE_WIDTH)
+                },
+            ]
+        })
+        .collect();
+    table(
+        &["TIME", "CALLER", "ACTION", "RUN ID", "OUTCOME", "MESSAGE"],
+        &rows,
+    )
+}
+
+/// The `health` report: counts and containment, then a table of the unacknowledged alerts.
+pub fn health_report(h: &GetHealthResponse) -> String {
+    let alerts = if h.alerts.is_empty() {
+        "none".to_string()
+    } else {
+        format!(
+            "{} unacknowledged (wfctl ack ID once dealt with)",
+            h.alerts.len()
+        )
+    };
+    let mut out = key_values(&[
+        ("live runs", h.live_runs.to_string()),
+        ("total runs", h.total_runs.to_string()),
+        ("containment", or_dash(&h.containment)),
+        ("alerts", alerts),
+    ]);
+    if !h.alerts.is_empty() {
+        let rows: Vec<Vec<String>> = h
+            .alerts
+            .iter()
+            .map(|a| {
+                vec![
+                    a.id.to_string(),
+                    rfc3339(a.at).unwrap_or_else(|| "-".to_string()),
+                    or_dash(&a.kind),
+                    one_line(&a.message),
+                ]
+            })
+            .collect();
+        out.push('\n');
+        out.push_str(&table(&["ID", "TIME", "KIND", "MESSAGE"], &rows));
+    }
+    out
+}
+
+/// One alert (the `ack` answer): what was raised when, and who acknowledged it when.
+pub fn alert_detail(a: &Alert, now: i64) -> String {
+    key_values(&[
+        ("alert id", a.id.to_string()),
+        ("raised", time_line(a.at, now)),
+        ("kind", or_dash(&a.kind)),
+        ("message", or_dash(&one_line(&a.message))),
+        ("acknowledged", time_line(a.acknowledged_at, now)),
+        ("by", or_dash(&one_line(&a.acknowledged_by))),
+    ])
+}
+
 // ---------------------------------------------------------------------------------------------
 // JSON
 
@@ -537,6 +864,67 @@ pub fn run_json(r: &Run) -> Value {
     o.insert("stdout_bytes".into(), json!(r.stdout_bytes));
     o.insert("stderr_bytes".into(), json!(r.stderr_bytes));
     o.insert("end_reason".into(), json!(r.end_reason));
+    o.insert("output_truncated".into(), json!(r.output_truncated));
+    o.insert("logs_missing".into(), json!(r.logs_missing));
+    o.insert("workflow".into(), json!(r.workflow));
+    o.insert(
+        "agent".into(),
+        r.agent.as_ref().map(agent_json).unwrap_or(Value::Null),
+    );
+    Value::Object(o)
+}
+
+/// A workflow run's AgentProgress as JSON (every field; unset optionals are null).
+pub fn agent_json(a: &AgentProgress) -> Value {
+    let mut o = Map::new();
+    o.insert("phase".into(), json!(agent_phase_name(a.phase)));
+    o.insert("turns".into(), json!(a.turns));
+    o.insert("session_id".into(), json!(a.session_id));
+    o.insert("model".into(), json!(a.model));
+    o.insert("claude_code_version".into(), json!(a.claude_code_version));
+    o.insert("current_tool".into(), json!(a.current_tool));
+    o.insert("api_retries".into(), json!(a.api_retries));
+    o.insert("last_retry".into(), json!(a.last_retry));
+    time_fields(&mut o, "last_event_at", a.last_event_at);
+    o.insert("cost_usd".into(), json!(a.cost_usd));
+    o.insert("result_subtype".into(), json!(a.result_subtype));
+    o.insert("result_is_error".into(), json!(a.result_is_error));
+    o.insert("num_turns".into(), json!(a.num_turns));
+    o.insert("result_text".into(), json!(a.result_text));
+    o.insert("result_errors".into(), json!(a.result_errors));
+    o.insert("health".into(), json!(health_name(a.health)));
+    o.insert("health_reason".into(), json!(a.health_reason));
+    o.insert("critical".into(), json!(a.critical));
+    o.insert("prompt".into(), json!(a.prompt));
+    o.insert("resume_session".into(), json!(a.resume_session));
+    o.insert("heartbeat_message".into(), json!(a.heartbeat_message));
+    o.insert("heartbeat_progress".into(), json!(a.heartbeat_progress));
+    Value::Object(o)
+}
+
+/// A Workflow template as JSON.
+pub fn workflow_json(w: &Workflow) -> Value {
+    let mut o = Map::new();
+    o.insert("name".into(), json!(w.name));
+    o.insert("program".into(), json!(w.program));
+    o.insert("model".into(), json!(w.model));
+    o.insert("max_turns".into(), json!(w.max_turns));
+    o.insert("permission_mode".into(), json!(w.permission_mode));
+    o.insert("allowed_tools".into(), json!(w.allowed_tools));
+    o.insert(
+        "has_append_system_prompt".into(),
+        json!(w.has_append_system_prompt),
+    );
+    o.insert("stop_signals".into(), json!(w.stop_signals));
+    o.insert("grace_ms".into(), json!(w.grace_ms));
+    o.insert("init_timeout_ms".into(), json!(w.init_timeout_ms));
+    o.insert("idle_timeout_ms".into(), json!(w.idle_timeout_ms));
+    o.insert("max_runtime_ms".into(), json!(w.max_runtime_ms));
+    o.insert("on_init_timeout".into(), json!(w.on_init_timeout));
+    o.insert("on_idle_timeout".into(), json!(w.on_idle_timeout));
+    o.insert("on_max_runtime".into(), json!(w.on_max_runtime));
+    o.insert("cwd".into(), json!(w.cwd));
+    o.insert("allowed_cwds".into(), json!(w.allowed_cwds));
     Value::Object(o)
 }
 
@@ -589,14 +977,18 @@ pub fn event_json(e: &RunEvent) -> Value {
     Value::Object(o)
 }
 
-/// The response of Spawn or Restart as JSON (`old_run_id` only for Restart).
-pub fn spawned_json(old_run_id: Option<&str>, run: &Option<Run>) -> Value {
-    let mut o = Map::new();
-    if let Some(old) = old_run_id {
-        o.insert("old_run_id".into(), json!(old));
-    }
-    o.insert("run".into(), opt_run_json(run));
-    Value::Object(o)
+/// The response of Spawn as JSON.
+pub fn spawned_json(run: &Option<Run>) -> Value {
+    json!({"run": opt_run_json(run)})
+}
+
+/// The response of Restart as JSON: the old run's id, the new run, and how it started.
+pub fn restart_json(r: &RestartResponse) -> Value {
+    json!({
+        "old_run_id": r.old_run_id,
+        "run": opt_run_json(&r.run),
+        "note": r.note,
+    })
 }
 
 /// A LogChunk as JSON: the bytes as (lossy) UTF-8 text and exactly as base64.
@@ -605,6 +997,53 @@ pub fn chunk_json(c: &LogChunk) -> Value {
         "stream": stream_name(c.stream),
         "data": String::from_utf8_lossy(&c.data),
         "data_base64": base64(&c.data),
+    })
+}
+
+/// A PurgeResponse as JSON.
+pub fn purge_json(p: &PurgeResponse) -> Value {
+    json!({"purged": p.purged, "run_ids": p.run_ids})
+}
+
+/// An AuditRecord as JSON; `request` is the parsed JSON the daemon recorded, or the raw text if it
+/// does not parse.
+pub fn audit_json(a: &AuditRecord) -> Value {
+    let mut o = Map::new();
+    o.insert("id".into(), json!(a.id));
+    time_fields(&mut o, "at", a.at);
+    o.insert("caller".into(), json!(a.caller));
+    o.insert("uid".into(), json!(a.uid));
+    o.insert("gid".into(), json!(a.gid));
+    o.insert("pid".into(), json!(a.pid));
+    o.insert("peer".into(), json!(a.peer));
+    o.insert("action".into(), json!(a.action));
+    o.insert("run_id".into(), json!(a.run_id));
+    let request = serde_json::from_str::<Value>(&a.request).unwrap_or_else(|_| json!(a.request));
+    o.insert("request".into(), request);
+    o.insert("outcome".into(), json!(a.outcome));
+    o.insert("message".into(), json!(a.message));
+    Value::Object(o)
+}
+
+/// An Alert as JSON.
+pub fn alert_json(a: &Alert) -> Value {
+    let mut o = Map::new();
+    o.insert("id".into(), json!(a.id));
+    time_fields(&mut o, "at", a.at);
+    o.insert("kind".into(), json!(a.kind));
+    o.insert("message".into(), json!(a.message));
+    time_fields(&mut o, "acknowledged_at", a.acknowledged_at);
+    o.insert("acknowledged_by".into(), json!(a.acknowledged_by));
+    Value::Object(o)
+}
+
+/// A GetHealthResponse as JSON.
+pub fn health_json(h: &GetHealthResponse) -> Value {
+    json!({
+        "live_runs": h.live_runs,
+        "total_runs": h.total_runs,
+        "containment": h.containment,
+        "alerts": h.alerts.iter().map(alert_json).collect::<Vec<_>>(),
     })
 }
 
@@ -801,6 +1240,423 @@ mod tests {
         assert_eq!(v["status"], "running");
         assert_eq!(v["at_rfc3339"], "2023-11-14T22:13:20.000Z");
         assert_eq!(v["run"], Value::Null);
+    }
+
+    #[test]
+    fn purge_report_and_json() {
+        let p = PurgeResponse {
+            purged: 2,
+            run_ids: vec!["run_0123456789ab".into(), "run_ba9876543210".into()],
+        };
+        assert_eq!(
+            purge_report(&p),
+            "purged 2 run(s)\nrun_0123456789ab\nrun_ba9876543210\n"
+        );
+        assert_eq!(purge_report(&PurgeResponse::default()), "purged 0 run(s)\n");
+        let v = purge_json(&p);
+        assert_eq!(v["purged"], 2);
+        assert_eq!(v["run_ids"][1], "run_ba9876543210");
+    }
+
+    fn sample_record() -> AuditRecord {
+        AuditRecord {
+            id: 7,
+            at: 1_700_000_000_000,
+            caller: "uid=1000 gid=1000 pid=4242".into(),
+            uid: Some(1000),
+            gid: Some(1000),
+            pid: Some(4242),
+            peer: String::new(),
+            action: "kill".into(),
+            run_id: "run_0123456789ab".into(),
+            request: r#"{"force":true,"reason":"stuck"}"#.into(),
+            outcome: "ok".into(),
+            message: format!("killed\n{}", "x".repeat(80)),
+        }
+    }
+
+    #[test]
+    fn the_audit_table_keeps_rows_on_one_line() {
+        let mut daemon = sample_record();
+        daemon.caller = "daemon".into();
+        daemon.action = "recover".into();
+        daemon.run_id = String::new();
+        daemon.message = String::new();
+        let text = audit_table(&[sample_record(), daemon.clone()], false);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(
+            lines[0].starts_with("TIME                      CALLER                      ACTION"),
+            "{text}"
+        );
+        assert!(
+            lines[1].starts_with("2023-11-14T22:13:20.000Z  uid=1000"),
+            "{text}"
+        );
+        let col = lines[0].find("MESSAGE").expect("column");
+        let message = &lines[1][col..];
+        assert!(message.starts_with("killed xxx"), "{text}");
+        assert_eq!(message.chars().count(), MESSAGE_WIDTH, "{text}");
+        assert!(message.ends_with('…'), "{text}");
+        assert!(lines[2].contains("recover  -"), "{text}");
+        let whole = audit_table(&[sample_record()], true);
+        assert!(whole.trim_end().ends_with(&"x".repeat(80)), "{whole}");
+    }
+
+    #[test]
+    fn audit_json_parses_the_request() {
+        let v = audit_json(&sample_record());
+        assert_eq!(v["request"]["force"], true);
+        assert_eq!(v["at_rfc3339"], "2023-11-14T22:13:20.000Z");
+        assert_eq!(v["uid"], 1000);
+        assert_eq!(v["message"], format!("killed\n{}", "x".repeat(80)));
+        let mut r = sample_record();
+        r.request = "not json".into();
+        r.uid = None;
+        let v = audit_json(&r);
+        assert_eq!(v["request"], "not json");
+        assert_eq!(v["uid"], Value::Null);
+    }
+
+    #[test]
+    fn health_and_alerts() {
+        let alert = Alert {
+            id: 3,
+            at: 1_700_000_000_000,
+            kind: "store_quarantined".into(),
+            message: "store was corrupt;\nmoved aside".into(),
+            acknowledged_at: 0,
+            acknowledged_by: String::new(),
+        };
+        let mut h = GetHealthResponse {
+            live_runs: 1,
+            total_runs: 4,
+            containment: "cgroup".into(),
+            alerts: vec![],
+        };
+        let text = health_report(&h);
+        assert_eq!(
+            text,
+            "live runs:   1\ntotal runs:  4\ncontainment: cgroup\nalerts:      none\n"
+        );
+        h.alerts.push(alert.clone());
+        let text = health_report(&h);
+        assert!(text.contains("alerts:      1 unacknowledged"), "{text}");
+        assert!(
+            text.ends_with(
+                "3   2023-11-14T22:13:20.000Z  store_quarantined  store was corrupt; moved aside\n"
+            ),
+            "{text}"
+        );
+        let v = health_json(&h);
+        assert_eq!(v["alerts"][0]["kind"], "store_quarantined");
+        assert_eq!(v["alerts"][0]["acknowledged_at_rfc3339"], Value::Null);
+        assert_eq!(v["live_runs"], 1);
+        let mut acked = alert;
+        acked.acknowledged_at = 1_700_000_060_000;
+        acked.acknowledged_by = "uid=1000 gid=1000 pid=99: restored".into();
+        let text = alert_detail(&acked, 1_700_000_120_000);
+        assert!(
+            text.contains("acknowledged: 2023-11-14T22:14:20.000Z (1m ago)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("by:           uid=1000 gid=1000 pid=99: restored"),
+            "{text}"
+        );
+        assert_eq!(alert_json(&acked)["acknowledged_at"], 1_700_000_060_000i64);
+    }
+
+    fn sample_agent() -> AgentProgress {
+        AgentProgress {
+            phase: AgentPhase::Active as i32,
+            turns: 7,
+            session_id: "3f2a-session".into(),
+            model: "claude-sonnet-4-5".into(),
+            claude_code_version: "2.0.1".into(),
+            current_tool: "Bash".into(),
+            api_retries: 2,
+            last_retry: "attempt 2/10 in 1000 ms (overloaded, HTTP 529)".into(),
+            last_event_at: 1_700_000_090_000,
+            cost_usd: Some(0.01234),
+            result_subtype: String::new(),
+            result_is_error: None,
+            num_turns: None,
+            result_text: String::new(),
+            result_errors: vec![],
+            health: Health::Stuck as i32,
+            health_reason: "idle_timeout: no heartbeat or output for 10m".into(),
+            critical: "git".into(),
+            prompt: format!("fix the tests\n{}", "p".repeat(300)),
+            resume_session: "1e0b-old".into(),
+            heartbeat_message: "running tests".into(),
+            heartbeat_progress: Some(0.4),
+        }
+    }
+
+    fn sample_workflow_run() -> Run {
+        Run {
+            run_id: "run_feedfacecafe".into(),
+            status: RunStatus::Running as i32,
+            argv: vec![
+                "/usr/local/bin/claude".into(),
+                "-p".into(),
+                "fix the tests".into(),
+                "--output-format".into(),
+                "stream-json".into(),
+            ],
+            pid: 5151,
+            created_at: 1_700_000_000_000,
+            started_at: 1_700_000_000_100,
+            workflow: "builder".into(),
+            agent: Some(sample_agent()),
+            output_truncated: true,
+            logs_missing: true,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn agent_enum_names_lose_their_prefix() {
+        assert_eq!(agent_phase_name(AgentPhase::Starting as i32), "starting");
+        assert_eq!(
+            agent_phase_name(AgentPhase::Initializing as i32),
+            "initializing"
+        );
+        assert_eq!(agent_phase_name(AgentPhase::Active as i32), "active");
+        assert_eq!(agent_phase_name(AgentPhase::Finishing as i32), "finishing");
+        assert_eq!(agent_phase_name(42), "unknown(42)");
+        assert_eq!(health_name(Health::Ok as i32), "ok");
+        assert_eq!(health_name(Health::Slow as i32), "slow");
+        assert_eq!(health_name(Health::Stuck as i32), "stuck");
+    }
+
+    #[test]
+    fn run_json_carries_the_workflow_and_every_agent_field() {
+        let v = run_json(&sample_workflow_run());
+        assert_eq!(v["workflow"], "builder");
+        assert_eq!(v["output_truncated"], true);
+        assert_eq!(v["logs_missing"], true);
+        let a = &v["agent"];
+        assert_eq!(a["phase"], "active");
+        assert_eq!(a["health"], "stuck");
+        assert_eq!(
+            a["health_reason"],
+            "idle_timeout: no heartbeat or output for 10m"
+        );
+        assert_eq!(a["turns"], 7);
+        assert_eq!(a["session_id"], "3f2a-session");
+        assert_eq!(a["model"], "claude-sonnet-4-5");
+        assert_eq!(a["claude_code_version"], "2.0.1");
+        assert_eq!(a["current_tool"], "Bash");
+        assert_eq!(a["api_retries"], 2);
+        assert_eq!(
+            a["last_retry"],
+            "attempt 2/10 in 1000 ms (overloaded, HTTP 529)"
+        );
+        assert_eq!(a["last_event_at"], 1_700_000_090_000i64);
+        assert_eq!(a["last_event_at_rfc3339"], "2023-11-14T22:14:50.000Z");
+        assert_eq!(a["cost_usd"], 0.01234);
+        assert_eq!(a["result_subtype"], "");
+        assert_eq!(a["result_is_error"], Value::Null);
+        assert_eq!(a["num_turns"], Value::Null);
+        assert_eq!(a["result_text"], "");
+        assert_eq!(a["result_errors"], json!([]));
+        assert_eq!(a["critical"], "git");
+        assert!(a["prompt"].as_str().unwrap().starts_with("fix the tests\n"));
+        assert_eq!(a["resume_session"], "1e0b-old");
+        assert_eq!(a["heartbeat_message"], "running tests");
+        assert_eq!(a["heartbeat_progress"], 0.4);
+        assert_eq!(
+            a.as_object().unwrap().len(),
+            23,
+            "every AgentProgress field: {a}"
+        );
+        let mut done = sample_agent();
+        done.phase = AgentPhase::Finishing as i32;
+        done.health = Health::Ok as i32;
+        done.result_subtype = "success".into();
+        done.result_is_error = Some(false);
+        done.num_turns = Some(7);
+        done.cost_usd = None;
+        done.heartbeat_progress = None;
+        let a = agent_json(&done);
+        assert_eq!(a["phase"], "finishing");
+        assert_eq!(a["health"], "ok");
+        assert_eq!(a["result_is_error"], false);
+        assert_eq!(a["num_turns"], 7);
+        assert_eq!(a["cost_usd"], Value::Null);
+        assert_eq!(a["heartbeat_progress"], Value::Null);
+        // A plain run: no workflow, agent null.
+        let v = run_json(&sample_run());
+        assert_eq!(v["workflow"], "");
+        assert_eq!(v["agent"], Value::Null);
+        assert_eq!(v["output_truncated"], false);
+        assert_eq!(v["logs_missing"], false);
+    }
+
+    #[test]
+    fn ps_shows_health_and_turns_only_for_workflow_runs() {
+        let now = 1_700_000_100_000;
+        let mut fresh = sample_workflow_run();
+        fresh.run_id = "run_000000000001".into();
+        fresh.agent = Some(AgentProgress::default());
+        let text = runs_table(&[sample_workflow_run(), sample_run(), fresh], now, false);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        let health = lines[0].find("HEALTH").expect("HEALTH");
+        let turns = lines[0].find("TURNS").expect("TURNS");
+        let command = lines[0].find("COMMAND").expect("COMMAND");
+        assert!(health < turns && turns < command, "{text}");
+        assert_eq!(lines[1][health..turns].trim_end(), "stuck", "{text}");
+        assert_eq!(lines[1][turns..command].trim_end(), "7", "{text}");
+        assert!(
+            lines[1][command..].starts_with("/usr/local/bin/claude -p"),
+            "{text}"
+        );
+        assert_eq!(lines[2][health..command].trim(), "", "plain run: {text}");
+        assert_eq!(&lines[2][command..], r"sh -c 'sleep 30; echo it'\''s done'");
+        assert_eq!(lines[3][health..turns].trim_end(), "-", "{text}");
+        assert_eq!(lines[3][turns..command].trim_end(), "0", "{text}");
+    }
+
+    #[test]
+    fn get_shows_the_agent() {
+        let now = 1_700_000_100_000;
+        let text = run_detail(&sample_workflow_run(), now, false);
+        for want in [
+            "workflow:        builder\n",
+            "phase:           active\n",
+            "health:          stuck: idle_timeout: no heartbeat or output for 10m\n",
+            "turns:           7\n",
+            "session:         3f2a-session\n",
+            "resumed session: 1e0b-old\n",
+            "model:           claude-sonnet-4-5 (Claude Code 2.0.1)\n",
+            "tool:            Bash\n",
+            "critical:        git\n",
+            "progress:        40% running tests\n",
+            "api retries:     2, last: attempt 2/10 in 1000 ms (overloaded, HTTP 529)\n",
+            "last event:      2023-11-14T22:14:50.000Z (10s ago)\n",
+            "cost:            $0.0123\n",
+            "result:          -\n",
+            "(truncated: over the cap, the oldest output was dropped)\n",
+            "logs:            missing",
+        ] {
+            assert!(text.contains(want), "{want:?} in\n{text}");
+        }
+        let prompt = text
+            .lines()
+            .find(|l| l.starts_with("prompt:"))
+            .expect("prompt");
+        let prompt = prompt["prompt:".len()..].trim_start();
+        assert!(prompt.starts_with("fix the tests ppp"), "{prompt}");
+        assert_eq!(prompt.chars().count(), TEXT_WIDTH, "{prompt}");
+        assert!(prompt.ends_with('…'));
+        // Whole, one line per line.
+        let whole = run_detail(&sample_workflow_run(), now, true);
+        assert!(
+            whole.contains("prompt:          fix the tests\n"),
+            "{whole}"
+        );
+        assert!(whole.contains(&format!("                 {}\n", "p".repeat(300))));
+        // A finished run's result.
+        let mut r = sample_workflow_run();
+        let a = r.agent.as_mut().unwrap();
+        a.result_subtype = "error_max_turns".into();
+        a.result_is_error = Some(true);
+        a.num_turns = Some(50);
+        a.result_text = "ran out\nof turns".into();
+        a.result_errors = vec!["max turns reached".into(), "second".into()];
+        a.resume_session.clear();
+        let text = run_detail(&r, now, false);
+        assert!(
+            text.contains("result:        error_max_turns, is_error: true, num_turns: 50\n"),
+            "{text}"
+        );
+        assert!(text.contains("result text:   ran out of turns\n"), "{text}");
+        assert!(
+            text.contains("result errors: max turns reached\n               second\n"),
+            "{text}"
+        );
+        assert!(!text.contains("resumed session"), "{text}");
+        // A plain run shows none of it.
+        let plain = run_detail(&sample_run(), now, false);
+        for absent in ["workflow:", "phase:", "health:", "logs:", "truncated"] {
+            assert!(!plain.contains(absent), "{absent} in\n{plain}");
+        }
+    }
+
+    fn sample_workflow() -> Workflow {
+        Workflow {
+            name: "builder".into(),
+            program: "/usr/local/bin/claude".into(),
+            model: "claude-sonnet-4-5".into(),
+            max_turns: 50,
+            permission_mode: "acceptEdits".into(),
+            allowed_tools: vec!["Read".into(), "Edit".into()],
+            has_append_system_prompt: true,
+            stop_signals: vec!["SIGINT".into(), "SIGTERM".into()],
+            grace_ms: 10_000,
+            init_timeout_ms: 30 * 60_000,
+            idle_timeout_ms: 10 * 60_000,
+            max_runtime_ms: 0,
+            on_init_timeout: "kill".into(),
+            on_idle_timeout: "restart".into(),
+            on_max_runtime: String::new(),
+            cwd: String::new(),
+            allowed_cwds: vec!["/srv/agent-jobs".into()],
+        }
+    }
+
+    #[test]
+    fn the_workflow_table_and_json() {
+        let mut other = sample_workflow();
+        other.name = "reviewer".into();
+        other.model = String::new();
+        other.cwd = "/srv/review".into();
+        other.allowed_cwds.clear();
+        let text = workflows_table(&[sample_workflow(), other]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(
+            lines[0].starts_with("NAME      PROGRAM                MODEL              STOP"),
+            "{text}"
+        );
+        assert!(
+            lines[1]
+                .ends_with("SIGINT,SIGTERM 10s  30m kill  10m restart  off  under /srv/agent-jobs"),
+            "{text}"
+        );
+        assert!(lines[2].contains("  -  "), "no model: {text}");
+        assert!(lines[2].ends_with("off  default /srv/review"), "{text}");
+        let mut any = sample_workflow();
+        any.allowed_cwds.clear();
+        assert_eq!(cwd_rules_cell(&any), "any");
+        any.cwd = "/a".into();
+        any.allowed_cwds = vec!["/a".into(), "/b".into()];
+        assert_eq!(cwd_rules_cell(&any), "default /a; under /a, /b");
+        let v = workflow_json(&sample_workflow());
+        assert_eq!(v["name"], "builder");
+        assert_eq!(v["init_timeout_ms"], 1_800_000);
+        assert_eq!(v["on_idle_timeout"], "restart");
+        assert_eq!(v["allowed_tools"][1], "Edit");
+        assert_eq!(v["allowed_cwds"][0], "/srv/agent-jobs");
+        assert_eq!(v["has_append_system_prompt"], true);
+        assert_eq!(v.as_object().unwrap().len(), 17);
+    }
+
+    #[test]
+    fn restart_json_has_the_note() {
+        let r = RestartResponse {
+            old_run_id: "run_0123456789ab".into(),
+            run: Some(sample_workflow_run()),
+            note: "resumed session 3f2a-session".into(),
+        };
+        let v = restart_json(&r);
+        assert_eq!(v["old_run_id"], "run_0123456789ab");
+        assert_eq!(v["note"], "resumed session 3f2a-session");
+        assert_eq!(v["run"]["agent"]["phase"], "active");
+        assert_eq!(spawned_json(&None), json!({"run": null}));
     }
 
     #[test]

@@ -1,20 +1,30 @@
-//! `wfctl spawn`: start a run from a command line, with its working directory, environment,
-//! labels, stop signals and grace. Prints the new run id (or the whole response with --json);
-//! a run whose program could not be started is reported on stderr with exit code 1.
+//! `wfctl spawn`: start a run, in one of two forms told apart by `--`:
+//! `wfctl spawn [OPTIONS] WORKFLOW PROMPT` starts a workflow template from the daemon's config
+//! with a prompt (the daemon builds the Claude command line; --model, --max-turns,
+//! --permission-mode, --allowed-tool and --append-system-prompt change the template for this run),
+//! and `wfctl spawn [OPTIONS] -- CMD [ARGS]...` runs a command. Both take the working directory,
+//! environment, labels, stop signals and grace. Prints the new run id (or the whole response with
+//! --json); a run whose program could not be started is reported on stderr with exit code 1. A
+//! command line that is neither form is a usage error (exit 2), caught by [`SpawnArgs::target`]
+//! before the daemon is contacted.
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use wf_supervisor::proto::{RunStatus, SpawnRequest};
+use wf_supervisor::proto::{RunStatus, SpawnOverrides, SpawnRequest};
 
 use super::{api_error, output, Client};
 
+const WORKFLOW_OPTIONS: &str = "Workflow options (WORKFLOW PROMPT form only)";
+
 #[derive(Debug, Args)]
-#[command(override_usage = "wfctl spawn [OPTIONS] [--] <CMD> [ARGS]...")]
+#[command(override_usage = "wfctl spawn [OPTIONS] <WORKFLOW> <PROMPT>\n       \
+                            wfctl spawn [OPTIONS] -- <CMD> [ARGS]...")]
 pub struct SpawnArgs {
-    /// Working directory of the run (relative paths are taken from here); default: the daemon's.
+    /// Working directory of the run (relative paths are taken from here); default: the
+    /// workflow's, else the daemon's.
     #[arg(long, value_name = "DIR")]
     pub cwd: Option<PathBuf>,
 
@@ -26,25 +36,193 @@ pub struct SpawnArgs {
     #[arg(long = "label", short = 'l', value_name = "K=V", value_parser = super::parse_key_val)]
     pub labels: Vec<(String, String)>,
 
-    /// A signal sent at a graceful kill, in order; repeatable (default: the daemon's, TERM).
+    /// A signal sent at a graceful kill, in order; repeatable (default: the workflow's, INT then
+    /// TERM, or the daemon's, TERM).
     #[arg(long = "stop-signal", value_name = "SIG", value_parser = super::parse_stop_signal)]
     pub stop_signals: Vec<String>,
 
-    /// Grace between the first stop signal and KILL, e.g. 5s (default: the daemon's).
+    /// Grace between the first stop signal and KILL, e.g. 5s (default: the workflow's or the
+    /// daemon's).
     #[arg(long, value_name = "DURATION", value_parser = super::parse_grace)]
     pub grace: Option<u64>,
 
-    /// The program and its arguments; put them after `--`.
+    /// The model instead of the template's.
+    #[arg(long, value_name = "MODEL", help_heading = WORKFLOW_OPTIONS)]
+    pub model: Option<String>,
+
+    /// At most this many turns instead of the template's limit.
     #[arg(
-        value_name = "CMD",
-        required = true,
-        num_args = 1..,
-        trailing_var_arg = true
+        long,
+        value_name = "N",
+        value_parser = clap::value_parser!(u32).range(1..),
+        help_heading = WORKFLOW_OPTIONS
     )]
+    pub max_turns: Option<u32>,
+
+    /// The permission mode instead of the template's, e.g. acceptEdits, plan.
+    #[arg(long, value_name = "MODE", help_heading = WORKFLOW_OPTIONS)]
+    pub permission_mode: Option<String>,
+
+    /// An allowed tool, e.g. Read or 'Bash(git diff:*)'; repeatable. The tools given replace the
+    /// template's list.
+    #[arg(long = "allowed-tool", value_name = "TOOL", help_heading = WORKFLOW_OPTIONS)]
+    pub allowed_tools: Vec<String>,
+
+    /// Text appended to the system prompt instead of the template's.
+    #[arg(long, value_name = "TEXT", help_heading = WORKFLOW_OPTIONS)]
+    pub append_system_prompt: Option<String>,
+
+    /// A workflow from the daemon's config (see `wfctl workflows`) and the prompt for it, as two
+    /// arguments (quote the prompt).
+    #[arg(value_name = "WORKFLOW PROMPT")]
+    pub words: Vec<String>,
+
+    /// The program and its arguments, after `--`.
+    #[arg(value_name = "CMD", last = true)]
     pub argv: Vec<String>,
 }
 
+/// What a spawn starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `-- CMD [ARGS]...`
+    Command(Vec<String>),
+    /// `WORKFLOW PROMPT`
+    Workflow { name: String, prompt: String },
+}
+
+impl Target {
+    /// How errors name the spawn: the workflow or the program.
+    pub fn label(&self) -> &str {
+        match self {
+            Target::Command(argv) => argv.first().map(String::as_str).unwrap_or_default(),
+            Target::Workflow { name, .. } => name,
+        }
+    }
+}
+
+impl SpawnArgs {
+    /// The workflow-only options given on the command line, as flags.
+    fn workflow_options_given(&self) -> Vec<&'static str> {
+        let mut given = Vec::new();
+        if self.model.is_some() {
+            given.push("--model");
+        }
+        if self.max_turns.is_some() {
+            given.push("--max-turns");
+        }
+        if self.permission_mode.is_some() {
+            given.push("--permission-mode");
+        }
+        if !self.allowed_tools.is_empty() {
+            given.push("--allowed-tool");
+        }
+        if self.append_system_prompt.is_some() {
+            given.push("--append-system-prompt");
+        }
+        given
+    }
+
+    /// Which form this is: a command after `--`, or exactly WORKFLOW PROMPT without `--`. Anything
+    /// else is a usage error, returned as its message (with the likely intended command line).
+    pub fn target(&self) -> Result<Target, String> {
+        if !self.argv.is_empty() {
+            if !self.words.is_empty() {
+                return Err(format!(
+                    "give WORKFLOW PROMPT or `-- CMD [ARGS]...`, not both (before `--`: {})",
+                    output::command_line(&self.words)
+                ));
+            }
+            let given = self.workflow_options_given();
+            if !given.is_empty() {
+                return Err(format!(
+                    "{} {} only to a workflow spawn (WORKFLOW PROMPT), not to a command after `--`",
+                    given.join(", "),
+                    if given.len() == 1 { "applies" } else { "apply" }
+                ));
+            }
+            return Ok(Target::Command(self.argv.clone()));
+        }
+        match self.words.as_slice() {
+            [] => Err(
+                "nothing to start: give WORKFLOW PROMPT (see `wfctl workflows`), or a \
+                       command after `--`"
+                    .to_string(),
+            ),
+            [one] => Err(format!(
+                "workflow {} needs a PROMPT: wfctl spawn {} \"PROMPT\" (to run a command, put it \
+                 after `--`: wfctl spawn -- {})",
+                output::shell_quote(one),
+                output::shell_quote(one),
+                output::shell_quote(one)
+            )),
+            [name, prompt] => {
+                if name.trim().is_empty() {
+                    Err("the WORKFLOW name is empty".to_string())
+                } else if prompt.trim().is_empty() {
+                    Err(format!(
+                        "the PROMPT for workflow {} is empty",
+                        output::shell_quote(name)
+                    ))
+                } else {
+                    Ok(Target::Workflow {
+                        name: name.clone(),
+                        prompt: prompt.clone(),
+                    })
+                }
+            }
+            [name, rest @ ..] => Err(format!(
+                "a workflow spawn takes exactly WORKFLOW PROMPT, not {} words: quote the prompt \
+                 (wfctl spawn {} {}), or put a command after `--` (wfctl spawn -- {})",
+                self.words.len(),
+                output::shell_quote(name),
+                output::shell_quote(&rest.join(" ")),
+                output::command_line(&self.words)
+            )),
+        }
+    }
+
+    /// The template changes for a workflow spawn; None when no workflow option was given.
+    pub fn overrides(&self) -> Option<SpawnOverrides> {
+        if self.workflow_options_given().is_empty() {
+            return None;
+        }
+        Some(SpawnOverrides {
+            model: self.model.clone(),
+            max_turns: self.max_turns,
+            permission_mode: self.permission_mode.clone(),
+            allowed_tools: self.allowed_tools.clone(),
+            replace_allowed_tools: !self.allowed_tools.is_empty(),
+            append_system_prompt: self.append_system_prompt.clone(),
+        })
+    }
+}
+
+/// The Spawn request for these arguments and an already resolved cwd (empty: the default).
+pub fn request(args: &SpawnArgs, target: Target, cwd: String) -> SpawnRequest {
+    let mut request = SpawnRequest {
+        cwd,
+        env: args.env.iter().cloned().collect::<HashMap<_, _>>(),
+        labels: args.labels.iter().cloned().collect::<HashMap<_, _>>(),
+        stop_signals: args.stop_signals.clone(),
+        grace_ms: args.grace.unwrap_or(0),
+        ..Default::default()
+    };
+    match target {
+        Target::Command(argv) => request.argv = argv,
+        Target::Workflow { name, prompt } => {
+            request.workflow = name;
+            request.prompt = prompt;
+            request.overrides = args.overrides();
+        }
+    }
+    request
+}
+
 pub async fn run(client: &mut Client, args: SpawnArgs, json: bool) -> anyhow::Result<ExitCode> {
+    // Checked at parse time already (exit 2); this only keeps `run` honest on its own.
+    let target = args.target().map_err(|e| anyhow::anyhow!("spawn: {e}"))?;
+    let label = target.label().to_string();
     let cwd = match &args.cwd {
         Some(dir) => std::path::absolute(dir)
             .with_context(|| format!("spawn: cannot resolve --cwd {}", dir.display()))?
@@ -53,26 +231,17 @@ pub async fn run(client: &mut Client, args: SpawnArgs, json: bool) -> anyhow::Re
             .to_string(),
         None => String::new(),
     };
-    let program = args.argv.first().cloned().unwrap_or_default();
-    let request = SpawnRequest {
-        argv: args.argv,
-        cwd,
-        env: args.env.into_iter().collect::<HashMap<_, _>>(),
-        labels: args.labels.into_iter().collect::<HashMap<_, _>>(),
-        stop_signals: args.stop_signals,
-        grace_ms: args.grace.unwrap_or(0),
-    };
     let response = client
-        .spawn(request)
+        .spawn(request(&args, target, cwd))
         .await
         .map_err(api_error)
-        .with_context(|| format!("spawn {program}"))?
+        .with_context(|| format!("spawn {label}"))?
         .into_inner();
     if json {
-        output::print_json(&output::spawned_json(None, &response.run), false)?;
+        output::print_json(&output::spawned_json(&response.run), false)?;
     }
     let Some(run) = response.run else {
-        anyhow::bail!("spawn {program}: the daemon answered without a run");
+        anyhow::bail!("spawn {label}: the daemon answered without a run");
     };
     if !json {
         output::print(&run.run_id)?;
@@ -83,8 +252,163 @@ pub async fn run(client: &mut Client, args: SpawnArgs, json: bool) -> anyhow::Re
         } else {
             run.error.clone()
         };
-        eprintln!("wfctl: spawn {program}: run {} failed: {why}", run.run_id);
+        eprintln!("wfctl: spawn {label}: run {} failed: {why}", run.run_id);
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{try_parse_from, Cli, Command};
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        let mut argv = vec!["wfctl", "spawn"];
+        argv.extend_from_slice(args);
+        try_parse_from(argv)
+    }
+
+    fn spawn_args(args: &[&str]) -> SpawnArgs {
+        match parse(args).expect("parses").command {
+            Command::Spawn(a) => a,
+            other => panic!("not spawn: {other:?}"),
+        }
+    }
+
+    fn usage_error(args: &[&str]) -> String {
+        let e = parse(args).expect_err(&format!("{args:?} should be refused"));
+        assert_eq!(e.exit_code(), 2, "{args:?}: {e}");
+        e.to_string()
+    }
+
+    #[test]
+    fn a_command_goes_after_the_double_dash() {
+        let a = spawn_args(&[
+            "--cwd",
+            "/tmp",
+            "-e",
+            "A=1",
+            "--",
+            "sh",
+            "-c",
+            "echo --model",
+        ]);
+        assert_eq!(
+            a.target(),
+            Ok(Target::Command(vec![
+                "sh".into(),
+                "-c".into(),
+                "echo --model".into()
+            ]))
+        );
+        let r = request(&a, a.target().unwrap(), "/tmp".into());
+        assert_eq!(r.argv, ["sh", "-c", "echo --model"]);
+        assert_eq!(r.workflow, "");
+        assert_eq!(r.overrides, None);
+        assert_eq!(r.env.get("A").map(String::as_str), Some("1"));
+        // Even two words after `--` are a command, not a workflow.
+        let a = spawn_args(&["--", "sleep", "10"]);
+        assert_eq!(
+            a.target(),
+            Ok(Target::Command(vec!["sleep".into(), "10".into()]))
+        );
+    }
+
+    #[test]
+    fn two_words_without_double_dash_are_a_workflow_and_its_prompt() {
+        let a = spawn_args(&[
+            "builder",
+            "fix the tests",
+            "--model",
+            "claude-opus-4",
+            "--max-turns",
+            "20",
+            "--permission-mode",
+            "plan",
+            "--allowed-tool",
+            "Read",
+            "--allowed-tool",
+            "Bash(git diff:*)",
+            "--append-system-prompt",
+            "Be brief.",
+            "--env",
+            "K=V",
+            "--label",
+            "team=infra",
+            "--grace",
+            "5s",
+            "--stop-signal",
+            "INT",
+            "--stop-signal",
+            "term",
+        ]);
+        let target = a.target().expect("a workflow");
+        assert_eq!(
+            target,
+            Target::Workflow {
+                name: "builder".into(),
+                prompt: "fix the tests".into()
+            }
+        );
+        let r = request(&a, target, String::new());
+        assert_eq!(r.workflow, "builder");
+        assert_eq!(r.prompt, "fix the tests");
+        assert!(r.argv.is_empty());
+        assert_eq!(r.grace_ms, 5000);
+        assert_eq!(r.stop_signals, ["SIGINT", "SIGTERM"]);
+        assert_eq!(r.labels.get("team").map(String::as_str), Some("infra"));
+        let o = r.overrides.expect("overrides");
+        assert_eq!(o.model.as_deref(), Some("claude-opus-4"));
+        assert_eq!(o.max_turns, Some(20));
+        assert_eq!(o.permission_mode.as_deref(), Some("plan"));
+        assert_eq!(o.allowed_tools, ["Read", "Bash(git diff:*)"]);
+        assert!(o.replace_allowed_tools);
+        assert_eq!(o.append_system_prompt.as_deref(), Some("Be brief."));
+    }
+
+    #[test]
+    fn a_workflow_without_options_keeps_the_template() {
+        let a = spawn_args(&["builder", "do it"]);
+        let r = request(&a, a.target().unwrap(), String::new());
+        assert_eq!(r.overrides, None);
+        let a = spawn_args(&["builder", "do it", "--model", "m"]);
+        let o = a.overrides().expect("overrides");
+        assert!(!o.replace_allowed_tools, "the template's tools stay");
+        assert!(o.allowed_tools.is_empty());
+        assert_eq!(o.max_turns, None);
+    }
+
+    #[test]
+    fn anything_else_is_a_usage_error() {
+        let e = usage_error(&[]);
+        assert!(e.contains("nothing to start"), "{e}");
+        let e = usage_error(&["--"]);
+        assert!(e.contains("nothing to start"), "{e}");
+        let e = usage_error(&["sleep"]);
+        assert!(e.contains("wfctl spawn -- sleep"), "{e}");
+        let e = usage_error(&["sleep", "10", "20"]);
+        assert!(e.contains("not 3 words"), "{e}");
+        assert!(e.contains("wfctl spawn sleep '10 20'"), "{e}");
+        assert!(e.contains("wfctl spawn -- sleep 10 20"), "{e}");
+        let e = usage_error(&["builder", "do it", "--", "sleep", "1"]);
+        assert!(e.contains("not both"), "{e}");
+        let e = usage_error(&["--model", "m", "--allowed-tool", "Read", "--", "sleep", "1"]);
+        assert!(
+            e.contains("--model, --allowed-tool apply only to a workflow spawn"),
+            "{e}"
+        );
+        let e = usage_error(&["builder", "  "]);
+        assert!(e.contains("PROMPT for workflow builder is empty"), "{e}");
+        let e = usage_error(&["", "do it"]);
+        assert!(e.contains("WORKFLOW name is empty"), "{e}");
+        usage_error(&["builder", "do it", "--max-turns", "0"]);
+        usage_error(&["builder", "do it", "--max-turns", "many"]);
+        usage_error(&["builder", "do it", "--grace", "0s"]);
+        // The message names the form to use, on the usage of spawn.
+        assert!(
+            e.contains("wfctl spawn [OPTIONS] -- <CMD> [ARGS]..."),
+            "{e}"
+        );
+    }
 }

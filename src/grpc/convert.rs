@@ -246,9 +246,17 @@ pub fn workflow_to_proto(w: &crate::config::Workflow) -> proto::Workflow {
 /// Values of variables whose names say they hold secrets are not shown over the API.
 pub fn redact(key: &str, value: &str) -> String {
     let k = key.to_ascii_uppercase();
-    let secret = ["KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH"]
-        .iter()
-        .any(|w| k.contains(w));
+    let secret = [
+        "KEY",
+        "TOKEN",
+        "SECRET",
+        "PASSWORD",
+        "PASSWD",
+        "CREDENTIAL",
+        "AUTH",
+    ]
+    .iter()
+    .any(|w| k.contains(w));
     if secret && !value.is_empty() {
         "<redacted>".to_string()
     } else {

@@ -302,7 +302,9 @@ impl Supervisor for SupervisorService {
     ) -> Result<Response<proto::PurgeResponse>, Status> {
         let who = caller(&request);
         let r = request.into_inner();
-        let status_name = status_from_proto(r.status).map(|s| s.as_str()).unwrap_or("");
+        let status_name = status_from_proto(r.status)
+            .map(|s| s.as_str())
+            .unwrap_or("");
         let fields = json!({"force": r.force, "status": status_name, "older_than_ms": r.older_than_ms,
             "reason": r.reason});
         let result: Result<Vec<String>, Status> = async {
@@ -335,12 +337,19 @@ impl Supervisor for SupervisorService {
         }
         .await;
         let ids = self
-            .audited(who.clone(), "purge", &r.run_id, fields.clone(), result, |ids| {
-                (
-                    String::new(),
-                    format!("purged {}: {}", ids.len(), ids.join(" ")),
-                )
-            })
+            .audited(
+                who.clone(),
+                "purge",
+                &r.run_id,
+                fields.clone(),
+                result,
+                |ids| {
+                    (
+                        String::new(),
+                        format!("purged {}: {}", ids.len(), ids.join(" ")),
+                    )
+                },
+            )
             .await?;
         // A purge by status is also on record under each run it removed.
         if r.run_id.is_empty() && !ids.is_empty() {

@@ -123,8 +123,7 @@ impl CgroupRoot {
 /// children (`runs/` among them). Failures are logged: runs then just have no limits.
 fn delegate_setup(svc: &Path) {
     let leaf = svc.join("supervisor");
-    let moved = fs::create_dir_all(&leaf)
-        .and_then(|()| fs::write(leaf.join("cgroup.procs"), b"0"));
+    let moved = fs::create_dir_all(&leaf).and_then(|()| fs::write(leaf.join("cgroup.procs"), b"0"));
     match moved {
         Ok(()) => enable_controllers(svc),
         Err(e) => tracing::warn!(
@@ -200,12 +199,18 @@ impl RunCgroup {
 
     /// Signal every process in the cgroup through a pidfd, checking after opening the handle that
     /// the process is still a member (so a reused number is never hit). Returns how many.
-    pub fn signal_all(&self, sig: Signal) -> io::Result<usize> {
+    ///
+    /// Members of process group `skip_pgid` are left out: the caller signalled that group already
+    /// (one `killpg`), and a second copy of INT is, to an agent CLI, "quit now".
+    pub fn signal_all(&self, sig: Signal, skip_pgid: Option<i32>) -> io::Result<usize> {
         let rel = self.relative_path();
         let mut n = 0;
         for pid in self.pids()? {
             let Ok(pfd) = PidFd::open(pid) else { continue };
             if !rel.as_ref().is_some_and(|r| pid_in_cgroup(pid, r)) {
+                continue;
+            }
+            if skip_pgid.is_some() && crate::process::procscan::stat(pid).map(|s| s.pgid) == skip_pgid {
                 continue;
             }
             if pfd.send_signal(sig).unwrap_or(false) {
@@ -223,7 +228,7 @@ impl RunCgroup {
             f.write_all(b"1")?;
             return Ok(());
         }
-        self.signal_all(Signal::SIGKILL).map(|_| ())
+        self.signal_all(Signal::SIGKILL, None).map(|_| ())
     }
 
     /// Remove the (empty) cgroup directory.

@@ -119,14 +119,29 @@ impl PidFd {
         }))
     }
 
-    /// Wait until the process has exited (the pidfd polls readable then).
+    /// Wait until the process has exited (the pidfd polls readable then). Registers the pidfd
+    /// itself for the wait (no duplicate fd), so an idle run costs one fd for its handle.
     pub async fn exited(&self) -> io::Result<()> {
-        let dup = self.fd.try_clone()?;
-        // Safety: `dup` is an OwnedFd moved into the AsyncFd; it stays open and unchanged for
-        // the AsyncFd's whole life.
-        let afd = unsafe { AsyncFd::register_with_interest(dup, tokio::io::Interest::READABLE) }?;
+        // Safety: the AsyncFd lives inside this future, which borrows `self`, so the fd stays
+        // open and refers to the same pidfd for the AsyncFd's whole life; dropping it only
+        // removes the epoll registration.
+        let afd = unsafe {
+            AsyncFd::register_with_interest(
+                Borrowed(self.fd.as_raw_fd()),
+                tokio::io::Interest::READABLE,
+            )
+        }?;
         let _guard = afd.readable().await?;
         Ok(())
+    }
+}
+
+/// A raw fd that some owner keeps open (see `PidFd::exited`).
+struct Borrowed(RawFd);
+
+impl AsRawFd for Borrowed {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
     }
 }
 

@@ -7,7 +7,6 @@ use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
 use tokio::sync::{mpsc, watch};
 use tracing::warn;
@@ -50,7 +49,8 @@ pub struct OutputProgress {
 /// previous older segment. So between cap/2 and cap bytes of the newest output are kept.
 pub struct CappedLog {
     path: std::path::PathBuf,
-    file: File,
+    /// Open only while output flows, so an idle run holds no log fd.
+    file: Option<File>,
     written: u64,
     segment: u64,
     /// An older segment was dropped.
@@ -59,10 +59,10 @@ pub struct CappedLog {
 
 impl CappedLog {
     pub fn create(path: std::path::PathBuf, cap: u64) -> std::io::Result<CappedLog> {
-        let file = File::create(&path)?;
+        File::create(&path)?;
         Ok(CappedLog {
             path,
-            file,
+            file: None,
             written: 0,
             segment: (cap / 2).max(1),
             truncated: false,
@@ -84,11 +84,21 @@ impl CappedLog {
                 continue;
             }
             let n = room.min(data.len());
-            self.file.write_all(&data[..n])?;
+            if self.file.is_none() {
+                self.file = Some(std::fs::OpenOptions::new().append(true).open(&self.path)?);
+            }
+            if let Some(f) = self.file.as_mut() {
+                f.write_all(&data[..n])?;
+            }
             self.written += n as u64;
             data = &data[n..];
         }
         Ok(())
+    }
+
+    /// Close the file until more output comes.
+    pub fn release(&mut self) {
+        self.file = None;
     }
 
     fn rotate(&mut self) -> std::io::Result<()> {
@@ -96,8 +106,9 @@ impl CappedLog {
         if older.exists() {
             self.truncated = true;
         }
+        self.file = None;
         std::fs::rename(&self.path, &older)?;
-        self.file = File::create(&self.path)?;
+        File::create(&self.path)?;
         self.written = 0;
         Ok(())
     }
@@ -119,7 +130,10 @@ impl StdoutWatch {
             run_id: self.run_id.clone(),
             state: Box::new(state),
         };
-        *pending = matches!(self.core.try_send(msg), Err(mpsc::error::TrySendError::Full(_)));
+        *pending = matches!(
+            self.core.try_send(msg),
+            Err(mpsc::error::TrySendError::Full(_))
+        );
     }
 }
 
@@ -132,20 +146,22 @@ pub async fn drain_to_file(
     progress: watch::Sender<OutputProgress>,
     mut agent: Option<StdoutWatch>,
 ) -> u64 {
-    let mut rx = match pipe::Receiver::from_owned_fd(fd) {
+    let rx = match pipe::Receiver::from_owned_fd(fd) {
         Ok(rx) => rx,
         Err(e) => {
             warn!(error = %e, ?stream, "cannot watch output pipe");
             return 0;
         }
     };
-    let mut buf = vec![0u8; CHUNK];
     let mut total = 0u64;
     let mut write_failed = false;
     let mut pending = false;
-    loop {
-        let read = if pending {
-            match tokio::time::timeout(Duration::from_millis(20), rx.read(&mut buf)).await {
+    // The buffer and the log file exist only while output flows: an idle run holds neither.
+    let mut buf: Vec<u8> = Vec::new();
+    let mut eof = false;
+    while !eof {
+        let ready = if pending {
+            match tokio::time::timeout(Duration::from_millis(20), rx.readable()).await {
                 Ok(r) => r,
                 Err(_) => {
                     if let Some(a) = &agent {
@@ -155,41 +171,60 @@ pub async fn drain_to_file(
                 }
             }
         } else {
-            rx.read(&mut buf).await
+            rx.readable().await
         };
-        let n = match read {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                warn!(error = %e, ?stream, "output pipe read failed");
-                break;
+        if let Err(e) = ready {
+            warn!(error = %e, ?stream, "output pipe poll failed");
+            break;
+        }
+        if buf.is_empty() {
+            buf = vec![0u8; CHUNK];
+        }
+        let mut lines = 0;
+        loop {
+            let n = match rx.try_read(&mut buf) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    warn!(error = %e, ?stream, "output pipe read failed");
+                    eof = true;
+                    break;
+                }
+            };
+            if let Some(a) = agent.as_mut() {
+                lines += a.tracker.feed(&buf[..n], crate::time::now_ms());
             }
-        };
-        if let Some(a) = agent.as_mut() {
-            let lines = a.tracker.feed(&buf[..n], crate::time::now_ms());
+            // Keep draining even when the disk refuses: the agent must never block on us.
+            if !write_failed {
+                if let Err(e) = log.write(&buf[..n]) {
+                    warn!(error = %e, ?stream, "log write failed; output from here on is dropped");
+                    write_failed = true;
+                }
+            }
+            total += n as u64;
+            let truncated = log.truncated;
+            progress.send_modify(|p| {
+                match stream {
+                    Stream::Stdout => p.stdout = total,
+                    Stream::Stderr => p.stderr = total,
+                }
+                p.truncated |= truncated;
+            });
+        }
+        if let Some(a) = &agent {
             if lines > 0 || pending {
                 a.report(&mut pending);
             }
         }
-        // Keep draining even when the disk refuses: the agent must never block on us.
-        if !write_failed {
-            if let Err(e) = log.write(&buf[..n]) {
-                warn!(error = %e, ?stream, "log write failed; output from here on is dropped");
-                write_failed = true;
-            }
-        }
-        total += n as u64;
-        let truncated = log.truncated;
-        progress.send_modify(|p| {
-            match stream {
-                Stream::Stdout => p.stdout = total,
-                Stream::Stderr => p.stderr = total,
-            }
-            p.truncated |= truncated;
-        });
+        log.release();
+        buf = Vec::new();
     }
-    let _ = log.file.flush();
+    log.release();
     if let Some(mut a) = agent {
         a.tracker.finish(crate::time::now_ms());
         let mut state = AgentState::default();
@@ -216,7 +251,7 @@ pub async fn drain_heartbeats(
     max_line_bytes: usize,
     critical: watch::Sender<Option<CriticalSection>>,
 ) -> u64 {
-    let mut rx = match pipe::Receiver::from_owned_fd(fd) {
+    let rx = match pipe::Receiver::from_owned_fd(fd) {
         Ok(rx) => rx,
         Err(e) => {
             warn!(run_id, error = %e, "cannot watch heartbeat pipe");
@@ -224,7 +259,6 @@ pub async fn drain_heartbeats(
         }
     };
     let mut tracker = HeartbeatTracker::new(max_line_bytes.min(64 * 1024));
-    let mut buf = vec![0u8; 16 * 1024];
     let mut pending = 0u64;
     let send = |count: u64, tracker: &HeartbeatTracker| Msg::Heartbeat {
         run_id: run_id.clone(),
@@ -232,26 +266,44 @@ pub async fn drain_heartbeats(
         at: crate::time::now_ms(),
         state: Box::new(tracker.state().clone()),
     };
-    loop {
-        let read = if pending > 0 {
-            tokio::time::timeout(Duration::from_millis(20), rx.read(&mut buf))
+    let mut eof = false;
+    while !eof {
+        // Wait for data without holding a buffer; flush a pending report after 20 ms.
+        let ready = if pending > 0 {
+            tokio::time::timeout(Duration::from_millis(20), rx.readable())
                 .await
                 .ok()
         } else {
-            Some(rx.read(&mut buf).await)
+            Some(rx.readable().await)
         };
-        match read {
-            Some(Ok(0)) => break,
-            Some(Ok(n)) => {
-                pending += tracker.feed(&buf[..n], crate::time::now_ms()) as u64;
+        match ready {
+            Some(Ok(())) => {
+                let mut buf = [0u8; 4096];
+                loop {
+                    match rx.try_read(&mut buf) {
+                        Ok(0) => {
+                            eof = true;
+                            break;
+                        }
+                        Ok(n) => {
+                            pending += tracker.feed(&buf[..n], crate::time::now_ms()) as u64;
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(e) => {
+                            warn!(run_id, error = %e, "heartbeat pipe read failed");
+                            eof = true;
+                            break;
+                        }
+                    }
+                }
                 let open = tracker.state().critical;
                 if *critical.borrow() != open {
                     critical.send_replace(open);
                 }
             }
-            Some(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Some(Err(e)) => {
-                warn!(run_id, error = %e, "heartbeat pipe read failed");
+                warn!(run_id, error = %e, "heartbeat pipe poll failed");
                 break;
             }
             None => {}

@@ -16,6 +16,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, info_span, warn, Instrument};
 
+use crate::agent::heartbeat::CriticalSection;
+use crate::agent::progress::StdoutTracker;
+use crate::config::CriticalGraces;
 use crate::process::cgroup::{Containment, RunCgroup};
 use crate::process::pidfd::{ExitKind, PidFd};
 use crate::process::procscan;
@@ -23,9 +26,6 @@ use crate::process::reaper::Reaper;
 use crate::process::signals::{parse_signal, signal_name};
 use crate::process::spawn::{spawn, SpawnSpec};
 use crate::run::kill::plan;
-use crate::agent::heartbeat::CriticalSection;
-use crate::agent::progress::StdoutTracker;
-use crate::config::CriticalGraces;
 use crate::run::output::{
     drain_heartbeats, drain_to_file, CappedLog, OutputProgress, StdoutWatch, Stream,
 };
@@ -132,7 +132,9 @@ impl Handles {
                 let r = if sig == Signal::SIGKILL {
                     cg.kill()
                 } else {
-                    cg.signal_all(sig).map(|_| ())
+                    // The group got it from killpg above; the cgroup adds the escapees only.
+                    cg.signal_all(sig, (self.pgid > 1).then_some(self.pgid))
+                        .map(|_| ())
                 };
                 if let Err(e) = r {
                     warn!(run_id = %self.run_id, error = %e, "signalling the cgroup failed");

@@ -124,7 +124,10 @@ impl Store {
     pub fn open(state_dir: &Path) -> Result<Opened, StoreError> {
         let path = state_dir.join(DB_FILE);
         let mut quarantined = None;
-        let conn = match Self::open_checked(&path) {
+        // Check on a read-only connection first: a read-write one would checkpoint the WAL of a
+        // bad database into it and delete the WAL on close, changing the evidence.
+        let checked = Self::check_readonly(&path).and_then(|()| Self::open_checked(&path));
+        let conn = match checked {
             Ok(c) => c,
             Err(e @ StoreError::NewerSchema { .. }) => return Err(e),
             Err(e) => {
@@ -152,7 +155,10 @@ impl Store {
                 "",
                 serde_json::json!({"moved_to": dest.display().to_string()}),
             )
-            .outcome("ok", "the store was corrupt or unreadable at start; a fresh one was made");
+            .outcome(
+                "ok",
+                "the store was corrupt or unreadable at start; a fresh one was made",
+            );
             audit::insert(&conn, &rec).map_err(sqlite_err(&path))?;
         }
         let runs = rows::load_runs(&conn).map_err(sqlite_err(&path))?;
@@ -181,6 +187,30 @@ impl Store {
             runs,
             quarantined,
         })
+    }
+
+    /// `PRAGMA quick_check` on a read-only connection (which never checkpoints or deletes the
+    /// WAL). A missing file is fine: it will be created.
+    fn check_readonly(path: &Path) -> Result<(), StoreError> {
+        if !path.exists() {
+            return Ok(());
+        }
+        let e = sqlite_err(path);
+        let conn =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(&e)?;
+        let check: String = conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(&e)?;
+        if check != "ok" {
+            return Err(StoreError::Sqlite {
+                path: path.to_path_buf(),
+                source: rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+                    Some(format!("quick_check: {check}")),
+                ),
+            });
+        }
+        Ok(())
     }
 
     fn open_checked(path: &Path) -> Result<Connection, StoreError> {

@@ -741,7 +741,11 @@ impl Core {
             child_env.insert("USER".into(), u.name.clone());
             child_env.insert("LOGNAME".into(), u.name.clone());
         }
-        if let Some(wf) = spec.agent.as_ref().and_then(|a| self.s.config.workflows.get(&a.workflow)) {
+        if let Some(wf) = spec
+            .agent
+            .as_ref()
+            .and_then(|a| self.s.config.workflows.get(&a.workflow))
+        {
             child_env.extend(wf.env.clone());
         }
         child_env.extend(spec.env.clone());
@@ -796,8 +800,30 @@ impl Core {
                 alerted: Vec::new(),
             },
         );
-        self.persist(&record_id, None);
-        tokio::spawn(task::run(ctx));
+        // Fork only once the run is on record: a daemon killed in between must not leave an
+        // agent that no later daemon knows about.
+        let rt = tokio::runtime::Handle::current();
+        let core = self.tx.clone();
+        let key = record_id.clone();
+        self.persist(
+            &key,
+            Some(Box::new(move |r| match r {
+                Ok(()) => {
+                    rt.spawn(task::run(ctx));
+                }
+                Err(e) => {
+                    rt.spawn(async move {
+                        let msg = Msg::SpawnFailed {
+                            run_id: record_id,
+                            error: format!(
+                                "the run could not be recorded, so it was not started: {e}"
+                            ),
+                        };
+                        let _ = core.send(msg).await;
+                    });
+                }
+            })),
+        );
     }
 
     fn validate(&self, req: &SpawnRequest) -> Result<RunSpec, ApiError> {
@@ -863,7 +889,10 @@ impl Core {
                     format!("{:?} is not an existing directory", req.cwd),
                 ));
             }
-            p
+            // Resolve `..` and symlinks: the run records (and rules check) where it really runs.
+            std::fs::canonicalize(&p).map_err(|e| {
+                ApiError::invalid("cwd", format!("cannot resolve {:?}: {e}", req.cwd))
+            })?
         };
         let stop_signals = if req.stop_signals.is_empty() {
             self.s.config.stop_signals.clone()
@@ -972,7 +1001,11 @@ impl Core {
             plain.grace_ms = wf.grace.as_millis() as u64;
         }
         let mut spec = self.validate(&plain)?;
-        if !wf.allowed_cwds.is_empty() && !wf.allowed_cwds.iter().any(|p| spec.cwd.starts_with(p)) {
+        let allowed = |p: &PathBuf| {
+            let real = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+            spec.cwd.starts_with(real)
+        };
+        if !wf.allowed_cwds.is_empty() && !wf.allowed_cwds.iter().any(allowed) {
             return Err(ApiError::invalid(
                 "cwd",
                 format!(

@@ -6,7 +6,9 @@ mod handle;
 pub mod recover;
 
 pub use self::core::{start, AgentUser, CoreSettings};
-pub use self::handle::{restart_request, ApiError, KillOutcome, LogSource, Overrides, SpawnRequest, SupervisorHandle};
+pub use self::handle::{
+    restart_request, ApiError, KillOutcome, LogSource, Overrides, SpawnRequest, SupervisorHandle,
+};
 
 use tokio::sync::oneshot;
 

@@ -66,7 +66,7 @@ impl Leftover {
             let _ = if sig == Signal::SIGKILL {
                 cg.kill()
             } else {
-                cg.signal_all(sig).map(|_| ())
+                cg.signal_all(sig, None).map(|_| ())
             };
         }
         let needle = format!("WF_RUN_ID={run_id}");
