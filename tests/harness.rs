@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 
 use common::*;
 use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -56,6 +57,9 @@ async fn proc_evidence_sees_live_zombie_and_gone_processes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fake_agent_reports_what_it_started() {
+    // Orphans of the fake agent come to this process (as they would to the daemon), so that
+    // the test can reap them instead of leaving zombies to init.
+    nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
     let dir = tempfile::tempdir().expect("tempdir");
     let pidfile = dir.path().join("pids");
     // Stdout goes to a file: the children and the escapee keep it open after the leader exits,
@@ -107,16 +111,24 @@ async fn fake_agent_reports_what_it_started() {
         escapee_stat.session, escapee,
         "the escapee leads its own session"
     );
+    let me = std::process::id() as i32;
     for p in &started {
-        // TERM is ignored everywhere; KILL ends them (they are reparented to init or a subreaper).
+        assert_eq!(
+            stat(p.pid).map(|s| s.ppid),
+            Some(me),
+            "adopted by the subreaper"
+        );
         let _ = kill(Pid::from_raw(p.pid), Signal::SIGTERM);
     }
+    // An ignored signal is discarded when it is sent, so nothing can have died of it.
     assert!(started.iter().all(Proc::is_live), "TERM was ignored");
     for p in &started {
         let _ = kill(Pid::from_raw(p.pid), Signal::SIGKILL);
+        let status = waitpid(Pid::from_raw(p.pid), None).expect("waitpid");
+        assert!(
+            matches!(status, WaitStatus::Signaled(_, Signal::SIGKILL, _)),
+            "{status:?}"
+        );
+        assert!(!p.exists());
     }
-    wait_until(TIMEOUT, "the fake agent's processes are gone", || {
-        started.iter().all(|p| !p.is_live())
-    })
-    .await;
 }

@@ -294,3 +294,50 @@ async fn each_stop_signal_reaches_each_process_once_with_cgroups() {
 async fn each_stop_signal_reaches_each_process_once_without_cgroups() {
     each_stop_signal_reaches_each_process_once(Containment::ProcessGroup).await;
 }
+
+/// A kill sent right after Spawn returns, while the leader may still be starting its children,
+/// still ends everything the run ever started.
+async fn kill_right_after_spawn_leaves_nothing(containment: Containment) {
+    let Some(daemon) = Daemon::try_start_with(Options {
+        containment,
+        ..Default::default()
+    })
+    .await
+    else {
+        return;
+    };
+    let api = daemon.api();
+    for args in [
+        &["--children", "5", "--hang"][..],
+        &[
+            "--ignore-term",
+            "--children",
+            "5",
+            "--escape-setsid",
+            "--hang",
+        ][..],
+    ] {
+        let run = api
+            .spawn_req(SpawnRequest {
+                argv: fake(args),
+                grace_ms: 300,
+                ..Default::default()
+            })
+            .await;
+        let response = api.kill(&run.run_id).await;
+        assert!(response.success, "{response:?}");
+        assert_eq!(response.survivors, 0, "{response:?}");
+        assert_eq!(api.get(&run.run_id).await.status(), RunStatus::Killed);
+        daemon.assert_run_gone(&run.run_id, &[]).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_right_after_spawn_leaves_nothing_with_cgroups() {
+    kill_right_after_spawn_leaves_nothing(Containment::Cgroup).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_right_after_spawn_leaves_nothing_without_cgroups() {
+    kill_right_after_spawn_leaves_nothing(Containment::ProcessGroup).await;
+}

@@ -258,3 +258,57 @@ async fn logs_follow_streams_output_until_the_run_ends() {
     assert_eq!(String::from_utf8_lossy(&out), expected);
     assert!(is_terminal(api.get(&run.run_id).await.status()));
 }
+
+/// Every pipe is drained whatever the agent prints: ten MB on stderr, and a heartbeat pipe
+/// written as fast as the agent can, each line counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stderr_and_heartbeat_floods_are_drained_and_counted() {
+    let daemon = Daemon::start().await;
+    let api = daemon.api();
+    let stderr_run = api
+        .spawn(&sh("head -c 10000000 /dev/zero >&2; echo done"))
+        .await;
+    let beats_run = api
+        .spawn(&fake(&[
+            "--heartbeats",
+            "20000",
+            "--heartbeat-interval-ms",
+            "0",
+        ]))
+        .await;
+
+    let run = api.wait_terminal(&stderr_run.run_id, TIMEOUT * 2).await;
+    assert_eq!(run.status(), RunStatus::Succeeded, "{run:?}");
+    assert_eq!(run.stderr_bytes, 10_000_000, "{run:?}");
+    assert_eq!(api.stdout(&run.run_id).await, "done\n");
+
+    let run = api.wait_terminal(&beats_run.run_id, TIMEOUT * 2).await;
+    assert_eq!(run.status(), RunStatus::Succeeded, "{run:?}");
+    // The count may trail the exit by a moment, but must reach every line.
+    let run = wait_for(TIMEOUT, "all 20000 heartbeats counted", || async {
+        let run = api.get(&beats_run.run_id).await;
+        (run.heartbeats >= 20_000).then_some(run)
+    })
+    .await;
+    assert_eq!(run.heartbeats, 20_000, "{run:?}");
+}
+
+/// A line far longer than `logs.max_line_bytes` (1 MiB by default) is still logged in full and
+/// does not stop the run or the lines after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overlong_line_is_logged_in_full() {
+    let daemon = Daemon::start().await;
+    let api = daemon.api();
+    let run = api
+        .spawn(&sh(
+            "head -c 5000000 /dev/zero | tr '\\0' a; echo; echo after",
+        ))
+        .await;
+    let run = api.wait_terminal(&run.run_id, TIMEOUT).await;
+    assert_eq!(run.status(), RunStatus::Succeeded, "{run:?}");
+    assert_eq!(run.stdout_bytes, 5_000_000 + 1 + 6, "{run:?}");
+    let (out, _) = api.logs(&run.run_id, 1000).await;
+    let mut expected = vec![b'a'; 1000 - 7];
+    expected.extend_from_slice(b"\nafter\n");
+    assert_eq!(out, expected);
+}

@@ -215,6 +215,8 @@ impl Daemon {
             socket: socket.clone(),
             cgroup_root,
             log,
+            // A placeholder client until the socket serves: the Daemon exists from here on so that
+            // its Drop cleans up even when startup fails.
             api: Api {
                 client: SupervisorClient::new(
                     Endpoint::from_static("http://[::]:50051").connect_lazy(),
