@@ -323,7 +323,9 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
         .add_service(reflection_v1alpha);
 
     // Socket activation: systemd holds the socket, so clients wait through a daemon restart.
-    let listener = match crate::systemd::activated_listener() {
+    let activated = crate::systemd::activated_listener();
+    let we_bound = activated.is_none();
+    let listener = match activated {
         Some(l) => {
             info!("using the socket systemd passed (socket activation)");
             UnixListener::from_std(l).context("cannot use the socket systemd passed")?
@@ -417,7 +419,10 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
         while servers.join_next().await.is_some() {}
     })
     .await;
-    let _ = std::fs::remove_file(&socket);
+    // A socket systemd passed us is systemd's: it stays for the next start.
+    if we_bound {
+        let _ = std::fs::remove_file(&socket);
+    }
     info!("stopped");
     Ok(())
 }
@@ -441,5 +446,6 @@ async fn reload(args: &Args, handle: &supervisor::SupervisorHandle) {
         },
         Err(e) => error!(error = %e, "refusing the new config; still running on the old one"),
     }
-    crate::systemd::ready("reloaded");
+    // READY=1 alone: the STATUS line with the live counts stays as the core last set it.
+    crate::systemd::ready_again();
 }

@@ -20,6 +20,11 @@ pub fn ready(status: &str) {
     send(&[NotifyState::Ready, NotifyState::Status(status)]);
 }
 
+/// `READY=1` after a reload, leaving the status line as it is.
+pub fn ready_again() {
+    send(&[NotifyState::Ready]);
+}
+
 /// `STATUS=...`: what `systemctl status` shows.
 pub fn status(status: &str) {
     send(&[NotifyState::Status(status)]);

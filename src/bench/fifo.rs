@@ -67,7 +67,7 @@ impl Fifo {
     }
 
     /// Wait for the line `want`, skipping stale lines of earlier trials. Returns its arrival.
-    pub async fn expect(&mut self, want: &str, timeout: Duration) -> anyhow::Result<Instant> {
+    pub async fn wait_line(&mut self, want: &str, timeout: Duration) -> anyhow::Result<Instant> {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());

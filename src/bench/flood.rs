@@ -107,9 +107,9 @@ async fn trials(ctx: &Ctx, d: &Daemon) -> anyhow::Result<(Vec<Trial>, Vec<Trial>
         let sampler = RssSampler::start(d.pid, Duration::from_millis(5));
         let run = daemon::spawn(&mut client, ctx, &["sh", "-c", SCRIPT], &env).await?;
         let go = fifo
-            .expect(&format!("go {trial}"), Duration::from_secs(10))
+            .wait_line(&format!("go {trial}"), Duration::from_secs(10))
             .await?;
-        let done = fifo.expect(&format!("done {trial}"), timeout).await?;
+        let done = fifo.wait_line(&format!("done {trial}"), timeout).await?;
         let ended = daemon::wait_terminal(&mut client, &run.run_id, Duration::from_secs(60)).await;
         let peak = sampler.finish();
         let ended = ended?;
@@ -140,9 +140,9 @@ async fn trials(ctx: &Ctx, d: &Daemon) -> anyhow::Result<(Vec<Trial>, Vec<Trial>
         let argv: Vec<String> = ["sh", "-c", SCRIPT].iter().map(|s| s.to_string()).collect();
         let mut r = raw::spawn(&argv, &env, ctx.tmp(), Stdout::File(file))?;
         let go = fifo
-            .expect(&format!("go {trial}"), Duration::from_secs(10))
+            .wait_line(&format!("go {trial}"), Duration::from_secs(10))
             .await?;
-        let done = fifo.expect(&format!("done {trial}"), timeout).await?;
+        let done = fifo.wait_line(&format!("done {trial}"), timeout).await?;
         let held = Held {
             pid: r.pid,
             fd: r.pidfd.try_clone()?,

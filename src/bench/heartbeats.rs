@@ -180,8 +180,11 @@ async fn daemon_phase_inner(
             .into_inner();
         let stop = stop_watch.clone();
         Some(tokio::spawn(async move {
+            // Every event of every run, until each of the n runs has shown its end (or the
+            // benchmark gives up waiting).
             let mut seen: HashMap<String, Sightings> = HashMap::new();
-            loop {
+            let mut ended = std::collections::HashSet::new();
+            while ended.len() < n {
                 let msg = tokio::select! {
                     _ = stop.cancelled() => break,
                     m = stream.message() => m,
@@ -189,6 +192,9 @@ async fn daemon_phase_inner(
                 match msg {
                     Ok(Some(ev)) => {
                         let t = sys::mono_ns();
+                        if daemon::is_terminal(ev.status) {
+                            ended.insert(ev.run_id.clone());
+                        }
                         if let Some(run) = ev.run {
                             seen.entry(ev.run_id).or_default().push((run.heartbeats, t));
                         }
@@ -254,9 +260,15 @@ async fn daemon_phase_inner(
     };
     let cpu1 = procs::cpu_seconds(d.pid).unwrap_or(0.0);
     let window_s = t0.elapsed().as_secs_f64();
-    stop_watch.cancel();
+    // The records may show the end before its event reaches us: let the stream catch up.
     let seen = match watcher {
-        Some(w) => w.await?,
+        Some(mut w) => match tokio::time::timeout(Duration::from_secs(10), &mut w).await {
+            Ok(r) => r?,
+            Err(_) => {
+                stop_watch.cancel();
+                w.await?
+            }
+        },
         None => HashMap::new(),
     };
 

@@ -337,7 +337,7 @@ async fn daemon_trial(
         ("BENCH_TRIAL", trial.clone()),
     ];
     let run = daemon::spawn(client, ctx, &["sh", "-c", &sc.script], &env).await?;
-    fifo.expect(&format!("ready {trial}"), Duration::from_secs(15))
+    fifo.wait_line(&format!("ready {trial}"), Duration::from_secs(15))
         .await?;
     let needle = format!("WF_RUN_ID={}", run.run_id).into_bytes();
     let tree = wait_tree(sc, &needle, run.pid).await?;
@@ -396,7 +396,7 @@ async fn raw_trial(ctx: &Ctx, sc: &Scenario, fifo: &mut Fifo, i: usize) -> anyho
         .map(|s| s.to_string())
         .collect();
     let mut run = raw::spawn(&argv, &env, ctx.tmp(), Stdout::Pipe)?;
-    fifo.expect(&format!("ready {trial}"), Duration::from_secs(15))
+    fifo.wait_line(&format!("ready {trial}"), Duration::from_secs(15))
         .await?;
     let needle = format!("BENCH_TRIAL={trial}").into_bytes();
     let tree = wait_tree(sc, &needle, run.pid).await?;

@@ -203,6 +203,11 @@ async fn run(args: Args) -> ExitCode {
     );
     println!();
     print!("{}", report::table(&reports));
+    println!(
+        "\nratio = daemon / raw baseline (p50 over p50): above 1 is slower for times, below 1 \
+         is slower for rates. Times are from the kernel (FIFO markers, pidfds, /proc), not from \
+         the daemon's answers."
+    );
     let notes = report::notes(&reports);
     if !notes.is_empty() {
         println!("\nnotes:");

@@ -47,7 +47,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
         let run = daemon::spawn(&mut client, ctx, &argv, &env).await?;
         let answered = Instant::now();
         let at = fifo
-            .expect(&format!("ready {trial}"), Duration::from_secs(10))
+            .wait_line(&format!("ready {trial}"), Duration::from_secs(10))
             .await?;
         if counted {
             daemon_ms.push(ms(at.saturating_duration_since(t0)));
@@ -66,7 +66,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
         let t0 = Instant::now();
         let mut r = raw::spawn(&raw_argv, &env, ctx.tmp(), Stdout::Pipe)?;
         let at = fifo
-            .expect(&format!("ready {trial}"), Duration::from_secs(10))
+            .wait_line(&format!("ready {trial}"), Duration::from_secs(10))
             .await?;
         if counted {
             raw_ms.push(ms(at.saturating_duration_since(t0)));

@@ -50,8 +50,12 @@ pub struct Spawned {
 pub enum SpawnError {
     #[error("cannot create pipes: {0}")]
     Pipes(io::Error),
-    #[error("cannot execute {program:?}: {source}")]
-    Exec { program: String, source: io::Error },
+    #[error("cannot execute {program:?} in {cwd}: {source}")]
+    Exec {
+        program: String,
+        cwd: String,
+        source: io::Error,
+    },
     #[error("cannot open a pidfd for pid {pid}: {source}")]
     PidFd { pid: i32, source: io::Error },
 }
@@ -141,6 +145,7 @@ pub fn spawn(spec: &SpawnSpec, reaper: &Reaper) -> Result<Spawned, SpawnError> {
     let mut guard = reaper.spawn_guard();
     let mut child = cmd.spawn().map_err(|source| SpawnError::Exec {
         program: program.clone(),
+        cwd: spec.cwd.display().to_string(),
         source,
     })?;
     let pid = child.id() as i32;

@@ -1154,7 +1154,12 @@ impl Core {
         if let Some(at) = self.armed.remove(&run_id) {
             self.deadlines.remove(&(at, run_id.clone()));
         }
-        info!(run_id, status = status.as_str(), exit = ?exit, "run finished");
+        info!(
+            run_id,
+            status = status.as_str(),
+            exit = exit.map(describe_exit).unwrap_or_default(),
+            "run finished"
+        );
         self.emit(&run_id, "ended", status.as_str().to_string(), rec.clone());
         if restart_policy && !self.shutting_down {
             // The stuck rule's action was restart: a new linked run, resuming the session.
