@@ -9,28 +9,6 @@ use wf_supervisor::proto::{
     AuditRecord, ForceCompleteRequest, KillRequest, ListAuditRequest, Outcome, RunStatus,
 };
 
-async fn audit(daemon: &Daemon, request: ListAuditRequest) -> Vec<AuditRecord> {
-    daemon
-        .api()
-        .client
-        .list_audit(request)
-        .await
-        .expect("ListAudit")
-        .into_inner()
-        .records
-}
-
-async fn audit_of(daemon: &Daemon, run_id: &str) -> Vec<AuditRecord> {
-    audit(
-        daemon,
-        ListAuditRequest {
-            run_id: run_id.to_string(),
-            ..Default::default()
-        },
-    )
-    .await
-}
-
 /// The caller identity of this test process, as the daemon must see it.
 fn assert_caller_is_me(record: &AuditRecord) {
     let uid = nix::unistd::geteuid().as_raw();
@@ -66,7 +44,7 @@ async fn a_kill_is_recorded_with_the_callers_credentials_and_a_refused_one_too()
     assert!(response.success, "{response:?}");
     daemon.assert_run_gone(&run.run_id, &procs).await;
 
-    let records = audit_of(&daemon, &run.run_id).await;
+    let records = api.audit(&run.run_id).await;
     let actions: Vec<&str> = records.iter().map(|r| r.action.as_str()).collect();
     assert_eq!(actions, vec!["kill", "spawn"], "newest first: {records:?}");
     let kill = &records[0];
@@ -94,7 +72,7 @@ async fn a_kill_is_recorded_with_the_callers_credentials_and_a_refused_one_too()
         Code::NotFound,
         "Kill of an unknown run",
     );
-    let records = audit_of(&daemon, unknown).await;
+    let records = api.audit(unknown).await;
     assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!(records[0].action, "kill");
     assert_eq!(records[0].outcome, "refused", "{:?}", records[0]);
@@ -114,7 +92,7 @@ async fn a_kill_is_recorded_with_the_callers_credentials_and_a_refused_one_too()
         Code::FailedPrecondition,
         "Kill of a finished run",
     );
-    let records = audit_of(&daemon, &run.run_id).await;
+    let records = api.audit(&run.run_id).await;
     assert_eq!(records[0].action, "kill", "{records:?}");
     assert_eq!(records[0].outcome, "refused", "{:?}", records[0]);
     assert!(
@@ -166,7 +144,7 @@ async fn every_mutating_call_is_audited_and_list_audit_filters() {
         "Spawn with no argv",
     );
 
-    let all = audit(&daemon, ListAuditRequest::default()).await;
+    let all = api.audit_req(ListAuditRequest::default()).await;
     let summary: Vec<(&str, &str)> = all
         .iter()
         .map(|r| (r.action.as_str(), r.outcome.as_str()))
@@ -203,38 +181,32 @@ async fn every_mutating_call_is_audited_and_list_audit_filters() {
     );
 
     // limit, since, run_id.
-    let two = audit(
-        &daemon,
-        ListAuditRequest {
+    let two = api
+        .audit_req(ListAuditRequest {
             limit: 2,
             ..Default::default()
-        },
-    )
-    .await;
+        })
+        .await;
     assert_eq!(two, all[..2].to_vec(), "limit 2");
     let since = all[2].at;
-    let recent = audit(
-        &daemon,
-        ListAuditRequest {
+    let recent = api
+        .audit_req(ListAuditRequest {
             since,
             ..Default::default()
-        },
-    )
-    .await;
+        })
+        .await;
     assert!(
         recent.iter().all(|r| r.at >= since) && recent.len() >= 3,
         "since {since}: {recent:?}"
     );
-    let future = audit(
-        &daemon,
-        ListAuditRequest {
+    let future = api
+        .audit_req(ListAuditRequest {
             since: i64::MAX,
             ..Default::default()
-        },
-    )
-    .await;
+        })
+        .await;
     assert!(future.is_empty(), "records from the future: {future:?}");
-    let of_second = audit_of(&daemon, &second.run_id).await;
+    let of_second = api.audit(&second.run_id).await;
     assert!(
         of_second.iter().all(|r| r.run_id == second.run_id) && !of_second.is_empty(),
         "{of_second:?}"

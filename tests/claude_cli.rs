@@ -9,9 +9,11 @@
 //!
 //! The CLI is found as `find_cli` says (`WF_TEST_CLAUDE_BIN`, `PATH`, npm locations); when it is
 //! not installed each test prints `SKIP: ...` and passes. `.ci/run` installs it from npm.
+//!
+//! The daemon is the shared harness's (`tests/common`), started on a site whose folder also holds
+//! the CLI's `HOME` and working directory.
 
-#[path = "claude_cli/daemon.rs"]
-mod daemon;
+mod common;
 #[path = "claude_cli/find_cli.rs"]
 mod find_cli;
 #[path = "claude_cli/messages_api.rs"]
@@ -22,11 +24,13 @@ use std::time::Duration;
 
 use serde_json::Value;
 use wf_supervisor::proto::{
-    AgentPhase, KillPhase, KillRequest, KillResponse, ListAuditRequest, RestartRequest, Run,
-    RunStatus, SpawnRequest,
+    AgentPhase, KillPhase, KillRequest, KillResponse, RestartRequest, Run, RunStatus, SpawnRequest,
 };
 
-use daemon::{describe, pids_with_env, stat, toml_str, wait_for, Daemon, Proc, TIMEOUT};
+use common::{
+    cgroup_populated, comm, describe, is_terminal, pids_with_env, stat, toml_str, wait_for, Daemon,
+    Options, Proc, Site, TIMEOUT,
+};
 use find_cli::{claude_or_skip, ClaudeCli};
 use messages_api::{MessagesApi, Reply, FINAL_TEXT};
 
@@ -35,7 +39,8 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(180);
 /// The workflow every test spawns.
 const WORKFLOW: &str = "cli";
 
-/// One test's world: the CLI, the stand-in, a daemon whose `[workflows.cli]` points at both.
+/// One test's world: the CLI, the stand-in, a daemon whose `[workflows.cli]` points at both
+/// (its `HOME` and working directory are folders in the daemon's own directory).
 struct World {
     cli: ClaudeCli,
     api: MessagesApi,
@@ -54,9 +59,9 @@ impl World {
             cli.path.display()
         );
         let api = MessagesApi::start().await;
-        let dir = Daemon::tempdir();
-        let home = dir.path().join("home");
-        let work = dir.path().join("work");
+        let site = Site::new(Options::default()).expect("auto containment always has a site");
+        let home = site.dir.path().join("home");
+        let work = site.dir.path().join("work");
         std::fs::create_dir(&home).expect("creating HOME");
         std::fs::create_dir(&work).expect("creating the work dir");
         let workflow = format!(
@@ -73,12 +78,13 @@ impl World {
              DISABLE_TELEMETRY = \"1\"\n\
              DISABLE_AUTOUPDATER = \"1\"\n\
              DISABLE_ERROR_REPORTING = \"1\"\n",
-            program = toml_str(&cli.path.display().to_string()),
-            cwd = toml_str(&work.display().to_string()),
-            base_url = toml_str(&api.base_url()),
-            home = toml_str(&home.display().to_string()),
+            program = toml_str(cli.path.display().to_string()),
+            cwd = toml_str(work.display().to_string()),
+            base_url = toml_str(api.base_url()),
+            home = toml_str(home.display().to_string()),
         );
-        let daemon = Daemon::start(dir, &workflow).await;
+        site.add_config(&workflow);
+        let daemon = Daemon::start_on(site).await;
         Some(World {
             cli,
             api,
@@ -90,19 +96,22 @@ impl World {
 
     async fn spawn(&self, prompt: &str) -> Run {
         self.daemon
-            .spawn(SpawnRequest {
+            .api()
+            .try_spawn(SpawnRequest {
                 workflow: WORKFLOW.to_string(),
                 prompt: prompt.to_string(),
                 ..Default::default()
             })
             .await
+            .unwrap_or_else(|s| panic!("Spawn of workflow {WORKFLOW} failed: {s:?}"))
     }
 
     /// Waits for the run to end and insists that it SUCCEEDED, showing its output if not.
     async fn wait_succeeded(&self, run_id: &str) -> Run {
-        let run = self.daemon.wait_terminal(run_id, RUN_TIMEOUT).await;
+        let api = self.daemon.api();
+        let run = api.wait_terminal(run_id, RUN_TIMEOUT).await;
         if run.status() != RunStatus::Succeeded {
-            let (out, err) = self.daemon.logs(run_id).await;
+            let (out, err) = api.output(run_id).await;
             panic!(
                 "{run_id} ended {:?}, not SUCCEEDED: {run:?}\nstdout:\n{out}\nstderr:\n{err}\n\
                  the stand-in saw: {}",
@@ -208,7 +217,7 @@ async fn real_cli_counts_turns_and_resume_continues_the_session() {
         .agent
         .clone()
         .expect("a workflow run has agent progress");
-    let (stdout, _) = w.daemon.logs(&first.run_id).await;
+    let (stdout, _) = w.daemon.api().output(&first.run_id).await;
     let stream = parse_stream_json(&stdout);
     let session = agent.session_id.clone();
     assert!(!session.is_empty(), "no session id: {agent:?}");
@@ -287,18 +296,15 @@ async fn real_cli_counts_turns_and_resume_continues_the_session() {
     let before = w.api.exchanges().len();
     let response = w
         .daemon
-        .client
-        .clone()
-        .restart(RestartRequest {
+        .api()
+        .try_restart_req(RestartRequest {
             run_id: first.run_id.clone(),
             reason: "real-CLI test: resume".to_string(),
             resume: true,
         })
         .await
-        .unwrap_or_else(|s| panic!("Restart {} failed: {s:?}", first.run_id))
-        .into_inner();
+        .unwrap_or_else(|s| panic!("Restart {} failed: {s:?}", first.run_id));
     let second = response.run.clone().expect("RestartResponse without a run");
-    w.daemon.remember(&second);
     assert_eq!(response.old_run_id, first.run_id);
     assert_eq!(second.restart_of, first.run_id);
     assert_eq!(second.attempt, 2);
@@ -330,7 +336,7 @@ async fn real_cli_counts_turns_and_resume_continues_the_session() {
          saw {}",
         w.api.summary()
     );
-    let (stdout2, _) = w.daemon.logs(&second.run_id).await;
+    let (stdout2, _) = w.daemon.api().output(&second.run_id).await;
     let stream2 = parse_stream_json(&stdout2);
     assert_eq!(stream2.assistant_messages, resumed);
     assert_eq!(
@@ -383,6 +389,8 @@ struct Sleeping {
     sleep_pid: i32,
     /// Every process that carried the run's id once the sleep was up.
     procs: Vec<Proc>,
+    /// Those processes as they were then (`pid (comm) state`), for messages.
+    described: String,
 }
 
 /// Spawns a run whose Bash tool runs `sleep 300` and waits until the sleep exists; checks that
@@ -391,19 +399,19 @@ async fn sleeping_run(w: &World) -> Sleeping {
     let run = w.spawn("Wait a while: <<bash: sleep 300>>").await;
     let entry = format!("WF_RUN_ID={}", run.run_id);
     let sleep_pid = wait_for(RUN_TIMEOUT, "the Bash tool's sleep 300", || async {
-        let run = w.daemon.get(&run.run_id).await;
+        let run = w.daemon.api().get(&run.run_id).await;
         assert!(
-            !daemon::is_terminal(run.status()),
+            !is_terminal(run.status()),
             "{} ended before its Bash tool started: {run:?}\nthe stand-in saw: {}",
             run.run_id,
             w.api.summary()
         );
         pids_with_env(&entry)
             .into_iter()
-            .find(|&pid| daemon::comm(pid) == "sleep")
+            .find(|&pid| comm(pid) == "sleep")
     })
     .await;
-    let run = w.daemon.get(&run.run_id).await;
+    let run = w.daemon.api().get(&run.run_id).await;
     assert_eq!(run.status(), RunStatus::Running, "{run:?}");
     let leader = stat(run.pid).expect("the run's leader is alive");
     let sleeper = stat(sleep_pid).expect("the sleep is alive");
@@ -417,10 +425,9 @@ async fn sleeping_run(w: &World) -> Sleeping {
         sleeper.pgid, run.pgid,
         "the sleep left the run's process group"
     );
-    let procs: Vec<Proc> = pids_with_env(&entry)
-        .into_iter()
-        .filter_map(Proc::capture)
-        .collect();
+    let pids = pids_with_env(&entry);
+    let described = describe(&pids);
+    let procs: Vec<Proc> = pids.into_iter().filter_map(Proc::capture).collect();
     assert!(procs.iter().any(|p| p.pid == run.pid));
     let agent = run.agent.clone().expect("agent progress");
     let served = served_ids(&w.api, &agent.session_id, 0);
@@ -432,6 +439,7 @@ async fn sleeping_run(w: &World) -> Sleeping {
         run,
         sleep_pid,
         procs,
+        described,
     }
 }
 
@@ -440,19 +448,16 @@ async fn sleeping_run(w: &World) -> Sleeping {
 /// has no zombie child, its cgroup root is empty, and the kill is on the audit trail.
 async fn kill_and_prove_nothing_left(w: &World, s: &Sleeping, force: bool) -> KillResponse {
     let run_id = &s.run.run_id;
-    let response = w
-        .daemon
-        .client
-        .clone()
-        .kill(KillRequest {
+    let api = w.daemon.api();
+    let response = api
+        .try_kill(KillRequest {
             run_id: run_id.clone(),
             force,
             reason: "real-CLI test: kill a sleeping Bash tool".to_string(),
             ..Default::default()
         })
         .await
-        .unwrap_or_else(|s| panic!("Kill {run_id} failed: {s:?}"))
-        .into_inner();
+        .unwrap_or_else(|s| panic!("Kill {run_id} failed: {s:?}"));
     let cleanup: Vec<String> = response
         .cleanup
         .iter()
@@ -460,14 +465,11 @@ async fn kill_and_prove_nothing_left(w: &World, s: &Sleeping, force: bool) -> Ki
         .collect();
     eprintln!(
         "(b) {run_id} force={force}: phase {:?}, signals {:?}, {} ms, cleanup {cleanup:?}; \
-         processes were {:?} (sleep {})",
+         processes were {} (sleep {})",
         response.phase(),
         response.signals_sent,
         response.duration_ms,
-        s.procs
-            .iter()
-            .map(|p| format!("{} {}", p.pid, p.comm))
-            .collect::<Vec<_>>(),
+        s.described,
         s.sleep_pid
     );
     assert!(response.success, "the kill failed: {response:?}");
@@ -483,31 +485,19 @@ async fn kill_and_prove_nothing_left(w: &World, s: &Sleeping, force: bool) -> Ki
     })
     .await;
     if let Some(root) = &w.daemon.cgroup_root {
-        let populated = std::fs::read_to_string(root.join("cgroup.events"))
-            .map(|e| e.lines().any(|l| l == "populated 1"))
-            .unwrap_or(false);
-        assert!(!populated, "the daemon's cgroup root is still populated");
+        assert!(
+            !cgroup_populated(root),
+            "the daemon's cgroup root is still populated"
+        );
     }
-    let audit = w
-        .daemon
-        .client
-        .clone()
-        .list_audit(ListAuditRequest {
-            run_id: run_id.clone(),
-            ..Default::default()
-        })
-        .await
-        .expect("ListAudit")
-        .into_inner();
+    let records = api.audit(run_id).await;
     assert!(
-        audit
-            .records
+        records
             .iter()
             .any(|r| r.action == "kill" && r.outcome == "ok"),
-        "an audit record of the kill: {:?}",
-        audit.records
+        "an audit record of the kill: {records:?}"
     );
-    assert_eq!(w.daemon.get(run_id).await.status(), RunStatus::Killed);
+    assert_eq!(api.get(run_id).await.status(), RunStatus::Killed);
     response
 }
 
@@ -541,6 +531,7 @@ async fn real_cli_kill_ends_the_bash_tool_in_its_own_session() {
     assert_eq!(response.signals_sent, ["SIGKILL"], "{response:?}");
     let agent = w
         .daemon
+        .api()
         .get(&forced.run.run_id)
         .await
         .agent

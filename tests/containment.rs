@@ -6,15 +6,22 @@ mod common;
 use common::*;
 use wf_supervisor::proto::{RunStatus, SpawnRequest};
 
+/// Proves that nothing of the run is left (`procs` included) and, with cgroups, that the run's
+/// cgroup is removed soon.
+async fn assert_gone_with_its_cgroup(daemon: &Daemon, run_id: &str, procs: &[Proc]) {
+    daemon.assert_run_gone(run_id, procs).await;
+    if let Some(root) = &daemon.cgroup_root {
+        wait_until(TIMEOUT, "the run's cgroup is removed", || {
+            cgroup_children(root).is_empty()
+        })
+        .await;
+    }
+}
+
 /// Spawns a leader with two children and a setsid escapee, kills the run, and proves that
 /// nothing is left. `None` options mean the test skips (no cgroups to give).
 async fn escapee_is_killed(containment: Containment, expected: &str) {
-    let Some(daemon) = Daemon::try_start_with(Options {
-        containment,
-        ..Default::default()
-    })
-    .await
-    else {
+    let Some(daemon) = Daemon::try_start_in(containment).await else {
         return;
     };
     let api = daemon.api();
@@ -51,13 +58,7 @@ async fn escapee_is_killed(containment: Containment, expected: &str) {
     assert!(response.success, "{response:?}");
     assert_eq!(response.survivors, 0, "{response:?}");
     assert_eq!(api.get(&run.run_id).await.status(), RunStatus::Killed);
-    daemon.assert_run_gone(&run.run_id, &procs).await;
-    if let Some(root) = &daemon.cgroup_root {
-        wait_until(TIMEOUT, "the run's cgroup is removed", || {
-            cgroup_children(root).is_empty()
-        })
-        .await;
-    }
+    assert_gone_with_its_cgroup(&daemon, &run.run_id, &procs).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -112,13 +113,7 @@ async fn escapee_is_ended_when_leader_exits(containment: Containment) {
     assert_eq!(run.status(), RunStatus::Succeeded, "{run:?}");
     assert_eq!(run.exit_code, Some(0), "{run:?}");
     // A terminal status means the run was verified empty: no waiting for stragglers.
-    daemon.assert_run_gone(&run.run_id, &procs).await;
-    if let Some(root) = &daemon.cgroup_root {
-        wait_until(TIMEOUT, "the run's cgroup is removed", || {
-            cgroup_children(root).is_empty()
-        })
-        .await;
-    }
+    assert_gone_with_its_cgroup(&daemon, &run.run_id, &procs).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

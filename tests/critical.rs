@@ -82,15 +82,35 @@ fn options(scripts: &Scripts, containment: Containment) -> Options {
     }
 }
 
-async fn kill(api: &Api, run_id: &str, force: bool, grace_ms: u64) -> KillResponse {
-    api.try_kill(KillRequest {
-        run_id: run_id.to_string(),
-        force,
-        grace_ms,
-        reason: "integration test".to_string(),
-    })
-    .await
-    .unwrap_or_else(|s| panic!("Kill {run_id} failed: {s:?}"))
+/// Kills the run (`force`, a grace of `grace_ms`) and checks that the kill ended in `phase` after
+/// sending `signals`.
+async fn kill(
+    api: &Api,
+    run_id: &str,
+    force: bool,
+    grace_ms: u64,
+    phase: KillPhase,
+    signals: &[&str],
+) -> KillResponse {
+    let response = api
+        .try_kill(KillRequest {
+            run_id: run_id.to_string(),
+            force,
+            grace_ms,
+            reason: "integration test".to_string(),
+        })
+        .await
+        .unwrap_or_else(|s| panic!("Kill {run_id} failed: {s:?}"));
+    assert_eq!(response.phase(), phase, "{response:?}");
+    assert_eq!(response.signals_sent, signals, "{response:?}");
+    response
+}
+
+/// The run as the kill's response shows it, which is KILLED.
+fn killed_run(response: &KillResponse) -> Run {
+    let ended = response.run.clone().expect("KillResponse.run");
+    assert_eq!(ended.status(), RunStatus::Killed, "{ended:?}");
+    ended
 }
 
 async fn wait_critical(api: &Api, run_id: &str, section: &str) -> Run {
@@ -122,10 +142,9 @@ async fn a_graceful_kill_waits_for_an_open_git_section() {
     assert_eq!(agent(&live).heartbeat_message, "git commit");
     assert_eq!(live.stop_signals, ["SIGINT", "SIGTERM"], "{live:?}");
 
-    let response = kill(&api, &run.run_id, false, 300).await;
+    let signals = ["SIGINT", "SIGTERM"];
+    let response = kill(&api, &run.run_id, false, 300, KillPhase::Term, &signals).await;
     assert!(response.success, "{response:?}");
-    assert_eq!(response.phase(), KillPhase::Term, "{response:?}");
-    assert_eq!(response.signals_sent, ["SIGINT", "SIGTERM"], "{response:?}");
     assert_eq!(response.survivors, 0, "{response:?}");
     assert!(
         response.message.contains("git critical section"),
@@ -140,8 +159,7 @@ async fn a_graceful_kill_waits_for_an_open_git_section() {
         ["INT", "TERM"],
         "the agent got both stop signals and lived on"
     );
-    let ended = response.run.clone().expect("KillResponse.run");
-    assert_eq!(ended.status(), RunStatus::Killed, "{ended:?}");
+    let ended = killed_run(&response);
     assert_eq!(ended.exit_code, Some(0), "it finished its work: {ended:?}");
     assert!(ended.signal.is_empty(), "{ended:?}");
     let ended = api.wait_terminal(&run.run_id, TIMEOUT).await;
@@ -159,10 +177,8 @@ async fn a_forced_kill_does_not_wait_for_an_open_git_section() {
     let run = spawn_workflow(&api, "git-work", "commit it", &[]).await;
     wait_critical(&api, &run.run_id, "git").await;
 
-    let response = kill(&api, &run.run_id, true, 300).await;
+    let response = kill(&api, &run.run_id, true, 300, KillPhase::Kill, &["SIGKILL"]).await;
     assert!(response.success, "{response:?}");
-    assert_eq!(response.phase(), KillPhase::Kill, "{response:?}");
-    assert_eq!(response.signals_sent, ["SIGKILL"], "{response:?}");
     assert!(
         !response.message.contains("critical"),
         "a forced kill waits for nothing: {:?}",
@@ -172,8 +188,7 @@ async fn a_forced_kill_does_not_wait_for_an_open_git_section() {
         signals_received(&scripts, &run.run_id).is_empty(),
         "no stop signal before KILL"
     );
-    let ended = response.run.clone().expect("KillResponse.run");
-    assert_eq!(ended.status(), RunStatus::Killed, "{ended:?}");
+    let ended = killed_run(&response);
     assert_eq!(ended.signal, "SIGKILL", "{ended:?}");
     assert_all_gone(&daemon, &[&run.run_id]).await;
 }
@@ -191,21 +206,15 @@ async fn a_closed_section_no_longer_holds_off_kill() {
     scripts.touch(&format!("close.{}", run.run_id));
     wait_critical(&api, &run.run_id, "").await;
 
-    let response = kill(&api, &run.run_id, false, 300).await;
+    let signals = ["SIGINT", "SIGTERM", "SIGKILL"];
+    let response = kill(&api, &run.run_id, false, 300, KillPhase::Kill, &signals).await;
     assert!(response.success, "{response:?}");
-    assert_eq!(response.phase(), KillPhase::Kill, "{response:?}");
-    assert_eq!(
-        response.signals_sent,
-        ["SIGINT", "SIGTERM", "SIGKILL"],
-        "{response:?}"
-    );
     assert!(
         !response.message.contains("critical"),
         "{:?}",
         response.message
     );
-    let ended = response.run.clone().expect("KillResponse.run");
-    assert_eq!(ended.status(), RunStatus::Killed, "{ended:?}");
+    let ended = killed_run(&response);
     assert_eq!(ended.signal, "SIGKILL", "{ended:?}");
     assert_all_gone(&daemon, &[&run.run_id]).await;
 }
@@ -216,9 +225,8 @@ async fn stop_signals_received(daemon: &Daemon, scripts: &Scripts) -> Vec<String
     let api = daemon.api();
     let run = spawn_workflow(&api, "stop-counter", "count them", &[]).await;
     api.wait_line(&run.run_id, "ready").await;
-    let response = kill(&api, &run.run_id, false, 3000).await;
-    assert_eq!(response.phase(), KillPhase::Term, "{response:?}");
-    assert_eq!(response.signals_sent, ["SIGINT", "SIGTERM"], "{response:?}");
+    let signals = ["SIGINT", "SIGTERM"];
+    kill(&api, &run.run_id, false, 3000, KillPhase::Term, &signals).await;
     assert_all_gone(daemon, &[&run.run_id]).await;
     signals_received(scripts, &run.run_id)
 }

@@ -3,12 +3,10 @@
 //! logs with the same output, and their audit records unchanged, whether the daemon was stopped
 //! cleanly (SIGTERM) or crashed (SIGKILL) right after it answered.
 mod common;
-mod restarts;
 
 use std::collections::BTreeMap;
 
 use common::*;
-use restarts::*;
 use tonic::Code;
 use wf_supervisor::proto::{
     AuditRecord, KillPhase, ListAuditRequest, ListRequest, PurgeRequest, Run, RunStatus,
@@ -23,7 +21,7 @@ struct Seen {
     audit: Vec<AuditRecord>,
 }
 
-async fn look(api: &Client, run_id: &str) -> Seen {
+async fn look(api: &Api, run_id: &str) -> Seen {
     let (stdout, stderr) = api.logs(run_id, 1 << 20).await;
     Seen {
         run: api.get(run_id).await,
@@ -78,10 +76,10 @@ async fn runs_logs_and_audit_survive_a_clean_restart() {
     let response = api.kill(&killed.run_id).await;
     assert!(response.success, "kill: {response:?}");
     assert_eq!(response.phase(), KillPhase::Term, "kill: {response:?}");
-    let ok_run = api.wait_terminal(&ok.run_id).await;
+    let ok_run = api.wait_terminal(&ok.run_id, TIMEOUT).await;
     assert_eq!(ok_run.status(), RunStatus::Succeeded, "{ok_run:?}");
     assert_eq!(ok_run.exit_code, Some(0), "{ok_run:?}");
-    let failed_run = api.wait_terminal(&failed.run_id).await;
+    let failed_run = api.wait_terminal(&failed.run_id, TIMEOUT).await;
     assert_eq!(failed_run.status(), RunStatus::Failed, "{failed_run:?}");
     assert_eq!(failed_run.exit_code, Some(7), "{failed_run:?}");
     let killed_run = api.get(&killed.run_id).await;
@@ -117,8 +115,7 @@ async fn runs_logs_and_audit_survive_a_clean_restart() {
 
     // A clean stop: SIGTERM ends the live run through the kill state machine, then the daemon
     // exits 0 with nothing of any run left.
-    let status = site.stop().await;
-    assert!(status.success(), "wf-supervisor exited with {status}");
+    site.stop().await;
     assert_nothing_left(&killed.run_id, &killed_procs);
     assert_nothing_left(&live.run_id, &live_procs);
 
@@ -224,10 +221,7 @@ async fn runs_logs_and_audit_survive_a_clean_restart() {
     for id in [&ok.run_id, &failed.run_id, &killed.run_id, &live.run_id] {
         assert_nothing_left(id, &[]);
     }
-    wait_until(TIMEOUT, "the daemon has no zombie children", || {
-        site.zombies().is_empty()
-    })
-    .await;
+    site.assert_reaped(&[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -241,7 +235,7 @@ async fn acknowledged_changes_survive_a_crash_right_after_the_answer() {
 
     // A finished run to purge, a run to kill, a run left live.
     let purged = api.spawn(&fake(&["--exit", "0"])).await;
-    let purged_run = api.wait_terminal(&purged.run_id).await;
+    let purged_run = api.wait_terminal(&purged.run_id, TIMEOUT).await;
     assert_eq!(purged_run.status(), RunStatus::Succeeded, "{purged_run:?}");
     let killed = api.spawn(&fake(&["--children", "1", "--hang"])).await;
     let live = api.spawn(&fake(&["--children", "1", "--hang"])).await;
@@ -254,7 +248,7 @@ async fn acknowledged_changes_survive_a_crash_right_after_the_answer() {
     assert!(response.success, "kill: {response:?}");
     let killed_recorded = response.run.clone().expect("KillResponse.run");
     let purge = api
-        .purge(PurgeRequest {
+        .try_purge(PurgeRequest {
             run_id: purged.run_id.clone(),
             reason: "durability test".into(),
             ..Default::default()
@@ -311,8 +305,5 @@ async fn acknowledged_changes_survive_a_crash_right_after_the_answer() {
         .filter(|r| r.action == "purge" && r.outcome == "ok")
         .collect();
     assert_eq!(purge_records.len(), 1, "{audit_before:?}");
-    wait_until(TIMEOUT, "the daemon has no zombie children", || {
-        site.zombies().is_empty()
-    })
-    .await;
+    site.assert_reaped(&[]).await;
 }

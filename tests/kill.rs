@@ -34,18 +34,43 @@ async fn assert_killed(
     api.assert_audited(&run.run_id, "kill", "ok").await;
 }
 
+/// Spawns the fake agent with `args` (and a grace of `grace_ms`, 0 for the daemon's default),
+/// waits until it runs, and captures its leader and the children it reports.
+async fn spawn_tree(api: &Api, args: &[&str], grace_ms: u64) -> (Run, Vec<Proc>) {
+    let run = api
+        .spawn_req(SpawnRequest {
+            argv: fake(args),
+            grace_ms,
+            ..Default::default()
+        })
+        .await;
+    let run = api.wait_running(&run.run_id).await;
+    let procs = api.fake_agent_procs(&run, true, false).await;
+    (run, procs)
+}
+
+/// Kills the run gracefully, checks the response as [`assert_killed`] does, and proves that
+/// nothing of the run, `procs` included, is left.
+async fn kill_leaves_nothing(
+    daemon: &Daemon,
+    run: &Run,
+    procs: &[Proc],
+    phase: KillPhase,
+    signals: &[&str],
+) {
+    let api = daemon.api();
+    let response = api.kill(&run.run_id).await;
+    assert_killed(&api, &response, run, phase, signals).await;
+    daemon.assert_run_gone(&run.run_id, procs).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_kill_ends_leader_and_ten_children_with_term() {
     let daemon = Daemon::start().await;
-    let api = daemon.api();
-    let run = api.spawn(&fake(&["--children", "10", "--hang"])).await;
-    let run = api.wait_running(&run.run_id).await;
-    let procs = api.fake_agent_procs(&run, true, false).await;
+    let (run, procs) = spawn_tree(&daemon.api(), &["--children", "10", "--hang"], 0).await;
     assert_eq!(procs.len(), 11);
 
-    let response = api.kill(&run.run_id).await;
-    assert_killed(&api, &response, &run, KillPhase::Term, &["SIGTERM"]).await;
-    daemon.assert_run_gone(&run.run_id, &procs).await;
+    kill_leaves_nothing(&daemon, &run, &procs, KillPhase::Term, &["SIGTERM"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -69,72 +94,40 @@ async fn graceful_kill_ends_shell_with_ten_background_sleeps() {
         .collect();
     assert_eq!(procs.len(), 11);
 
-    let response = api.kill(&run.run_id).await;
-    assert_killed(&api, &response, &run, KillPhase::Term, &["SIGTERM"]).await;
-    daemon.assert_run_gone(&run.run_id, &procs).await;
+    kill_leaves_nothing(&daemon, &run, &procs, KillPhase::Term, &["SIGTERM"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_escalates_to_kill_when_every_process_ignores_term() {
     let daemon = Daemon::start().await;
-    let api = daemon.api();
-    let run = api
-        .spawn_req(SpawnRequest {
-            argv: fake(&["--ignore-term", "--children", "10", "--hang"]),
-            grace_ms: 500,
-            ..Default::default()
-        })
-        .await;
-    let run = api.wait_running(&run.run_id).await;
-    assert_eq!(run.grace_ms, 500);
-    let procs = api.fake_agent_procs(&run, true, false).await;
-    assert_eq!(procs.len(), 11);
-
-    let response = api.kill(&run.run_id).await;
-    assert_killed(
-        &api,
-        &response,
-        &run,
-        KillPhase::Kill,
-        &["SIGTERM", "SIGKILL"],
+    let (run, procs) = spawn_tree(
+        &daemon.api(),
+        &["--ignore-term", "--children", "10", "--hang"],
+        500,
     )
     .await;
-    daemon.assert_run_gone(&run.run_id, &procs).await;
+    assert_eq!(run.grace_ms, 500);
+    assert_eq!(procs.len(), 11);
+
+    let signals = ["SIGTERM", "SIGKILL"];
+    kill_leaves_nothing(&daemon, &run, &procs, KillPhase::Kill, &signals).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_escalates_when_leader_dies_on_term_but_children_ignore_it() {
     let daemon = Daemon::start().await;
-    let api = daemon.api();
-    let run = api
-        .spawn_req(SpawnRequest {
-            argv: fake(&["--die-on-term", "--children", "3", "--hang"]),
-            grace_ms: 500,
-            ..Default::default()
-        })
-        .await;
-    let run = api.wait_running(&run.run_id).await;
-    let procs = api.fake_agent_procs(&run, true, false).await;
+    let args = ["--die-on-term", "--children", "3", "--hang"];
+    let (run, procs) = spawn_tree(&daemon.api(), &args, 500).await;
 
-    let response = api.kill(&run.run_id).await;
-    assert_killed(
-        &api,
-        &response,
-        &run,
-        KillPhase::Kill,
-        &["SIGTERM", "SIGKILL"],
-    )
-    .await;
-    daemon.assert_run_gone(&run.run_id, &procs).await;
+    let signals = ["SIGTERM", "SIGKILL"];
+    kill_leaves_nothing(&daemon, &run, &procs, KillPhase::Kill, &signals).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forced_kill_sends_only_kill() {
     let daemon = Daemon::start().await;
     let api = daemon.api();
-    let run = api.spawn(&fake(&["--children", "2", "--hang"])).await;
-    let run = api.wait_running(&run.run_id).await;
-    let procs = api.fake_agent_procs(&run, true, false).await;
+    let (run, procs) = spawn_tree(&api, &["--children", "2", "--hang"], 0).await;
 
     let response = api
         .try_kill(KillRequest {
@@ -232,12 +225,7 @@ async fn concurrent_kills_of_one_run_share_one_outcome() {
 /// then TERM. (Two deliveries close together can merge into one, so a single run could hide a
 /// double delivery; six make that unlikely.)
 async fn each_stop_signal_reaches_each_process_once(containment: Containment) {
-    let Some(daemon) = Daemon::try_start_with(Options {
-        containment,
-        ..Default::default()
-    })
-    .await
-    else {
+    let Some(daemon) = Daemon::try_start_in(containment).await else {
         return;
     };
     let api = daemon.api();
@@ -298,12 +286,7 @@ async fn each_stop_signal_reaches_each_process_once_without_cgroups() {
 /// A kill sent right after Spawn returns, while the leader may still be starting its children,
 /// still ends everything the run ever started.
 async fn kill_right_after_spawn_leaves_nothing(containment: Containment) {
-    let Some(daemon) = Daemon::try_start_with(Options {
-        containment,
-        ..Default::default()
-    })
-    .await
-    else {
+    let Some(daemon) = Daemon::try_start_in(containment).await else {
         return;
     };
     let api = daemon.api();

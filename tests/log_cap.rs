@@ -30,13 +30,18 @@ fn file_len(path: &Path) -> u64 {
     std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_flood_past_the_cap_keeps_the_newest_output() {
-    let daemon = Daemon::start_with(Options {
+/// A daemon whose log cap is [`CAP`] bytes a stream.
+async fn capped_daemon() -> Daemon {
+    Daemon::start_with(Options {
         extra_toml: format!("[logs]\nmax_bytes_per_stream = {CAP}\n"),
         ..Default::default()
     })
-    .await;
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_past_the_cap_keeps_the_newest_output() {
+    let daemon = capped_daemon().await;
     let api = daemon.api();
     let flood = flood_bytes(FLOOD);
     assert_eq!(&flood[..64], format!("flood {:057}\n", 0).as_bytes());
@@ -51,12 +56,7 @@ async fn a_flood_past_the_cap_keeps_the_newest_output() {
     );
 
     // On disk: at most the cap (plus one chunk), and it is the end of the flood.
-    let dir = daemon
-        .dir
-        .path()
-        .join("state")
-        .join("runs")
-        .join(&run.run_id);
+    let dir = daemon.run_dir(&run.run_id);
     let current = dir.join("stdout.log");
     let older = dir.join("stdout.log.1");
     let on_disk = file_len(&current) + file_len(&older);
@@ -113,11 +113,7 @@ async fn a_flood_past_the_cap_keeps_the_newest_output() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn output_under_the_cap_is_kept_whole_and_not_truncated() {
-    let daemon = Daemon::start_with(Options {
-        extra_toml: format!("[logs]\nmax_bytes_per_stream = {CAP}\n"),
-        ..Default::default()
-    })
-    .await;
+    let daemon = capped_daemon().await;
     let api = daemon.api();
     // More than half the cap (one segment), so the output spans both segments, but under it.
     let small = 50_000u64;

@@ -15,6 +15,11 @@ const FLOOD_BYTES: u64 = 200_000_000;
 const TAIL_BYTES: u64 = 100_003;
 /// The daemon may grow by this much while draining the flood; output must not be held in memory.
 const MAX_RSS_GROWTH_KIB: u64 = 32 * 1024;
+/// A Claude stream-json transcript the fake agent replays.
+const STREAM_FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/claude-stream.jsonl"
+);
 
 /// Bytes `[from, to)` of the fake agent's flood stream: 64-byte lines `flood <57 digits>\n`.
 fn flood_bytes(from: u64, to: u64) -> Vec<u8> {
@@ -41,17 +46,7 @@ async fn stdout_flood_completes_with_flat_memory_and_exact_tail() {
         let (peak, sampling, pid) = (peak.clone(), sampling.clone(), daemon.pid);
         std::thread::spawn(move || {
             while sampling.load(Ordering::Relaxed) {
-                let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
-                    .ok()
-                    .and_then(|s| {
-                        s.lines()
-                            .find_map(|l| l.strip_prefix("VmRSS:"))?
-                            .split_whitespace()
-                            .next()?
-                            .parse::<u64>()
-                            .ok()
-                    });
-                if let Some(rss) = rss {
+                if let Some(rss) = rss_kib(pid) {
                     peak.fetch_max(rss, Ordering::Relaxed);
                 }
                 std::thread::sleep(Duration::from_millis(20));
@@ -191,10 +186,7 @@ async fn agent_sees_exactly_fds_0_to_3_and_its_environment() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replayed_stream_json_reaches_logs_unchanged() {
-    let fixture = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/claude-stream.jsonl"
-    );
+    let fixture = STREAM_FIXTURE;
     let daemon = Daemon::start().await;
     let api = daemon.api();
     let run = api
@@ -210,10 +202,7 @@ async fn replayed_stream_json_reaches_logs_unchanged() {
 /// Logs with follow sends the output as it is written and ends once the run has ended.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_follow_streams_output_until_the_run_ends() {
-    let fixture = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/claude-stream.jsonl"
-    );
+    let fixture = STREAM_FIXTURE;
     let daemon = Daemon::start().await;
     let api = daemon.api();
     let run = api

@@ -3,33 +3,9 @@
 //! purge-everything. The audit records of purged runs are kept.
 mod common;
 
-use std::path::PathBuf;
-
 use common::*;
-use tonic::{Code, Status};
-use wf_supervisor::proto::{ListAuditRequest, PurgeRequest, PurgeResponse, Run, RunStatus};
-
-async fn purge(daemon: &Daemon, request: PurgeRequest) -> Result<PurgeResponse, Status> {
-    Ok(daemon.api().client.purge(request).await?.into_inner())
-}
-
-async fn audit(daemon: &Daemon, run_id: &str) -> Vec<wf_supervisor::proto::AuditRecord> {
-    daemon
-        .api()
-        .client
-        .list_audit(ListAuditRequest {
-            run_id: run_id.to_string(),
-            ..Default::default()
-        })
-        .await
-        .expect("ListAudit")
-        .into_inner()
-        .records
-}
-
-fn run_dir(daemon: &Daemon, run_id: &str) -> PathBuf {
-    daemon.dir.path().join("state").join("runs").join(run_id)
-}
+use tonic::Code;
+use wf_supervisor::proto::{PurgeRequest, Run, RunStatus};
 
 /// Waits until the wall clock has passed the run's end, so that "ended before now" holds.
 async fn wait_past_end(run: &Run) {
@@ -50,7 +26,7 @@ async fn assert_purged(daemon: &Daemon, run_id: &str) {
         &format!("Get {run_id} after its purge"),
     );
     assert!(
-        !run_dir(daemon, run_id).exists(),
+        !daemon.run_dir(run_id).exists(),
         "the log folder of {run_id} is still there"
     );
 }
@@ -71,31 +47,26 @@ async fn purge_by_id_and_by_status_removes_runs_and_logs_but_keeps_the_audit() {
     assert_eq!(two.status(), RunStatus::Succeeded, "{two:?}");
     assert_eq!(failed.status(), RunStatus::Failed, "{failed:?}");
     for run in [&one, &two, &failed] {
-        assert!(run_dir(&daemon, &run.run_id).is_dir(), "no log folder");
+        assert!(daemon.run_dir(&run.run_id).is_dir(), "no log folder");
     }
 
     // By id.
-    let response = purge(
-        &daemon,
-        PurgeRequest {
+    let response = api
+        .try_purge(PurgeRequest {
             run_id: one.run_id.clone(),
             reason: "by id".into(),
             ..Default::default()
-        },
-    )
-    .await
-    .expect("Purge by id");
+        })
+        .await
+        .expect("Purge by id");
     assert_eq!(response.purged, 1, "{response:?}");
     assert_eq!(response.run_ids, vec![one.run_id.clone()], "{response:?}");
     assert_purged(&daemon, &one.run_id).await;
     assert_code(
-        purge(
-            &daemon,
-            PurgeRequest {
-                run_id: one.run_id.clone(),
-                ..Default::default()
-            },
-        )
+        api.try_purge(PurgeRequest {
+            run_id: one.run_id.clone(),
+            ..Default::default()
+        })
         .await,
         Code::NotFound,
         "Purge of a purged run",
@@ -103,41 +74,37 @@ async fn purge_by_id_and_by_status_removes_runs_and_logs_but_keeps_the_audit() {
 
     // By status, with an age nothing has reached: nothing goes.
     wait_past_end(&two).await;
-    let response = purge(
-        &daemon,
-        PurgeRequest {
+    let response = api
+        .try_purge(PurgeRequest {
             status: RunStatus::Succeeded as i32,
             older_than_ms: 3_600_000,
             ..Default::default()
-        },
-    )
-    .await
-    .expect("Purge by status, one hour old");
+        })
+        .await
+        .expect("Purge by status, one hour old");
     assert_eq!(response.purged, 0, "{response:?}");
     assert!(response.run_ids.is_empty(), "{response:?}");
     assert_eq!(api.get(&two.run_id).await.status(), RunStatus::Succeeded);
-    assert!(run_dir(&daemon, &two.run_id).is_dir());
+    assert!(daemon.run_dir(&two.run_id).is_dir());
 
     // By status, any age: every SUCCEEDED run goes, and nothing else.
-    let response = purge(
-        &daemon,
-        PurgeRequest {
+    let response = api
+        .try_purge(PurgeRequest {
             status: RunStatus::Succeeded as i32,
             older_than_ms: 0,
             ..Default::default()
-        },
-    )
-    .await
-    .expect("Purge by status, any age");
+        })
+        .await
+        .expect("Purge by status, any age");
     assert_eq!(response.purged, 1, "{response:?}");
     assert_eq!(response.run_ids, vec![two.run_id.clone()], "{response:?}");
     assert_purged(&daemon, &two.run_id).await;
     assert_eq!(api.get(&failed.run_id).await.status(), RunStatus::Failed);
-    assert!(run_dir(&daemon, &failed.run_id).is_dir());
+    assert!(daemon.run_dir(&failed.run_id).is_dir());
 
     // The audit trail of purged runs is kept.
     for run in [&one, &two] {
-        let records = audit(&daemon, &run.run_id).await;
+        let records = api.audit(&run.run_id).await;
         assert!(
             records
                 .iter()
@@ -146,7 +113,7 @@ async fn purge_by_id_and_by_status_removes_runs_and_logs_but_keeps_the_audit() {
             run.run_id
         );
     }
-    let records = audit(&daemon, &one.run_id).await;
+    let records = api.audit(&one.run_id).await;
     let purges: Vec<_> = records.iter().filter(|r| r.action == "purge").collect();
     assert_eq!(
         purges
@@ -157,7 +124,7 @@ async fn purge_by_id_and_by_status_removes_runs_and_logs_but_keeps_the_audit() {
         "purge records of {} (newest first): {records:?}",
         one.run_id
     );
-    let all = audit(&daemon, "").await;
+    let all = api.audit("").await;
     let by_status: Vec<_> = all
         .iter()
         .filter(|r| r.action == "purge" && r.run_id.is_empty())
@@ -185,34 +152,30 @@ async fn purge_of_a_live_run_is_refused_unless_forced() {
     let run = api.wait_running(&run.run_id).await;
     let procs = api.fake_agent_procs(&run, true, true).await;
 
-    let refused = purge(
-        &daemon,
-        PurgeRequest {
+    let refused = api
+        .try_purge(PurgeRequest {
             run_id: run.run_id.clone(),
             reason: "not without force".into(),
             ..Default::default()
-        },
-    )
-    .await;
+        })
+        .await;
     assert_code(refused, Code::FailedPrecondition, "Purge of a live run");
     assert_eq!(api.get(&run.run_id).await.status(), RunStatus::Running);
     assert!(
         procs.iter().all(Proc::is_live),
         "a refused purge hurt the run"
     );
-    assert!(run_dir(&daemon, &run.run_id).is_dir());
+    assert!(daemon.run_dir(&run.run_id).is_dir());
 
-    let response = purge(
-        &daemon,
-        PurgeRequest {
+    let response = api
+        .try_purge(PurgeRequest {
             run_id: run.run_id.clone(),
             force: true,
             reason: "forced".into(),
             ..Default::default()
-        },
-    )
-    .await
-    .expect("forced Purge of a live run");
+        })
+        .await
+        .expect("forced Purge of a live run");
     assert_eq!(response.purged, 1, "{response:?}");
     assert_eq!(response.run_ids, vec![run.run_id.clone()], "{response:?}");
     daemon.assert_run_gone(&run.run_id, &procs).await;
@@ -224,7 +187,7 @@ async fn purge_of_a_live_run_is_refused_unless_forced() {
         );
     }
 
-    let records = audit(&daemon, &run.run_id).await;
+    let records = api.audit(&run.run_id).await;
     let actions: Vec<(&str, &str)> = records
         .iter()
         .map(|r| (r.action.as_str(), r.outcome.as_str()))
@@ -245,13 +208,7 @@ async fn purge_of_a_live_run_is_refused_unless_forced() {
         "audit of {}: {records:?}",
         run.run_id
     );
-    let health = api
-        .client
-        .clone()
-        .get_health(wf_supervisor::proto::GetHealthRequest {})
-        .await
-        .expect("GetHealth")
-        .into_inner();
+    let health = api.health().await;
     assert_eq!(health.live_runs, 0, "{health:?}");
     assert_eq!(health.total_runs, 0, "{health:?}");
 }
@@ -263,7 +220,7 @@ async fn purge_without_a_finished_status_or_an_id_is_invalid() {
     let run = api.spawn(&fake(&["--hang"])).await;
     let run = api.wait_running(&run.run_id).await;
 
-    let none = purge(&daemon, PurgeRequest::default()).await;
+    let none = api.try_purge(PurgeRequest::default()).await;
     match &none {
         Err(s) => assert!(
             s.code() == Code::InvalidArgument && s.message().contains("status"),
@@ -272,40 +229,34 @@ async fn purge_without_a_finished_status_or_an_id_is_invalid() {
         Ok(r) => panic!("Purge with neither id nor status purged {r:?}"),
     }
     for live in [RunStatus::Running, RunStatus::Queued, RunStatus::Stopping] {
-        let result = purge(
-            &daemon,
-            PurgeRequest {
+        let result = api
+            .try_purge(PurgeRequest {
                 status: live as i32,
                 ..Default::default()
-            },
-        )
-        .await;
+            })
+            .await;
         assert_code(result, Code::InvalidArgument, &format!("Purge of {live:?}"));
     }
-    let result = purge(
-        &daemon,
-        PurgeRequest {
+    let result = api
+        .try_purge(PurgeRequest {
             status: 99,
             ..Default::default()
-        },
-    )
-    .await;
+        })
+        .await;
     assert_code(result, Code::InvalidArgument, "Purge of status 99");
     assert_code(
-        purge(
-            &daemon,
-            PurgeRequest {
-                run_id: "run_000000000000".into(),
-                ..Default::default()
-            },
-        )
+        api.try_purge(PurgeRequest {
+            run_id: "run_000000000000".into(),
+            ..Default::default()
+        })
         .await,
         Code::NotFound,
         "Purge of an unknown run",
     );
     // Nothing was touched, and every refusal is on the record.
     assert_eq!(api.get(&run.run_id).await.status(), RunStatus::Running);
-    let refused = audit(&daemon, "")
+    let refused = api
+        .audit("")
         .await
         .into_iter()
         .filter(|r| r.action == "purge" && r.outcome == "refused")

@@ -3,12 +3,10 @@
 //! WAL files to `quarantine/<timestamp>/` byte for byte, a fresh store is made, and GetHealth
 //! shows a `store_quarantined` alert until an operator acknowledges it (an audited call).
 mod common;
-mod restarts;
 
 use std::path::{Path, PathBuf};
 
 use common::*;
-use restarts::*;
 use tonic::Code;
 use wf_supervisor::proto::RunStatus;
 
@@ -77,26 +75,50 @@ fn quarantine_dirs(site: &Site) -> Vec<PathBuf> {
     dirs
 }
 
+/// The one folder under `<state>/quarantine/`, checked to hold the bad database byte for byte.
+fn the_quarantine_dir(site: &Site, db_bytes: &[u8]) -> PathBuf {
+    let dirs = quarantine_dirs(site);
+    assert_eq!(dirs.len(), 1, "quarantine folders: {dirs:?}");
+    let kept = std::fs::read(dirs[0].join("wf-supervisor.db")).expect("the quarantined db");
+    assert!(
+        kept == db_bytes,
+        "the quarantined database is not the bad file byte for byte ({} bytes, expected {})",
+        kept.len(),
+        db_bytes.len()
+    );
+    dirs[0].clone()
+}
+
+/// GetHealth shows a `store_quarantined` alert.
+async fn assert_quarantine_alert(api: &Api) {
+    assert!(
+        api.health()
+            .await
+            .alerts
+            .iter()
+            .any(|a| a.kind == "store_quarantined"),
+        "no store_quarantined alert"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_garbage_database_is_quarantined_and_acknowledged() {
     let mut site = Site::new(Options::default()).expect("a site");
     let api = site.start().await;
     let old = api.spawn(&fake(&["--marker", "before"])).await;
-    api.wait_terminal(&old.run_id).await;
+    api.wait_terminal(&old.run_id, TIMEOUT).await;
     assert!(
         api.health().await.alerts.is_empty(),
         "alerts on a fresh store"
     );
-    let status = site.stop().await;
-    assert!(status.success(), "wf-supervisor exited with {status}");
+    site.stop().await;
 
     let (db_bytes, _) = corrupt_store(&site, Wal::Remove);
 
     // The daemon starts all the same.
     let api = site.start().await;
-    let dirs = quarantine_dirs(&site);
-    assert_eq!(dirs.len(), 1, "quarantine folders: {dirs:?}");
-    let stamp = dirs[0]
+    let dir = the_quarantine_dir(&site, &db_bytes);
+    let stamp = dir
         .file_name()
         .and_then(|n| n.to_str())
         .expect("a folder name")
@@ -104,13 +126,6 @@ async fn a_garbage_database_is_quarantined_and_acknowledged() {
     assert!(
         !stamp.is_empty() && stamp.bytes().all(|b| b.is_ascii_digit()),
         "the quarantine folder is not named by a timestamp: {stamp:?}"
-    );
-    let kept = std::fs::read(dirs[0].join("wf-supervisor.db")).expect("the quarantined db");
-    assert!(
-        kept == db_bytes,
-        "the quarantined database is not the bad file byte for byte ({} bytes, expected {})",
-        kept.len(),
-        db_bytes.len()
     );
     assert!(site.db().exists(), "no fresh database was made");
 
@@ -135,13 +150,13 @@ async fn a_garbage_database_is_quarantined_and_acknowledged() {
         Ok(run) => panic!("a run of the quarantined store is listed: {run:?}"),
     }
     let fresh = api.spawn(&fake(&["--marker", "after"])).await;
-    let fresh_run = api.wait_terminal(&fresh.run_id).await;
+    let fresh_run = api.wait_terminal(&fresh.run_id, TIMEOUT).await;
     assert_eq!(fresh_run.status(), RunStatus::Succeeded, "{fresh_run:?}");
 
     // Acknowledging clears it, names who did, and is audited.
     let euid = nix::unistd::geteuid().as_raw();
     let acked = api
-        .ack_alert(alert.id, "seen by the quarantine test")
+        .try_ack_alert(alert.id, "seen by the quarantine test")
         .await
         .expect("AckAlert");
     assert_eq!(acked.id, alert.id);
@@ -159,7 +174,7 @@ async fn a_garbage_database_is_quarantined_and_acknowledged() {
         health.alerts.iter().all(|a| a.id != alert.id),
         "the acknowledged alert is still shown: {health:?}"
     );
-    let unknown = api.ack_alert(alert.id + 1000, "no such alert").await;
+    let unknown = api.try_ack_alert(alert.id + 1000, "no such alert").await;
     assert_code(unknown, Code::NotFound, "AckAlert of an unknown alert");
 
     let records = api.audit("").await;
@@ -179,8 +194,7 @@ async fn a_garbage_database_is_quarantined_and_acknowledged() {
     );
 
     // The acknowledgement is durable, and the fresh store is not quarantined again.
-    let status = site.stop().await;
-    assert!(status.success(), "wf-supervisor exited with {status}");
+    site.stop().await;
     let api = site.start().await;
     let health = api.health().await;
     assert!(
@@ -197,10 +211,7 @@ async fn a_garbage_database_is_quarantined_and_acknowledged() {
     for id in [&old.run_id, &fresh.run_id] {
         assert_nothing_left(id, &[]);
     }
-    wait_until(TIMEOUT, "the daemon has no zombie children", || {
-        site.zombies().is_empty()
-    })
-    .await;
+    site.assert_reaped(&[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -224,14 +235,7 @@ async fn a_crash_and_a_corrupt_store_still_end_the_leftover_runs() {
 
     let api = site.start().await;
     assert_eq!(quarantine_dirs(&site).len(), 1);
-    assert!(
-        api.health()
-            .await
-            .alerts
-            .iter()
-            .any(|a| a.kind == "store_quarantined"),
-        "no store_quarantined alert"
-    );
+    assert_quarantine_alert(&api).await;
     assert_nothing_left(&run.run_id, &procs);
     let root = site.cgroup_root.as_ref().expect("a cgroup root");
     assert!(
@@ -252,10 +256,7 @@ async fn a_crash_and_a_corrupt_store_still_end_the_leftover_runs() {
         "{}",
         describe(&site.tagged_pids())
     );
-    wait_until(TIMEOUT, "the daemon has no zombie children", || {
-        site.zombies().is_empty()
-    })
-    .await;
+    site.assert_reaped(&[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -263,27 +264,20 @@ async fn the_wal_of_a_garbage_database_is_quarantined_with_it() {
     let mut site = Site::new(Options::default()).expect("a site");
     let api = site.start().await;
     let run = api.spawn(&fake(&["--marker", "before"])).await;
-    api.wait_terminal(&run.run_id).await;
-    let status = site.stop().await;
-    assert!(status.success(), "wf-supervisor exited with {status}");
+    api.wait_terminal(&run.run_id, TIMEOUT).await;
+    site.stop().await;
 
     let (db_bytes, wal_bytes) = corrupt_store(&site, Wal::Garble);
     let api = site.start().await;
-    let dirs = quarantine_dirs(&site);
-    assert_eq!(dirs.len(), 1, "quarantine folders: {dirs:?}");
-    let kept = std::fs::read(dirs[0].join("wf-supervisor.db")).expect("the quarantined db");
-    assert!(
-        kept == db_bytes,
-        "the quarantined database is not the bad file byte for byte"
-    );
-    let listing: Vec<String> = std::fs::read_dir(&dirs[0])
+    let dir = the_quarantine_dir(&site, &db_bytes);
+    let listing: Vec<String> = std::fs::read_dir(&dir)
         .map(|d| {
             d.filter_map(|e| e.ok()?.file_name().into_string().ok())
                 .collect()
         })
         .unwrap_or_default();
     // The WAL belongs to the evidence: it may hold the newest commits of the bad store.
-    match std::fs::read(dirs[0].join("wf-supervisor.db-wal")) {
+    match std::fs::read(dir.join("wf-supervisor.db-wal")) {
         Ok(kept_wal) => assert!(
             kept_wal == wal_bytes,
             "the quarantined WAL is not the bad WAL byte for byte ({} bytes, expected {})",
@@ -295,17 +289,7 @@ async fn the_wal_of_a_garbage_database_is_quarantined_with_it() {
              folder holds {listing:?}"
         ),
     }
-    assert!(
-        api.health()
-            .await
-            .alerts
-            .iter()
-            .any(|a| a.kind == "store_quarantined"),
-        "no store_quarantined alert"
-    );
+    assert_quarantine_alert(&api).await;
     assert_nothing_left(&run.run_id, &[]);
-    wait_until(TIMEOUT, "the daemon has no zombie children", || {
-        site.zombies().is_empty()
-    })
-    .await;
+    site.assert_reaped(&[]).await;
 }

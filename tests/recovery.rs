@@ -4,10 +4,8 @@
 //! was found, and audits it as the daemon's own action; only then does it serve. Log folders are
 //! reconciled at start as well.
 mod common;
-mod restarts;
 
 use common::*;
-use restarts::*;
 use wf_supervisor::proto::{KillRequest, Run, RunStatus};
 
 /// One live run of the crashed daemon and the processes it had.
@@ -187,10 +185,7 @@ async fn crash_with_live_trees_then_recover(containment: Containment) {
         "processes of the test's runs are left: {}",
         describe(&site.tagged_pids())
     );
-    wait_until(TIMEOUT, "the daemon has no zombie children", || {
-        site.zombies().is_empty()
-    })
-    .await;
+    site.assert_reaped(&[]).await;
 }
 
 /// The status name as the daemon writes it in errors ("RUNNING").
@@ -248,10 +243,7 @@ async fn a_crash_with_nothing_left_still_marks_the_runs_lost() {
         "{records:?}"
     );
     assert_nothing_left(&run.run_id, &procs);
-    wait_until(TIMEOUT, "the daemon has no zombie children", || {
-        site.zombies().is_empty()
-    })
-    .await;
+    site.assert_reaped(&[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -260,10 +252,9 @@ async fn log_folders_are_reconciled_at_start() {
     let api = site.start().await;
     let kept = api.spawn(&fake(&["--marker", "kept"])).await;
     let lost_logs = api.spawn(&fake(&["--marker", "gone"])).await;
-    api.wait_terminal(&kept.run_id).await;
-    api.wait_terminal(&lost_logs.run_id).await;
-    let status = site.stop().await;
-    assert!(status.success(), "wf-supervisor exited with {status}");
+    api.wait_terminal(&kept.run_id, TIMEOUT).await;
+    api.wait_terminal(&lost_logs.run_id, TIMEOUT).await;
+    site.stop().await;
 
     // While no daemon runs: a log folder of no run appears, one run's folder disappears.
     let orphan = site.state.join("runs").join("run_0123456789ab");
@@ -286,15 +277,11 @@ async fn log_folders_are_reconciled_at_start() {
     );
     assert_eq!(missing.status(), RunStatus::Succeeded, "{missing:?}");
     // And that is recorded: the next daemon says the same.
-    let status = site.stop().await;
-    assert!(status.success(), "wf-supervisor exited with {status}");
+    site.stop().await;
     let api = site.start().await;
     assert!(api.get(&lost_logs.run_id).await.logs_missing);
     for id in [&kept.run_id, &lost_logs.run_id] {
         assert_nothing_left(id, &[]);
     }
-    wait_until(TIMEOUT, "the daemon has no zombie children", || {
-        site.zombies().is_empty()
-    })
-    .await;
+    site.assert_reaped(&[]).await;
 }

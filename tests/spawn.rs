@@ -4,6 +4,7 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
 use common::*;
 use tonic::Code;
@@ -180,11 +181,9 @@ async fn empty_argv_is_invalid_argument() {
     assert_code(result, Code::InvalidArgument, "spawn with an empty argv");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn missing_program_yields_failed_run_naming_it() {
-    let daemon = Daemon::start().await;
-    let api = daemon.api();
-    let program = daemon.dir.path().join("no-such-program");
+/// Spawns `program`, which cannot be executed, and checks that the run FAILED with an error
+/// that names the program and the OS error (`os_error`, or `os error <errno>`).
+async fn assert_spawn_fails_naming(api: &Api, program: &Path, os_error: &str, errno: i32) {
     let program = program.to_str().expect("utf-8 path");
     let run = api.spawn(&[program.to_string()]).await;
     let run = api.wait_terminal(&run.run_id, TIMEOUT).await;
@@ -194,28 +193,23 @@ async fn missing_program_yields_failed_run_naming_it() {
         "error names the program: {run:?}"
     );
     assert!(
-        run.error.contains("No such file or directory") || run.error.contains("os error 2"),
+        run.error.contains(os_error) || run.error.contains(&format!("os error {errno}")),
         "error names the OS error: {run:?}"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_program_yields_failed_run_naming_it() {
+    let daemon = Daemon::start().await;
+    let program = daemon.dir.path().join("no-such-program");
+    assert_spawn_fails_naming(&daemon.api(), &program, "No such file or directory", 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unexecutable_file_yields_failed_run_naming_it() {
     let daemon = Daemon::start().await;
-    let api = daemon.api();
     let program = daemon.dir.path().join("not-executable");
     std::fs::write(&program, "#!/bin/sh\nexit 0\n").expect("writing the file");
     std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-    let program = program.to_str().expect("utf-8 path");
-    let run = api.spawn(&[program.to_string()]).await;
-    let run = api.wait_terminal(&run.run_id, TIMEOUT).await;
-    assert_eq!(run.status(), RunStatus::Failed, "{run:?}");
-    assert!(
-        run.error.contains(program),
-        "error names the program: {run:?}"
-    );
-    assert!(
-        run.error.contains("Permission denied") || run.error.contains("os error 13"),
-        "error names the OS error: {run:?}"
-    );
+    assert_spawn_fails_naming(&daemon.api(), &program, "Permission denied", 13).await;
 }

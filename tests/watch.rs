@@ -5,18 +5,7 @@ mod common;
 
 use common::*;
 use tonic::Streaming;
-use wf_supervisor::proto::{KillRequest, RunEvent, RunStatus, WatchRequest};
-
-async fn watch(api: &Api, run_id: &str) -> Streaming<RunEvent> {
-    api.client
-        .clone()
-        .watch(WatchRequest {
-            run_id: run_id.to_string(),
-        })
-        .await
-        .expect("Watch")
-        .into_inner()
-}
+use wf_supervisor::proto::{KillRequest, RunEvent, RunStatus};
 
 /// Reads events of `run_id` until its "ended" event.
 async fn events_until_ended(stream: &mut Streaming<RunEvent>, run_id: &str) -> Vec<RunEvent> {
@@ -61,7 +50,7 @@ async fn watch_of_one_run_sees_stopping_and_ended() {
     let api = daemon.api();
     let run = api.spawn(&fake(&["--children", "2", "--hang"])).await;
     let run = api.wait_running(&run.run_id).await;
-    let mut stream = watch(&api, &run.run_id).await;
+    let mut stream = api.watch(&run.run_id).await;
 
     let response = api
         .try_kill(KillRequest {
@@ -102,7 +91,7 @@ async fn watch_of_one_run_sees_stopping_and_ended() {
 async fn watch_of_all_runs_sees_a_run_from_spawn_to_end() {
     let daemon = Daemon::start().await;
     let api = daemon.api();
-    let mut stream = watch(&api, "").await;
+    let mut stream = api.watch("").await;
     let run = api.spawn(&sh("exit 5")).await;
     let events = events_until_ended(&mut stream, &run.run_id).await;
     assert_in_order(&events, &["spawned", "started", "ended"]);

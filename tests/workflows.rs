@@ -332,47 +332,44 @@ async fn the_argv_is_built_from_the_template_and_overrides() {
     });
     let overridden = api.try_spawn(request).await.expect("Spawn with overrides");
 
-    let mut want = claude_prefix("fix the build");
-    want.extend(
-        [
-            "--model",
+    // The argv of the `full` template with `model`, `max_turns` and the allowed tools as given.
+    let full_argv = |prompt: &str, model: &str, max_turns: &str, tools: &[&str]| {
+        let mut argv = claude_prefix(prompt);
+        argv.extend(
+            [
+                "--model",
+                model,
+                "--max-turns",
+                max_turns,
+                "--permission-mode",
+                "acceptEdits",
+                "--append-system-prompt",
+                "Write a heartbeat to fd 3.",
+                "--add-dir",
+                "../shared",
+                "--allowedTools",
+            ]
+            .into_iter()
+            .chain(tools.iter().copied())
+            .map(String::from),
+        );
+        argv
+    };
+    assert_eq!(
+        scripts.wait_args(&plain.run_id).await,
+        full_argv(
+            "fix the build",
             "claude-sonnet-4-5",
-            "--max-turns",
             "40",
-            "--permission-mode",
-            "acceptEdits",
-            "--append-system-prompt",
-            "Write a heartbeat to fd 3.",
-            "--add-dir",
-            "../shared",
-            "--allowedTools",
-            "Read",
-            "Bash(git log:*)",
-        ]
-        .map(String::from),
+            &["Read", "Bash(git log:*)"]
+        )
     );
-    assert_eq!(scripts.wait_args(&plain.run_id).await, want);
 
     // A prompt starting with '-' gets a leading space, so it is not read as an option.
-    let mut want = claude_prefix(" -starts with a dash");
-    want.extend(
-        [
-            "--model",
-            "claude-opus-4",
-            "--max-turns",
-            "3",
-            "--permission-mode",
-            "acceptEdits",
-            "--append-system-prompt",
-            "Write a heartbeat to fd 3.",
-            "--add-dir",
-            "../shared",
-            "--allowedTools",
-            "Edit",
-        ]
-        .map(String::from),
+    assert_eq!(
+        scripts.wait_args(&overridden.run_id).await,
+        full_argv(" -starts with a dash", "claude-opus-4", "3", &["Edit"])
     );
-    assert_eq!(scripts.wait_args(&overridden.run_id).await, want);
 
     for run in [&plain, &overridden] {
         let run = api.wait_terminal(&run.run_id, TIMEOUT).await;
@@ -454,29 +451,19 @@ async fn unknown_workflows_are_refused_and_known_ones_are_listed() {
     );
 
     // Nothing was started by the refused spawn.
-    let runs = api
-        .client
-        .clone()
-        .list(wf_supervisor::proto::ListRequest::default())
-        .await
-        .expect("List")
-        .into_inner()
-        .runs;
+    let runs = api.list().await;
     assert!(runs.is_empty(), "{runs:?}");
     daemon.assert_reaped(&[]).await;
 }
 
 async fn restart(api: &common::Api, run_id: &str, resume: bool) -> RestartResponse {
-    api.client
-        .clone()
-        .restart(RestartRequest {
-            run_id: run_id.to_string(),
-            reason: "integration test".to_string(),
-            resume,
-        })
-        .await
-        .unwrap_or_else(|s| panic!("Restart {run_id} (resume {resume}) failed: {s:?}"))
-        .into_inner()
+    api.try_restart_req(RestartRequest {
+        run_id: run_id.to_string(),
+        reason: "integration test".to_string(),
+        resume,
+    })
+    .await
+    .unwrap_or_else(|s| panic!("Restart {run_id} (resume {resume}) failed: {s:?}"))
 }
 
 /// Restart{resume} of finished workflow runs: with a session id the new run gets

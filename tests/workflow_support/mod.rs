@@ -14,11 +14,9 @@ use std::sync::{Arc, Mutex};
 use serde_json::Value;
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
-use wf_supervisor::proto::{
-    AgentPhase, AgentProgress, AuditRecord, ListAuditRequest, ListRequest, Run, RunEvent,
-    SpawnRequest, WatchRequest,
-};
+use wf_supervisor::proto::{AgentPhase, AgentProgress, AuditRecord, Run, RunEvent, SpawnRequest};
 
+pub use crate::common::toml_str;
 use crate::common::{self, Api, Daemon, TIMEOUT};
 
 /// The fixture folder.
@@ -182,11 +180,6 @@ pub fn shq(s: impl AsRef<str>) -> String {
     format!("'{}'", s.as_ref().replace('\'', r"'\''"))
 }
 
-/// A TOML string literal.
-pub fn toml_str(s: impl AsRef<str>) -> String {
-    toml::Value::String(s.as_ref().to_string()).to_string()
-}
-
 /// A `[workflows.NAME]` table with `program` and more `key = value` lines as given.
 pub fn workflow_toml(name: &str, program: &Path, more: &str) -> String {
     format!(
@@ -292,13 +285,8 @@ pub async fn spawn_workflow(api: &Api, workflow: &str, prompt: &str, env: &[(&st
 
 /// Runs whose `restart_of` is `run_id`.
 pub async fn restarts_of(api: &Api, run_id: &str) -> Vec<Run> {
-    api.client
-        .clone()
-        .list(ListRequest::default())
+    api.list()
         .await
-        .expect("List")
-        .into_inner()
-        .runs
         .into_iter()
         .filter(|r| r.restart_of == run_id)
         .collect()
@@ -319,17 +307,7 @@ pub async fn wait_restart_of(api: &Api, run_id: &str) -> Run {
 
 /// The audit records of one run, oldest first.
 pub async fn audit(api: &Api, run_id: &str) -> Vec<AuditRecord> {
-    let mut records = api
-        .client
-        .clone()
-        .list_audit(ListAuditRequest {
-            run_id: run_id.to_string(),
-            ..Default::default()
-        })
-        .await
-        .expect("ListAudit")
-        .into_inner()
-        .records;
+    let mut records = api.audit(run_id).await;
     records.sort_by_key(|r| r.id);
     records
 }
@@ -358,13 +336,7 @@ pub struct Events {
 impl Events {
     /// Opens the Watch; once this returns, the daemon has subscribed it.
     pub async fn watch_all(api: &Api) -> Events {
-        let mut stream = api
-            .client
-            .clone()
-            .watch(WatchRequest::default())
-            .await
-            .expect("Watch")
-            .into_inner();
+        let mut stream = api.watch("").await;
         let seen = Arc::new(Mutex::new(Vec::new()));
         let sink = seen.clone();
         let task = tokio::spawn(async move {
