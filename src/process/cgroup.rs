@@ -210,7 +210,9 @@ impl RunCgroup {
             if !rel.as_ref().is_some_and(|r| pid_in_cgroup(pid, r)) {
                 continue;
             }
-            if skip_pgid.is_some() && crate::process::procscan::stat(pid).map(|s| s.pgid) == skip_pgid {
+            if skip_pgid.is_some()
+                && crate::process::procscan::stat(pid).map(|s| s.pgid) == skip_pgid
+            {
                 continue;
             }
             if pfd.send_signal(sig).unwrap_or(false) {
