@@ -161,7 +161,7 @@ impl Daemon {
     }
 
     fn log_tail(&self, n: usize) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let text = strip_ansi(&std::fs::read_to_string(&self.log).unwrap_or_default());
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(n)..].join("\n")
     }
@@ -194,7 +194,7 @@ impl Daemon {
         cleanup::disown(self.pid);
         let shutdown_ms = t0.elapsed().as_secs_f64() * 1000.0;
         let leftovers = cleanup::sweep(&self.tag_needle);
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let text = strip_ansi(&std::fs::read_to_string(&self.log).unwrap_or_default());
         let warn: Vec<&str> = text.lines().filter(|l| l.contains(" WARN ")).collect();
         let err: Vec<&str> = text.lines().filter(|l| l.contains(" ERROR ")).collect();
         let log_samples = err
@@ -221,6 +221,26 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The text without ANSI colour sequences (`ESC [ ... letter`), which the daemon's text log
+/// may carry even when it goes to a file.
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            chars.next();
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The config the benchmark runs the daemon on.
@@ -334,4 +354,13 @@ pub async fn wait_terminal(
 /// once the flood measure has read its size), keeping the disk free during the benchmark.
 pub fn remove_quietly(p: &Path) {
     let _ = std::fs::remove_dir_all(p).or_else(|_| std::fs::remove_file(p));
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn strip_ansi_keeps_the_text() {
+        let line = "\u{1b}[2m2026-01-01T00:00:00Z\u{1b}[0m \u{1b}[33m WARN\u{1b}[0m x: y";
+        assert_eq!(super::strip_ansi(line), "2026-01-01T00:00:00Z  WARN x: y");
+    }
 }

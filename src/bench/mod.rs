@@ -45,8 +45,12 @@ pub struct Ctx {
     tmp: cleanup::TempDir,
     /// The session tag every process we start carries as `WF_BENCH_TAG`.
     tag: String,
+    /// The daemon binary as given (for the report).
+    pub daemon_src: PathBuf,
+    /// A private copy of it in the temp dir, which every measure starts: a rebuild during the
+    /// run cannot switch daemons between measures.
     pub daemon_bin: PathBuf,
-    /// This executable: the heartbeat agent.
+    /// A private copy of this executable: the heartbeat agent.
     pub self_exe: PathBuf,
     pub containment: String,
 }
@@ -121,6 +125,32 @@ fn setup(args: &Args) -> anyhow::Result<(Ctx, Vec<&'static str>, u64)> {
     nix::sys::prctl::set_child_subreaper(true).context("cannot become a child subreaper")?;
     let nofile = sys::raise_nofile_limit().context("cannot raise the open-files limit")?;
     let tmp = cleanup::TempDir::new(args.keep_temp).context("cannot create a temp dir")?;
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir(&bin).with_context(|| format!("cannot create {}", bin.display()))?;
+    // Use the copy only if it runs (a temp dir may be mounted noexec).
+    let copy = |from: &Path, name: &str| -> anyhow::Result<PathBuf> {
+        let to = bin.join(name);
+        std::fs::copy(from, &to)
+            .with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
+        let runs = std::process::Command::new(&to)
+            .arg("--version")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if runs {
+            Ok(to)
+        } else {
+            eprintln!(
+                "wf-bench: cannot execute a copy in {}; using {} itself",
+                bin.display(),
+                from.display()
+            );
+            Ok(from.to_path_buf())
+        }
+    };
+    let daemon_copy = copy(&daemon_bin, "wf-supervisor")?;
+    let self_copy = copy(&self_exe, "wf-bench")?;
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
@@ -130,8 +160,9 @@ fn setup(args: &Args) -> anyhow::Result<(Ctx, Vec<&'static str>, u64)> {
         plan: Plan::new(args.quick, args.trials),
         tmp,
         tag,
-        daemon_bin,
-        self_exe,
+        daemon_src: daemon_bin,
+        daemon_bin: daemon_copy,
+        self_exe: self_copy,
         containment: args.containment.clone(),
     };
     Ok((ctx, measures, nofile))
@@ -160,7 +191,7 @@ async fn run(args: Args) -> ExitCode {
     eprintln!("wf-bench: {}", machine.line());
     eprintln!(
         "wf-bench: daemon {}, containment {}, measures: {}{}",
-        ctx.daemon_bin.display(),
+        ctx.daemon_src.display(),
         ctx.containment,
         measures.join(", "),
         if ctx.plan.quick { " (quick)" } else { "" }
@@ -193,7 +224,7 @@ async fn run(args: Args) -> ExitCode {
     println!("wf-bench results: {}", machine.line());
     println!(
         "daemon: {}; containment mode {}{}",
-        ctx.daemon_bin.display(),
+        ctx.daemon_src.display(),
         ctx.containment,
         if ctx.plan.quick {
             "; QUICK run (small samples)"
@@ -217,7 +248,7 @@ async fn run(args: Args) -> ExitCode {
         "tool": "wf-bench",
         "version": env!("CARGO_PKG_VERSION"),
         "machine": machine,
-        "daemon": ctx.daemon_bin.display().to_string(),
+        "daemon": daemon_info(&ctx.daemon_src),
         "containment": ctx.containment,
         "plan": ctx.plan,
         "interrupted": interrupted,
@@ -238,6 +269,20 @@ async fn run(args: Args) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// Which daemon build was measured: its path, size and modification time.
+fn daemon_info(path: &Path) -> serde_json::Value {
+    let meta = std::fs::metadata(path).ok();
+    let modified = meta
+        .as_ref()
+        .and_then(|m| m.modified().ok())
+        .map(|t| humantime::format_rfc3339_seconds(t).to_string());
+    serde_json::json!({
+        "path": path.display().to_string(),
+        "bytes": meta.map(|m| m.len()),
+        "modified": modified,
+    })
 }
 
 async fn run_measures(ctx: &Ctx, measures: &[&'static str], reports: &mut Vec<Report>) {
