@@ -58,8 +58,8 @@ pub struct CappedLog {
 }
 
 impl CappedLog {
+    /// A log at `path`; the file (and its folder) is made on the first write.
     pub fn create(path: std::path::PathBuf, cap: u64) -> std::io::Result<CappedLog> {
-        File::create(&path)?;
         Ok(CappedLog {
             path,
             file: None,
@@ -85,7 +85,7 @@ impl CappedLog {
             }
             let n = room.min(data.len());
             if self.file.is_none() {
-                self.file = Some(std::fs::OpenOptions::new().append(true).open(&self.path)?);
+                self.file = Some(self.open()?);
             }
             if let Some(f) = self.file.as_mut() {
                 f.write_all(&data[..n])?;
@@ -101,14 +101,40 @@ impl CappedLog {
         self.file = None;
     }
 
+    fn open(&self) -> std::io::Result<File> {
+        let open = || {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+        };
+        match open() {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if let Some(dir) = self.path.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                open()
+            }
+            r => r,
+        }
+    }
+
     fn rotate(&mut self) -> std::io::Result<()> {
         let older = Self::older(&self.path);
         if older.exists() {
             self.truncated = true;
+            // Freeing a large old segment takes a while: do it off the drain's path.
+            let mut doomed = older.as_os_str().to_owned();
+            doomed.push(".dropped");
+            let doomed = std::path::PathBuf::from(doomed);
+            if std::fs::rename(&older, &doomed).is_ok() {
+                std::thread::spawn(move || {
+                    let _ = std::fs::remove_file(doomed);
+                });
+            }
         }
         self.file = None;
         std::fs::rename(&self.path, &older)?;
-        File::create(&self.path)?;
         self.written = 0;
         Ok(())
     }

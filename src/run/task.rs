@@ -171,16 +171,8 @@ async fn run_inner(mut ctx: RunContext) {
         run_id: run_id.clone(),
         error,
     };
-    if let Err(e) = std::fs::create_dir_all(&ctx.log_dir) {
-        let _ = ctx
-            .core
-            .send(fail(format!(
-                "cannot create log dir {}: {e}",
-                ctx.log_dir.display()
-            )))
-            .await;
-        return;
-    }
+    // The log folder and files are made on the first byte of output: a run that prints
+    // nothing costs no inodes, and spawning stays off the file system's slow paths.
     let cap = ctx.log_cap;
     let open = |s: Stream| {
         let p = ctx.log_dir.join(s.file_name());

@@ -285,7 +285,8 @@ pub async fn recover(
     let mut missing = 0usize;
     for (i, r) in runs.iter_mut().enumerate() {
         let dir = state_dir.join("runs").join(&r.record.run_id);
-        if !dir.is_dir() && !r.record.logs_missing && r.record.started_at > 0 {
+        let printed = r.record.stdout_bytes + r.record.stderr_bytes > 0;
+        if printed && !dir.is_dir() && !r.record.logs_missing {
             r.record.logs_missing = true;
             missing += 1;
             if !out.changed.contains(&i) {
