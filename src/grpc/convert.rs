@@ -125,9 +125,20 @@ pub fn event_to_proto(e: &RunEvent) -> proto::RunEvent {
         run_id: e.run_id.clone(),
         at: e.at,
         kind: e.kind.to_string(),
-        status: status_to_proto(e.run.status) as i32,
+        status: status_to_proto(e.status) as i32,
         message: e.message.clone(),
-        run: Some(run_to_proto(&e.run)),
+        run: match (&e.run, e.heartbeat) {
+            (Some(r), _) => Some(run_to_proto(r)),
+            // A heartbeat event carries a partial run: id, status and the heartbeat fields.
+            (None, Some((at, count))) => Some(proto::Run {
+                run_id: e.run_id.clone(),
+                status: status_to_proto(e.status) as i32,
+                last_heartbeat_at: at,
+                heartbeats: count,
+                ..Default::default()
+            }),
+            (None, None) => None,
+        },
     }
 }
 

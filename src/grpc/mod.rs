@@ -513,16 +513,23 @@ impl Supervisor for SupervisorService {
                         if only.as_deref().is_some_and(|id| id != ev.run_id) {
                             continue;
                         }
-                        let done = only.is_some() && ev.run.status.is_terminal();
+                        let done = only.is_some() && ev.status.is_terminal();
                         if tx.send(Ok(convert::event_to_proto(&ev))).await.is_err() || done {
                             break;
                         }
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!(
-                            missed = n,
-                            "a Watch stream fell behind; events were skipped"
-                        );
+                        // Tell the watcher it missed events, so it can re-list.
+                        tracing::debug!(missed = n, "a Watch stream fell behind");
+                        let note = proto::RunEvent {
+                            at: crate::time::now_ms(),
+                            kind: "lagged".into(),
+                            message: format!("{n} event(s) were skipped; List or Get to resync"),
+                            ..Default::default()
+                        };
+                        if tx.send(Ok(note)).await.is_err() {
+                            break;
+                        }
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                 }

@@ -6,3 +6,4 @@ pub mod procscan;
 pub mod reaper;
 pub mod signals;
 pub mod spawn;
+pub mod splice;

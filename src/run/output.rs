@@ -4,7 +4,7 @@
 //! coalesced so that a chatty agent cannot flood the core's queue.
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
 use tokio::net::unix::pipe;
@@ -17,6 +17,8 @@ use crate::run::agent::AgentState;
 use crate::supervisor::Msg;
 
 const CHUNK: usize = 64 * 1024;
+/// How long heartbeat lines may gather in the pipe after a batch was read.
+const HEARTBEAT_BATCH: Duration = Duration::from_millis(10);
 
 /// Which output stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,21 +104,47 @@ impl CappedLog {
     }
 
     fn open(&self) -> std::io::Result<File> {
+        // Not O_APPEND (splice refuses such files): the daemon is the only writer, so it
+        // positions at the end itself.
         let open = || {
             std::fs::OpenOptions::new()
                 .create(true)
-                .append(true)
+                .write(true)
+                .truncate(false)
                 .open(&self.path)
         };
-        match open() {
+        let mut f = match open() {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if let Some(dir) = self.path.parent() {
                     std::fs::create_dir_all(dir)?;
                 }
-                open()
+                open()?
             }
-            r => r,
+            r => r?,
+        };
+        use std::io::Seek;
+        f.seek(std::io::SeekFrom::End(0))?;
+        Ok(f)
+    }
+
+    /// Move up to 1 MiB from the pipe `from` into the log without copying it through user
+    /// space. `Ok(0)` is end of file; `WouldBlock` means the pipe is empty.
+    pub fn splice_from(&mut self, from: std::os::fd::RawFd) -> std::io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        if self.written >= self.segment {
+            self.rotate()?;
         }
+        if self.file.is_none() {
+            self.file = Some(self.open()?);
+        }
+        let room = (self.segment - self.written) as usize;
+        let to = match self.file.as_ref() {
+            Some(f) => f.as_raw_fd(),
+            None => return Err(std::io::Error::other("log file not open")),
+        };
+        let n = crate::process::splice::splice_to_file(from, to, room.min(1 << 20))?;
+        self.written += n as u64;
+        Ok(n)
     }
 
     fn rotate(&mut self) -> std::io::Result<()> {
@@ -185,6 +213,9 @@ pub async fn drain_to_file(
     // The buffer and the log file exist only while output flows: an idle run holds neither.
     let mut buf: Vec<u8> = Vec::new();
     let mut eof = false;
+    let mut grown = false;
+    // Set when splice is not possible here: copy through a buffer instead.
+    let mut copy_instead = false;
     while !eof {
         let ready = if pending {
             match tokio::time::timeout(Duration::from_millis(20), rx.readable()).await {
@@ -202,6 +233,53 @@ pub async fn drain_to_file(
         if let Err(e) = ready {
             warn!(error = %e, ?stream, "output pipe poll failed");
             break;
+        }
+        if agent.is_none() && !write_failed && !copy_instead {
+            // Plain output: straight from the pipe into the log file, inside the kernel.
+            let mut moved_any = false;
+            loop {
+                let r = rx.try_io(|| log.splice_from(rx.as_raw_fd()));
+                match r {
+                    Ok(0) => {
+                        eof = true;
+                        break;
+                    }
+                    Ok(n) => {
+                        moved_any = true;
+                        if n >= CHUNK && !grown {
+                            // A flooding agent: a bigger pipe means fewer wakeups per byte.
+                            grown = true;
+                            let _ = crate::process::splice::grow_pipe(rx.as_raw_fd(), 1 << 20);
+                        }
+                        total += n as u64;
+                        let truncated = log.truncated;
+                        progress.send_modify(|p| {
+                            match stream {
+                                Stream::Stdout => p.stdout = total,
+                                Stream::Stderr => p.stderr = total,
+                            }
+                            p.truncated |= truncated;
+                        });
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) && !moved_any => {
+                        // This file system cannot splice: copy through user space instead.
+                        warn!(?stream, "splice refused; copying output through the daemon");
+                        copy_instead = true;
+                        break;
+                    }
+                    Err(e) => {
+                        warn!(error = %e, ?stream, "log write failed; output from here on is dropped");
+                        write_failed = true;
+                        break;
+                    }
+                }
+            }
+            if !copy_instead {
+                log.release();
+                continue;
+            }
         }
         if buf.is_empty() {
             buf = vec![0u8; CHUNK];
@@ -294,6 +372,7 @@ pub async fn drain_heartbeats(
     };
     let mut eof = false;
     while !eof {
+        let before = tracker.state().count;
         // Wait for data without holding a buffer; flush a pending report after 20 ms.
         let ready = if pending > 0 {
             tokio::time::timeout(Duration::from_millis(20), rx.readable())
@@ -340,6 +419,11 @@ pub async fn drain_heartbeats(
                 Err(mpsc::error::TrySendError::Full(_)) => {}
                 Err(mpsc::error::TrySendError::Closed(_)) => break,
             }
+        }
+        // A chatty agent is read in batches: after lines arrived, let more gather for a few
+        // milliseconds (the pipe holds thousands of lines) instead of waking per line.
+        if !eof && tracker.state().count > before {
+            tokio::time::sleep(HEARTBEAT_BATCH).await;
         }
     }
     pending += tracker.finish(crate::time::now_ms()) as u64;

@@ -93,7 +93,7 @@ fn committed<T>(r: Result<(), String>, ok: T) -> Result<T, ApiError> {
 /// Start the core task; returns the handle the API uses.
 pub fn start(settings: CoreSettings) -> SupervisorHandle {
     let (tx, rx) = mpsc::channel(8192);
-    let (events, _) = broadcast::channel(4096);
+    let (events, _) = broadcast::channel(16384);
     let mut settings = settings;
     let history = std::mem::take(&mut settings.history);
     let mut core = Core {
@@ -371,10 +371,20 @@ impl Core {
                         .unwrap_or_else(|| "critical section closed".into());
                     info!(run_id, what, "critical section");
                 }
-                let rec = snapshot(e);
-                self.arm_health(&run_id);
+                let (status, beats) = (e.record.status, e.record.heartbeats);
+                if e.record.agent.is_some() {
+                    self.arm_health(&run_id);
+                }
                 if self.events.receiver_count() > 0 {
-                    self.emit(&run_id, "heartbeat", format!("{count} line(s)"), rec);
+                    let _ = self.events.send(RunEvent {
+                        run_id: run_id.clone(),
+                        at: now_ms(),
+                        kind: "heartbeat",
+                        message: format!("{count} line(s)"),
+                        status,
+                        run: None,
+                        heartbeat: Some((at, beats)),
+                    });
                 }
             }
             Msg::Ended {
@@ -677,7 +687,9 @@ impl Core {
             at: now_ms(),
             kind,
             message,
-            run,
+            status: run.status,
+            run: Some(std::sync::Arc::new(run)),
+            heartbeat: None,
         });
     }
 

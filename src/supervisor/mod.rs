@@ -35,7 +35,12 @@ pub struct RunEvent {
     pub at: i64,
     pub kind: &'static str,
     pub message: String,
-    pub run: RunRecord,
+    pub status: RunStatus,
+    /// The whole run for state changes; heartbeat events carry only `heartbeat`, so a chatty
+    /// agent costs each watcher a few words, not a copy of its run.
+    pub run: Option<std::sync::Arc<RunRecord>>,
+    /// (last_heartbeat_at, heartbeats) for heartbeat events.
+    pub heartbeat: Option<(i64, u64)>,
 }
 
 /// Messages to the core.
