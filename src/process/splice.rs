@@ -26,6 +26,17 @@ pub fn splice_to_file(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
     Ok(n as usize)
 }
 
+/// How many bytes wait in the pipe (`FIONREAD`).
+pub fn available(fd: RawFd) -> io::Result<usize> {
+    let mut n: libc::c_int = 0;
+    // Safety: FIONREAD writes one int to the pointer we pass.
+    let r = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n.max(0) as usize)
+}
+
 /// Ask for a bigger pipe buffer (`F_SETPIPE_SZ`); the kernel may grant less. Returns the size.
 pub fn grow_pipe(fd: RawFd, bytes: usize) -> io::Result<usize> {
     // Safety: fcntl on an fd the caller owns, with an integer argument.

@@ -18,7 +18,7 @@ use crate::supervisor::Msg;
 
 const CHUNK: usize = 64 * 1024;
 /// How long heartbeat lines may gather in the pipe after a batch was read.
-const HEARTBEAT_BATCH: Duration = Duration::from_millis(10);
+const HEARTBEAT_BATCH: Duration = Duration::from_millis(25);
 
 /// Which output stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -238,6 +238,37 @@ pub async fn drain_to_file(
             // Plain output: straight from the pipe into the log file, inside the kernel.
             let mut moved_any = false;
             loop {
+                // An empty pipe that polls readable is at end of file (or woke spuriously):
+                // find out without making the log file, so runs that print nothing cost no inode.
+                if crate::process::splice::available(rx.as_raw_fd()).unwrap_or(1) == 0 {
+                    let mut probe = [0u8; 512];
+                    match rx.try_read(&mut probe) {
+                        Ok(0) => {
+                            eof = true;
+                            break;
+                        }
+                        Ok(n) => {
+                            if let Err(e) = log.write(&probe[..n]) {
+                                warn!(error = %e, ?stream, "log write failed; output from here on is dropped");
+                                write_failed = true;
+                                break;
+                            }
+                            total += n as u64;
+                            progress.send_modify(|p| match stream {
+                                Stream::Stdout => p.stdout = total,
+                                Stream::Stderr => p.stderr = total,
+                            });
+                            continue;
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(e) => {
+                            warn!(error = %e, ?stream, "output pipe read failed");
+                            eof = true;
+                            break;
+                        }
+                    }
+                }
                 let r = rx.try_io(|| log.splice_from(rx.as_raw_fd()));
                 match r {
                     Ok(0) => {

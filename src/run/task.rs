@@ -528,7 +528,7 @@ async fn end_run(
                     }
                 }
             }
-            backoff = (backoff * 2).min(Duration::from_millis(25));
+            backoff = (backoff * 2).min(Duration::from_millis(5));
             empty = h.is_empty();
         }
     }
@@ -575,7 +575,7 @@ async fn end_run(
                 last_pass = Instant::now();
             }
             tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_millis(25));
+            backoff = (backoff * 2).min(Duration::from_millis(5));
         }
     }
     let duration = t0.elapsed();
