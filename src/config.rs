@@ -13,6 +13,7 @@ use crate::agent::claude::ClaudeTemplate;
 use crate::agent::health::{Action, Rule, StuckRules};
 use crate::agent::heartbeat::CriticalSection;
 use crate::process::signals::parse_signal;
+use crate::process::spawn::SpawnMethod;
 
 /// The configuration the daemon runs on when no `--config` is given.
 pub const DEFAULT_CONFIG: &str = include_str!("default-config.toml");
@@ -114,6 +115,8 @@ struct RawRuns {
     /// cgroup limits per run (where the memory and pids controllers are available).
     memory_max_bytes: Option<u64>,
     pids_max: Option<u64>,
+    /// "vfork" (default) or "fork".
+    spawn_method: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -162,6 +165,7 @@ pub struct Config {
     pub user: Option<String>,
     pub memory_max_bytes: Option<u64>,
     pub pids_max: Option<u64>,
+    pub spawn_method: SpawnMethod,
 }
 
 /// How long a critical section declared on the heartbeat pipe holds off KILL.
@@ -341,8 +345,19 @@ impl RawConfig {
                 "must be at least 1048576 (1 MiB)".into(),
             ));
         }
+        let spawn_method = match self.runs.spawn_method.as_deref().unwrap_or("vfork") {
+            "vfork" => SpawnMethod::Vfork,
+            "fork" => SpawnMethod::Fork,
+            other => {
+                return Err(bad(
+                    "runs.spawn_method",
+                    format!("{other:?} is not one of \"vfork\", \"fork\""),
+                ))
+            }
+        };
         Ok(Config {
             workflows,
+            spawn_method,
             user: self.runs.user,
             memory_max_bytes: self.runs.memory_max_bytes,
             pids_max: self.runs.pids_max,

@@ -160,7 +160,21 @@ async fn heartbeats_on_fd3_move_last_heartbeat_and_count() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_sees_exactly_fds_0_to_3_and_its_environment() {
-    let daemon = Daemon::start().await;
+    agent_sees_exactly_fds_0_to_3(Daemon::start().await).await;
+}
+
+/// The fork + pre-exec spawn (`runs.spawn_method = "fork"`) sets the child up the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fork_spawn_method_gives_the_same_child() {
+    let daemon = Daemon::start_with(Options {
+        runs_toml: "spawn_method = \"fork\"\n".into(),
+        ..Options::default()
+    })
+    .await;
+    agent_sees_exactly_fds_0_to_3(daemon).await;
+}
+
+async fn agent_sees_exactly_fds_0_to_3(daemon: Daemon) {
     let api = daemon.api();
     let run = api.spawn(&fake(&["--print-fds", "--hang"])).await;
     let fds = api.wait_line(&run.run_id, "fds: ").await;

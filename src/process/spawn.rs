@@ -33,6 +33,17 @@ pub struct SpawnSpec {
     pub cgroup_procs_fd: Option<RawFd>,
     /// Run as this uid/gid (when the daemon is privileged and a user is configured).
     pub uid_gid: Option<(u32, u32)>,
+    /// How to start the child.
+    pub method: SpawnMethod,
+}
+
+/// How children are started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpawnMethod {
+    /// `clone(CLONE_VM | CLONE_VFORK)` with the run's own steps before exec (the default).
+    Vfork,
+    /// fork + pre-exec through process-wrap and std (a fallback operators can choose).
+    Fork,
 }
 
 /// A started leader and the parent's ends of its pipes.
@@ -54,6 +65,13 @@ pub enum SpawnError {
     Exec {
         program: String,
         cwd: String,
+        source: io::Error,
+    },
+    #[error("cannot execute {program:?} in {cwd}: {step} failed: {source}")]
+    Step {
+        program: String,
+        cwd: String,
+        step: &'static str,
         source: io::Error,
     },
     #[error("cannot open a pidfd for pid {pid}: {source}")]
@@ -119,8 +137,85 @@ fn child_setup(hb: RawFd, cgroup_procs: Option<RawFd>) -> io::Result<()> {
     Ok(())
 }
 
-/// Start a leader. The reaper's lock is held from fork until the leader is registered.
+/// Start a leader. The reaper's lock is held from the clone until the leader is registered.
 pub fn spawn(spec: &SpawnSpec, reaper: &Reaper) -> Result<Spawned, SpawnError> {
+    match spec.method {
+        SpawnMethod::Vfork => spawn_vfork(spec, reaper),
+        SpawnMethod::Fork => spawn_fork(spec, reaper),
+    }
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), SpawnError> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| SpawnError::Pipes(e.into()))
+}
+
+fn spawn_vfork(spec: &SpawnSpec, reaper: &Reaper) -> Result<Spawned, SpawnError> {
+    let program = spec.argv[0].clone();
+    let cwd = spec.cwd.display().to_string();
+    let path = crate::process::vfork::resolve_program(&program, &spec.env).map_err(|source| {
+        SpawnError::Exec {
+            program: program.clone(),
+            cwd: cwd.clone(),
+            source,
+        }
+    })?;
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let (hb_r, hb_w) = pipe()?;
+    let null = OwnedFd::from(
+        std::fs::OpenOptions::new()
+            .read(true)
+            .open("/dev/null")
+            .map_err(SpawnError::Pipes)?,
+    );
+    let plan = crate::process::vfork::Plan {
+        program: &path,
+        argv: &spec.argv,
+        env: &spec.env,
+        cwd: &spec.cwd,
+        stdin: &null,
+        stdout: &out_w,
+        stderr: &err_w,
+        heartbeat: &hb_w,
+        cgroup_procs: spec.cgroup_procs_fd,
+        uid_gid: spec.uid_gid,
+    };
+    let mut guard = reaper.spawn_guard();
+    let pid = match crate::process::vfork::spawn(&plan) {
+        Ok(c) => c.pid,
+        Err(f) => {
+            return Err(if f.step == "exec" {
+                SpawnError::Exec {
+                    program,
+                    cwd,
+                    source: f.error,
+                }
+            } else {
+                SpawnError::Step {
+                    program,
+                    cwd,
+                    step: f.step,
+                    source: f.error,
+                }
+            })
+        }
+    };
+    guard.register(pid);
+    drop(guard);
+    // The parent's copies of the child's ends go now: each pipe sees EOF when the run's last
+    // writer is gone.
+    drop((out_w, err_w, hb_w, null));
+    let pidfd = PidFd::open(pid).map_err(|source| SpawnError::PidFd { pid, source })?;
+    Ok(Spawned {
+        pid,
+        pidfd,
+        stdout: out_r,
+        stderr: err_r,
+        heartbeat: hb_r,
+    })
+}
+
+fn spawn_fork(spec: &SpawnSpec, reaper: &Reaper) -> Result<Spawned, SpawnError> {
     let (hb_read, hb_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| SpawnError::Pipes(e.into()))?;
     let program = spec.argv[0].clone();

@@ -59,6 +59,7 @@ pub struct RunContext {
     pub uid_gid: Option<(u32, u32)>,
     /// memory.max and pids.max for the run's cgroup.
     pub limits: (Option<u64>, Option<u64>),
+    pub spawn_method: crate::process::spawn::SpawnMethod,
     /// Cap on each of stdout and stderr on disk.
     pub log_cap: u64,
     /// Decode stdout as Claude stream-json (workflow runs).
@@ -209,6 +210,7 @@ async fn run_inner(mut ctx: RunContext) {
         env: ctx.child_env.clone(),
         cgroup_procs_fd: cgroup.as_ref().and_then(|c| c.procs_fd()),
         uid_gid: ctx.uid_gid,
+        method: ctx.spawn_method,
     };
     let spawned = match spawn(&spec, &ctx.reaper) {
         Ok(s) => s,

@@ -785,6 +785,7 @@ impl Core {
             progress: progress_tx,
             uid_gid: self.s.agent_user.as_ref().map(|u| (u.uid, u.gid)),
             limits: (self.s.config.memory_max_bytes, self.s.config.pids_max),
+            spawn_method: self.s.config.spawn_method,
             log_cap: self.s.config.log_max_bytes_per_stream,
             agent_stdout: spec_has_agent,
             max_line_bytes: self.s.config.max_line_bytes,
