@@ -55,8 +55,9 @@ mod tests {
 
     #[test]
     fn splice_moves_pipe_bytes_into_a_file() {
-        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
-            .expect("pipe");
+        let (r, w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
+                .expect("pipe");
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("out");
         let file = std::fs::File::create(&path).expect("file");
@@ -67,9 +68,15 @@ mod tests {
         let e = splice_to_file(r.as_raw_fd(), file.as_raw_fd(), 1 << 20).expect_err("empty");
         assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
         drop(wf);
-        assert_eq!(splice_to_file(r.as_raw_fd(), file.as_raw_fd(), 1 << 20).expect("eof"), 0);
+        assert_eq!(
+            splice_to_file(r.as_raw_fd(), file.as_raw_fd(), 1 << 20).expect("eof"),
+            0
+        );
         let mut got = String::new();
-        std::fs::File::open(&path).expect("open").read_to_string(&mut got).expect("read");
+        std::fs::File::open(&path)
+            .expect("open")
+            .read_to_string(&mut got)
+            .expect("read");
         assert_eq!(got, "hello, log");
         assert!(grow_pipe(r.as_raw_fd(), 1 << 20).expect("grow") >= 1 << 16);
     }
