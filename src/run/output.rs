@@ -18,7 +18,7 @@ use crate::supervisor::Msg;
 
 const CHUNK: usize = 64 * 1024;
 /// How long heartbeat lines may gather in the pipe after a batch was read.
-const HEARTBEAT_BATCH: Duration = Duration::from_millis(25);
+const HEARTBEAT_BATCH: Duration = Duration::from_millis(35);
 
 /// Which output stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -395,11 +395,24 @@ pub async fn drain_heartbeats(
     };
     let mut tracker = HeartbeatTracker::new(max_line_bytes.min(64 * 1024));
     let mut pending = 0u64;
-    let send = |count: u64, tracker: &HeartbeatTracker| Msg::Heartbeat {
-        run_id: run_id.clone(),
-        count,
-        at: crate::time::now_ms(),
-        state: Box::new(tracker.state().clone()),
+    // The structured part (critical section, progress, message) goes to the core only when it
+    // changed; a plain heartbeat is a count and a time.
+    let mut last_sent: Option<(Option<CriticalSection>, Option<f64>, Option<String>, u64)> = None;
+    let mut send = |count: u64, tracker: &HeartbeatTracker| {
+        let s = tracker.state();
+        let now = (s.critical, s.last_progress, s.last_message.clone(), s.malformed);
+        let state = if last_sent.as_ref() != Some(&now) {
+            last_sent = Some(now);
+            Some(Box::new(s.clone()))
+        } else {
+            None
+        };
+        Msg::Heartbeat {
+            run_id: run_id.clone(),
+            count,
+            at: crate::time::now_ms(),
+            state,
+        }
     };
     let mut eof = false;
     while !eof {

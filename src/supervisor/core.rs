@@ -353,13 +353,13 @@ impl Core {
                 e.record.heartbeats += count;
                 e.record.last_heartbeat_at = at;
                 e.dirty = true;
-                let critical_changed = match e.record.agent.as_mut() {
-                    Some(a) => {
+                let critical_changed = match (e.record.agent.as_mut(), state) {
+                    (Some(a), Some(state)) => {
                         let before = a.critical.clone();
                         a.apply_heartbeats(&state);
                         before != a.critical
                     }
-                    None => false,
+                    _ => false,
                 };
                 if critical_changed {
                     let what = e
@@ -380,7 +380,7 @@ impl Core {
                         run_id: run_id.clone(),
                         at: now_ms(),
                         kind: "heartbeat",
-                        message: format!("{count} line(s)"),
+                        message: String::new(),
                         status,
                         run: None,
                         heartbeat: Some((at, beats)),

@@ -114,7 +114,8 @@ pub enum Msg {
         run_id: String,
         count: u64,
         at: i64,
-        state: Box<crate::agent::heartbeat::HeartbeatState>,
+        /// Set when the structured part (critical section, progress, message) changed.
+        state: Option<Box<crate::agent::heartbeat::HeartbeatState>>,
     },
     /// An agent run's stdout progress changed.
     Agent {
