@@ -206,6 +206,15 @@ fn deadlines(rules: &StuckRules, input: &HealthInput) -> Vec<(RuleKind, Rule, i6
     out
 }
 
+/// "1 turn", "0 turns", "12 turns".
+fn turns(n: u32) -> String {
+    if n == 1 {
+        "1 turn".to_string()
+    } else {
+        format!("{n} turns")
+    }
+}
+
 /// Judge a run now.
 pub fn assess(rules: &StuckRules, input: &HealthInput) -> Health {
     let now = input.now_ms;
@@ -224,10 +233,10 @@ pub fn assess(rules: &StuckRules, input: &HealthInput) -> Health {
     if input.past_init && running >= duration_ms(rules.slow_after) {
         return Health::Slow {
             reason: format!(
-                "slow but progressing: running for {} (over {}) with {} turns, last stdout {}",
+                "slow but progressing: running for {} (over {}) with {}, last stdout {}",
                 fmt_ms(running),
                 fmt_duration(rules.slow_after),
-                input.turns,
+                turns(input.turns),
                 ago(input.last_output_at, now),
             ),
         };
@@ -251,9 +260,9 @@ fn reason(kind: RuleKind, rule: Rule, input: &HealthInput) -> String {
     match kind {
         RuleKind::InitTimeout => {
             let mut r = format!(
-                "no first turn within {} (init_timeout); {} turns after {}",
+                "no first turn within {} (init_timeout); {} after {}",
                 fmt_duration(rule.after),
-                input.turns,
+                turns(input.turns),
                 fmt_ms(running)
             );
             if input.api_retries > 0 {
@@ -268,19 +277,19 @@ fn reason(kind: RuleKind, rule: Rule, input: &HealthInput) -> String {
             r
         }
         RuleKind::IdleTimeout => format!(
-            "no heartbeat or stdout event within {} (idle_timeout); quiet for {}, {} turns, \
+            "no heartbeat or stdout event within {} (idle_timeout); quiet for {}, {}, \
              last stdout {}, last heartbeat {}",
             fmt_duration(rule.after),
             fmt_ms(now - input.last_activity_ms()),
-            input.turns,
+            turns(input.turns),
             ago(input.last_output_at, now),
             ago(input.last_heartbeat_at, now),
         ),
         RuleKind::MaxRuntime => format!(
-            "runtime over {} (max_runtime); running for {}, {} turns",
+            "runtime over {} (max_runtime); running for {}, {}",
             fmt_duration(rule.after),
             fmt_ms(running),
-            input.turns
+            turns(input.turns)
         ),
     }
 }
