@@ -400,7 +400,12 @@ pub async fn drain_heartbeats(
     let mut last_sent: Option<(Option<CriticalSection>, Option<f64>, Option<String>, u64)> = None;
     let mut send = |count: u64, tracker: &HeartbeatTracker| {
         let s = tracker.state();
-        let now = (s.critical, s.last_progress, s.last_message.clone(), s.malformed);
+        let now = (
+            s.critical,
+            s.last_progress,
+            s.last_message.clone(),
+            s.malformed,
+        );
         let state = if last_sent.as_ref() != Some(&now) {
             last_sent = Some(now);
             Some(Box::new(s.clone()))
