@@ -48,6 +48,19 @@ pub enum LogFormat {
     Journald,
 }
 
+/// The first folder of a systemd directory variable (systemd may pass several, separated by
+/// ':'; the first is ours).
+fn first_dir(var: &str) -> Option<PathBuf> {
+    let v = std::env::var_os(var)?;
+    let first = v
+        .to_string_lossy()
+        .split(':')
+        .next()
+        .unwrap_or("")
+        .to_string();
+    (!first.is_empty()).then(|| PathBuf::from(first))
+}
+
 fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
@@ -55,17 +68,8 @@ fn is_root() -> bool {
 /// The socket path: flag, config, `$RUNTIME_DIRECTORY/wf.sock`, `/run/wf-supervisor/wf.sock` as
 /// root, else `$XDG_RUNTIME_DIR/wf-supervisor/wf.sock`.
 pub fn default_socket() -> anyhow::Result<PathBuf> {
-    if let Some(d) = std::env::var_os("RUNTIME_DIRECTORY") {
-        // systemd may pass several, separated by ':'; the first is ours.
-        let first = d
-            .to_string_lossy()
-            .split(':')
-            .next()
-            .unwrap_or("")
-            .to_string();
-        if !first.is_empty() {
-            return Ok(Path::new(&first).join("wf.sock"));
-        }
+    if let Some(first) = first_dir("RUNTIME_DIRECTORY") {
+        return Ok(first.join("wf.sock"));
     }
     if is_root() {
         return Ok(PathBuf::from("/run/wf-supervisor/wf.sock"));
@@ -79,16 +83,8 @@ pub fn default_socket() -> anyhow::Result<PathBuf> {
 /// The state dir: flag, config, `$STATE_DIRECTORY`, `/var/lib/wf-supervisor` as root, else
 /// `$XDG_STATE_HOME/wf-supervisor` (or `~/.local/state/wf-supervisor`).
 fn default_state_dir() -> anyhow::Result<PathBuf> {
-    if let Some(d) = std::env::var_os("STATE_DIRECTORY") {
-        let first = d
-            .to_string_lossy()
-            .split(':')
-            .next()
-            .unwrap_or("")
-            .to_string();
-        if !first.is_empty() {
-            return Ok(PathBuf::from(first));
-        }
+    if let Some(first) = first_dir("STATE_DIRECTORY") {
+        return Ok(first);
     }
     if is_root() {
         return Ok(PathBuf::from("/var/lib/wf-supervisor"));

@@ -168,6 +168,22 @@ impl CappedLog {
     }
 }
 
+/// Publish how many bytes of `stream` are in the log (and whether any were dropped).
+fn report_bytes(
+    progress: &watch::Sender<OutputProgress>,
+    stream: Stream,
+    total: u64,
+    truncated: bool,
+) {
+    progress.send_modify(|p| {
+        match stream {
+            Stream::Stdout => p.stdout = total,
+            Stream::Stderr => p.stderr = total,
+        }
+        p.truncated |= truncated;
+    });
+}
+
 /// Where an agent run's stdout progress goes: the tracker decodes stream-json, the core hears of
 /// each change (coalesced when it is busy).
 pub struct StdoutWatch {
@@ -254,10 +270,7 @@ pub async fn drain_to_file(
                                 break;
                             }
                             total += n as u64;
-                            progress.send_modify(|p| match stream {
-                                Stream::Stdout => p.stdout = total,
-                                Stream::Stderr => p.stderr = total,
-                            });
+                            report_bytes(&progress, stream, total, log.truncated);
                             continue;
                         }
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
@@ -283,14 +296,7 @@ pub async fn drain_to_file(
                             let _ = crate::process::splice::grow_pipe(rx.as_raw_fd(), 1 << 20);
                         }
                         total += n as u64;
-                        let truncated = log.truncated;
-                        progress.send_modify(|p| {
-                            match stream {
-                                Stream::Stdout => p.stdout = total,
-                                Stream::Stderr => p.stderr = total,
-                            }
-                            p.truncated |= truncated;
-                        });
+                        report_bytes(&progress, stream, total, log.truncated);
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -342,14 +348,7 @@ pub async fn drain_to_file(
                 }
             }
             total += n as u64;
-            let truncated = log.truncated;
-            progress.send_modify(|p| {
-                match stream {
-                    Stream::Stdout => p.stdout = total,
-                    Stream::Stderr => p.stderr = total,
-                }
-                p.truncated |= truncated;
-            });
+            report_bytes(&progress, stream, total, log.truncated);
         }
         if let Some(a) = &agent {
             if lines > 0 || pending {

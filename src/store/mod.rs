@@ -198,18 +198,7 @@ impl Store {
         let e = sqlite_err(path);
         let conn =
             Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(&e)?;
-        let check: String = conn
-            .query_row("PRAGMA quick_check", [], |r| r.get(0))
-            .map_err(&e)?;
-        if check != "ok" {
-            return Err(StoreError::Sqlite {
-                path: path.to_path_buf(),
-                source: rusqlite::Error::SqliteFailure(
-                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
-                    Some(format!("quick_check: {check}")),
-                ),
-            });
-        }
+        quick_check(&conn, path)?;
         Ok(())
     }
 
@@ -218,18 +207,7 @@ impl Store {
         let conn = Connection::open(path).map_err(&e)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(&e)?;
         // quick_check first: a file that is not a database fails here.
-        let check: String = conn
-            .query_row("PRAGMA quick_check", [], |r| r.get(0))
-            .map_err(&e)?;
-        if check != "ok" {
-            return Err(StoreError::Sqlite {
-                path: path.to_path_buf(),
-                source: rusqlite::Error::SqliteFailure(
-                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
-                    Some(format!("quick_check: {check}")),
-                ),
-            });
-        }
+        quick_check(&conn, path)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(&e)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
@@ -331,6 +309,23 @@ impl Store {
             .optional()
         })
     }
+}
+
+/// `PRAGMA quick_check`: a file that is not a database, or a damaged one, is an error.
+fn quick_check(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let check: String = conn
+        .query_row("PRAGMA quick_check", [], |r| r.get(0))
+        .map_err(sqlite_err(path))?;
+    if check != "ok" {
+        return Err(StoreError::Sqlite {
+            path: path.to_path_buf(),
+            source: rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+                Some(format!("quick_check: {check}")),
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Move a bad database and its WAL files to `quarantine/<timestamp>/`.
