@@ -168,6 +168,24 @@ impl CappedLog {
     }
 }
 
+/// Read what waits in the (non-blocking) heartbeat pipe: (heartbeats completed, end of file).
+fn read_available(fd: &OwnedFd, tracker: &mut HeartbeatTracker, run_id: &str) -> (u64, bool) {
+    let mut buf = [0u8; 4096];
+    let mut got = 0u64;
+    loop {
+        match nix::unistd::read(fd, &mut buf) {
+            Ok(0) => return (got, true),
+            Ok(n) => got += tracker.feed(&buf[..n], crate::time::now_ms()) as u64,
+            Err(nix::errno::Errno::EAGAIN) => return (got, false),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => {
+                warn!(run_id, error = %e, "heartbeat pipe read failed");
+                return (got, true);
+            }
+        }
+    }
+}
+
 /// Publish how many bytes of `stream` are in the log (and whether any were dropped).
 fn report_bytes(
     progress: &watch::Sender<OutputProgress>,
@@ -385,13 +403,7 @@ pub async fn drain_heartbeats(
     max_line_bytes: usize,
     critical: watch::Sender<Option<CriticalSection>>,
 ) -> u64 {
-    let rx = match pipe::Receiver::from_owned_fd(fd) {
-        Ok(rx) => rx,
-        Err(e) => {
-            warn!(run_id, error = %e, "cannot watch heartbeat pipe");
-            return 0;
-        }
-    };
+    let mut fd = fd;
     let mut tracker = HeartbeatTracker::new(max_line_bytes.min(64 * 1024));
     let mut pending = 0u64;
     // The structured part (critical section, progress, message) goes to the core only when it
@@ -418,10 +430,18 @@ pub async fn drain_heartbeats(
             state,
         }
     };
-    let mut eof = false;
-    while !eof {
-        let before = tracker.state().count;
-        // Wait for data without holding a buffer; flush a pending report after 20 ms.
+    // Two modes. Idle: the pipe is registered with the reactor and the task sleeps until a line
+    // arrives. Busy: the pipe is taken off the reactor (so the agent's writes wake nobody) and
+    // read every HEARTBEAT_BATCH until a batch finds nothing, then back to idle.
+    'idle: loop {
+        let rx = match pipe::Receiver::from_owned_fd(fd) {
+            Ok(rx) => rx,
+            Err(e) => {
+                warn!(run_id, error = %e, "cannot watch heartbeat pipe");
+                return tracker.state().count;
+            }
+        };
+        // Flush a report the core could not take yet after 20 ms.
         let ready = if pending > 0 {
             tokio::time::timeout(Duration::from_millis(20), rx.readable())
                 .await
@@ -429,48 +449,37 @@ pub async fn drain_heartbeats(
         } else {
             Some(rx.readable().await)
         };
-        match ready {
-            Some(Ok(())) => {
-                let mut buf = [0u8; 4096];
-                loop {
-                    match rx.try_read(&mut buf) {
-                        Ok(0) => {
-                            eof = true;
-                            break;
-                        }
-                        Ok(n) => {
-                            pending += tracker.feed(&buf[..n], crate::time::now_ms()) as u64;
-                        }
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                        Err(e) => {
-                            warn!(run_id, error = %e, "heartbeat pipe read failed");
-                            eof = true;
-                            break;
-                        }
-                    }
-                }
-                let open = tracker.state().critical;
-                if *critical.borrow() != open {
-                    critical.send_replace(open);
-                }
-            }
-            Some(Err(e)) => {
-                warn!(run_id, error = %e, "heartbeat pipe poll failed");
-                break;
-            }
-            None => {}
+        if let Some(Err(e)) = ready {
+            warn!(run_id, error = %e, "heartbeat pipe poll failed");
+            break 'idle;
         }
-        if pending > 0 {
-            match core.try_send(send(pending, &tracker)) {
-                Ok(()) => pending = 0,
-                Err(mpsc::error::TrySendError::Full(_)) => {}
-                Err(mpsc::error::TrySendError::Closed(_)) => break,
+        fd = match rx.into_nonblocking_fd() {
+            Ok(fd) => fd,
+            Err(e) => {
+                warn!(run_id, error = %e, "cannot take the heartbeat pipe off the reactor");
+                return tracker.state().count;
             }
-        }
-        // A chatty agent is read in batches: after lines arrived, let more gather for a few
-        // milliseconds (the pipe holds thousands of lines) instead of waking per line.
-        if !eof && tracker.state().count > before {
+        };
+        loop {
+            let (got, eof) = read_available(&fd, &mut tracker, &run_id);
+            pending += got;
+            let open = tracker.state().critical;
+            if *critical.borrow() != open {
+                critical.send_replace(open);
+            }
+            if pending > 0 {
+                match core.try_send(send(pending, &tracker)) {
+                    Ok(()) => pending = 0,
+                    Err(mpsc::error::TrySendError::Full(_)) => {}
+                    Err(mpsc::error::TrySendError::Closed(_)) => break 'idle,
+                }
+            }
+            if eof {
+                break 'idle;
+            }
+            if got == 0 && pending == 0 {
+                continue 'idle;
+            }
             tokio::time::sleep(HEARTBEAT_BATCH).await;
         }
     }
