@@ -3,7 +3,6 @@
 //! CPU time) and pidfds (the moment each process exited). Never the daemon's word.
 use std::collections::HashSet;
 use std::fs;
-use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -13,58 +12,10 @@ use nix::unistd::Pid;
 
 use super::sys;
 
-/// One process, from /proc/PID/stat.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Proc {
-    pub pid: i32,
-    pub comm: String,
-    pub state: char,
-    pub ppid: i32,
-    pub pgid: i32,
-    pub sid: i32,
-}
-
-/// The stat of `pid`, or None when it is gone.
-pub fn stat(pid: i32) -> Option<Proc> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parentheses: count fields from the last ')'.
-    let open = text.find('(')?;
-    let close = text.rfind(')')?;
-    let mut rest = text[close + 1..].split_whitespace();
-    let state = rest.next()?.chars().next()?;
-    let ppid = rest.next()?.parse().ok()?;
-    let pgid = rest.next()?.parse().ok()?;
-    let sid = rest.next()?.parse().ok()?;
-    Some(Proc {
-        pid,
-        comm: text[open + 1..close].to_string(),
-        state,
-        ppid,
-        pgid,
-        sid,
-    })
-}
-
-fn all_pids() -> Vec<i32> {
-    let Ok(dir) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
-        .collect()
-}
-
-/// Whether the environment of `pid` holds exactly the entry `needle` (`KEY=value`).
-pub fn environ_has(pid: i32, needle: &[u8]) -> bool {
-    let Ok(mut f) = fs::File::open(format!("/proc/{pid}/environ")) else {
-        return false;
-    };
-    let mut buf = Vec::with_capacity(4096);
-    if f.read_to_end(&mut buf).is_err() {
-        return false;
-    }
-    buf.split(|b| *b == 0).any(|kv| kv == needle)
-}
+// Reading /proc is the same job the daemon's process layer does: share it.
+pub use wf_supervisor::process::procscan::{
+    all_pids, environ_contains as environ_has, own_children, stat, ProcStat as Proc,
+};
 
 /// Every process (zombies included) whose environment holds `needle`.
 pub fn with_env(needle: &[u8]) -> Vec<Proc> {
@@ -228,24 +179,6 @@ pub fn kill_all_with_env(needle: &[u8]) -> usize {
         let _ = sys::pidfd_signal(h.fd.as_fd(), libc::SIGKILL);
     }
     held.len()
-}
-
-/// The benchmark's own children, from /proc/self/task/*/children.
-fn own_children() -> Vec<i32> {
-    let mut out = Vec::new();
-    let Ok(dir) = fs::read_dir("/proc/self/task") else {
-        return out;
-    };
-    for task in dir.filter_map(|e| e.ok()) {
-        let Ok(text) = fs::read_to_string(task.path().join("children")) else {
-            continue;
-        };
-        out.extend(
-            text.split_whitespace()
-                .filter_map(|s| s.parse::<i32>().ok()),
-        );
-    }
-    out
 }
 
 /// Reap exited children of the benchmark (orphans of raw runs are re-parented to us, a child

@@ -38,16 +38,7 @@ pub struct RawRun {
 /// The environment a raw run gets: the few variables the daemon also passes, fd 3 announced,
 /// and the caller's.
 fn child_env(extra: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-    let mut env = BTreeMap::new();
-    for k in [
-        "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR",
-    ] {
-        if let Ok(v) = std::env::var(k) {
-            env.insert(k.to_string(), v);
-        }
-    }
-    env.entry("PATH".into())
-        .or_insert_with(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    let mut env = wf_supervisor::process::spawn::base_env();
     env.insert("WF_HEARTBEAT_FD".into(), "3".into());
     env.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
     env

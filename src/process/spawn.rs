@@ -19,6 +19,21 @@ use process_wrap::std::{CommandWrap, CommandWrapper, ProcessGroup};
 use crate::process::pidfd::PidFd;
 use crate::process::reaper::Reaper;
 
+/// The few variables a clean child environment keeps from the daemon's.
+pub fn base_env() -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    for k in [
+        "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR",
+    ] {
+        if let Ok(v) = std::env::var(k) {
+            env.insert(k.to_string(), v);
+        }
+    }
+    env.entry("PATH".into())
+        .or_insert_with(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    env
+}
+
 /// The fd number the heartbeat pipe has in the child.
 pub const HEARTBEAT_FD: RawFd = 3;
 

@@ -1,6 +1,6 @@
 //! The core task: the run table, spawn validation, kill bookkeeping (who waits for which kill,
 //! why the run is ending) and the terminal status of each run. Handling a message never awaits.
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -747,7 +747,7 @@ impl Core {
                 ..AgentState::default()
             }),
         };
-        let mut child_env = base_env();
+        let mut child_env = crate::process::spawn::base_env();
         if let Some(u) = &self.s.agent_user {
             child_env.insert("HOME".into(), u.home.display().to_string());
             child_env.insert("USER".into(), u.name.clone());
@@ -1303,21 +1303,6 @@ fn snapshot(e: &Entry) -> RunRecord {
         r.output_truncated |= p.truncated;
     }
     r
-}
-
-/// The few variables a clean child environment keeps from the daemon's.
-fn base_env() -> BTreeMap<String, String> {
-    let mut env = BTreeMap::new();
-    for k in [
-        "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR",
-    ] {
-        if let Ok(v) = std::env::var(k) {
-            env.insert(k.to_string(), v);
-        }
-    }
-    env.entry("PATH".into())
-        .or_insert_with(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
-    env
 }
 
 fn set_health(a: &mut AgentState, h: &Health) {
