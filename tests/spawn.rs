@@ -213,3 +213,60 @@ async fn unexecutable_file_yields_failed_run_naming_it() {
     std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o644)).expect("chmod");
     assert_spawn_fails_naming(&daemon.api(), &program, "Permission denied", 13).await;
 }
+
+/// `runs.user`: the agent runs as that user (no supplementary groups, no new privileges), and
+/// a step that fails between clone and exec is named in the run's error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_user_drops_to_the_user_and_names_a_failing_step() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIP: runs.user needs the tests to run as root");
+        return;
+    }
+    let Ok(Some(nobody)) = nix::unistd::User::from_name("nobody") else {
+        eprintln!("SKIP: no user named nobody on this machine");
+        return;
+    };
+    let daemon = Daemon::start_with(Options {
+        runs_toml: "user = \"nobody\"\n".into(),
+        ..Options::default()
+    })
+    .await;
+    let api = daemon.api();
+    let run = api
+        .spawn_req(SpawnRequest {
+            argv: sh("id -u; id -G; grep NoNewPrivs /proc/self/status"),
+            cwd: "/".into(),
+            ..Default::default()
+        })
+        .await;
+    let run = api.wait_terminal(&run.run_id, TIMEOUT).await;
+    assert_eq!(run.status(), RunStatus::Succeeded, "{run:?}");
+    let out = api.stdout(&run.run_id).await;
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], nobody.uid.to_string(), "{out}");
+    assert_eq!(
+        lines[1],
+        nobody.gid.to_string(),
+        "only the user's own group: {out}"
+    );
+    assert!(lines[2].ends_with('1'), "{out}");
+
+    // A folder only root may enter: the run fails at chdir, and says so.
+    let private = daemon.dir.path().join("root-only");
+    std::fs::create_dir(&private).expect("mkdir");
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let run = api
+        .spawn_req(SpawnRequest {
+            argv: sh("true"),
+            cwd: private.display().to_string(),
+            ..Default::default()
+        })
+        .await;
+    let run = api.wait_terminal(&run.run_id, TIMEOUT).await;
+    assert_eq!(run.status(), RunStatus::Failed, "{run:?}");
+    assert!(
+        run.error.contains("chdir") && run.error.contains("Permission denied"),
+        "the error names the failing step: {run:?}"
+    );
+    daemon.assert_reaped(&[]).await;
+}

@@ -115,41 +115,62 @@ impl CommandWrapper for RunSetup {
 
 /// In the child, between fork and exec. Only raw system calls: see the Safety note above.
 fn child_setup(hb: RawFd, cgroup_procs: Option<RawFd>) -> io::Result<()> {
-    // Safety (whole function): plain system calls on fds the parent prepared.
-    unsafe {
-        if let Some(fd) = cgroup_procs {
-            // "0" means the writing process itself: enter the run's cgroup before exec, so
-            // everything the agent starts is born inside it.
-            let one = b"0";
-            if libc::write(fd, one.as_ptr().cast(), 1) != 1 {
-                return Err(io::Error::last_os_error());
+    let ok = cgroup_procs.is_none_or(child::enter_cgroup)
+        && child::install_heartbeat(hb)
+        && child::no_new_privs()
+        && child::seal_fds();
+    if ok {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The steps both spawn paths take in the child, between clone/fork and exec. Only raw system
+/// calls on integers: no allocation, no locks. Each returns false with errno set on failure.
+pub(crate) mod child {
+    #![allow(unsafe_code)]
+    use super::{RawFd, HEARTBEAT_FD};
+
+    /// Write "0" (the writing process itself) to the run cgroup's `cgroup.procs`: everything
+    /// the agent starts is then born inside it.
+    pub fn enter_cgroup(procs: RawFd) -> bool {
+        // Safety: write(2) of a static byte to an fd the parent prepared.
+        unsafe { libc::write(procs, b"0".as_ptr().cast(), 1) == 1 }
+    }
+
+    /// Make `hb` the heartbeat fd 3, open across exec.
+    pub fn install_heartbeat(hb: RawFd) -> bool {
+        // Safety: fcntl/dup2 on fds the parent prepared; dup2 clears close-on-exec.
+        unsafe {
+            if hb == HEARTBEAT_FD {
+                let flags = libc::fcntl(hb, libc::F_GETFD);
+                flags >= 0 && libc::fcntl(hb, libc::F_SETFD, flags & !libc::FD_CLOEXEC) >= 0
+            } else {
+                libc::dup2(hb, HEARTBEAT_FD) >= 0
             }
-        }
-        if hb == HEARTBEAT_FD {
-            let flags = libc::fcntl(hb, libc::F_GETFD);
-            if flags < 0 || libc::fcntl(hb, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
-                return Err(io::Error::last_os_error());
-            }
-        } else if libc::dup2(hb, HEARTBEAT_FD) < 0 {
-            // dup2 clears close-on-exec on the new fd.
-            return Err(io::Error::last_os_error());
-        }
-        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // Every fd above 3 closes at exec. (Marking rather than closing keeps std's own
-        // exec-error pipe working, so a failed exec is still reported.)
-        if libc::syscall(
-            libc::SYS_close_range,
-            (HEARTBEAT_FD + 1) as libc::c_uint,
-            libc::c_uint::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        ) != 0
-        {
-            return Err(io::Error::last_os_error());
         }
     }
-    Ok(())
+
+    /// No privileges can be gained through exec from here on.
+    pub fn no_new_privs() -> bool {
+        // Safety: prctl with integer arguments.
+        unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 }
+    }
+
+    /// Every fd above 3 closes at exec. (Marking rather than closing keeps an exec-error pipe
+    /// working until exec, so a failed exec is still reported.)
+    pub fn seal_fds() -> bool {
+        // Safety: close_range with the CLOEXEC flag only changes fd flags.
+        unsafe {
+            libc::syscall(
+                libc::SYS_close_range,
+                (HEARTBEAT_FD + 1) as libc::c_uint,
+                libc::c_uint::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            ) == 0
+        }
+    }
 }
 
 /// Start a leader. The reaper's lock is held from the clone until the leader is registered.

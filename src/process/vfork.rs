@@ -18,7 +18,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use crate::process::spawn::HEARTBEAT_FD;
+use crate::process::spawn::child;
 
 /// Which step of the child failed.
 const STEPS: [&str; 9] = [
@@ -125,24 +125,15 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         if libc::setpgid(0, 0) != 0 {
             return fail(plan, 1);
         }
-        if plan.cgroup_procs >= 0 {
-            let zero = b"0";
-            if libc::write(plan.cgroup_procs, zero.as_ptr().cast(), 1) != 1 {
-                return fail(plan, 2);
-            }
+        if plan.cgroup_procs >= 0 && !child::enter_cgroup(plan.cgroup_procs) {
+            return fail(plan, 2);
         }
         for (from, to) in [(plan.stdin, 0), (plan.stdout, 1), (plan.stderr, 2)] {
             if libc::dup2(from, to) < 0 {
                 return fail(plan, 3);
             }
         }
-        if plan.heartbeat == HEARTBEAT_FD {
-            let flags = libc::fcntl(HEARTBEAT_FD, libc::F_GETFD);
-            if flags < 0 || libc::fcntl(HEARTBEAT_FD, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0
-            {
-                return fail(plan, 3);
-            }
-        } else if libc::dup2(plan.heartbeat, HEARTBEAT_FD) < 0 {
+        if !child::install_heartbeat(plan.heartbeat) {
             return fail(plan, 3);
         }
         if let Some((uid, gid)) = plan.uid_gid {
@@ -156,16 +147,10 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         if libc::chdir(plan.cwd.as_ptr()) != 0 {
             return fail(plan, 5);
         }
-        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+        if !child::no_new_privs() {
             return fail(plan, 6);
         }
-        if libc::syscall(
-            libc::SYS_close_range,
-            (HEARTBEAT_FD + 1) as libc::c_uint,
-            libc::c_uint::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        ) != 0
-        {
+        if !child::seal_fds() {
             return fail(plan, 7);
         }
         libc::execve(
