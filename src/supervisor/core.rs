@@ -66,6 +66,8 @@ struct Entry {
     dirty: bool,
     /// Stuck rules that already raised an alert for this run.
     alerted: Vec<RuleKind>,
+    /// Output byte counts as last written to the store (idle runs are not rewritten).
+    written_bytes: (u64, u64),
 }
 
 struct Core {
@@ -132,6 +134,7 @@ pub fn start(settings: CoreSettings) -> SupervisorHandle {
                 kill_waiters: Vec::new(),
                 dirty: false,
                 alerted: Vec::new(),
+                written_bytes: (0, 0),
             },
         );
     }
@@ -190,8 +193,10 @@ impl Core {
             return;
         };
         e.dirty = false;
+        let rec = snapshot(e);
+        e.written_bytes = (rec.stdout_bytes, rec.stderr_bytes);
         let batch = Batch {
-            runs: vec![(e.seq, snapshot(e))],
+            runs: vec![(e.seq, rec)],
             ..Batch::default()
         };
         self.s.store.write(batch, done);
@@ -201,9 +206,13 @@ impl Core {
     fn flush_dirty(&mut self) {
         let mut batch = Batch::default();
         for e in self.runs.values_mut() {
-            if e.dirty || (e.control.is_some() && e.record.status == RunStatus::Running) {
+            let p = *e.progress.borrow();
+            let output_moved = e.control.is_some() && (p.stdout, p.stderr) != e.written_bytes;
+            if e.dirty || output_moved {
                 e.dirty = false;
-                batch.runs.push((e.seq, snapshot(e)));
+                let rec = snapshot(e);
+                e.written_bytes = (rec.stdout_bytes, rec.stderr_bytes);
+                batch.runs.push((e.seq, rec));
             }
         }
         if !batch.is_empty() {
@@ -811,6 +820,7 @@ impl Core {
                 kill_waiters: Vec::new(),
                 dirty: false,
                 alerted: Vec::new(),
+                written_bytes: (0, 0),
             },
         );
         // Fork only once the run is on record: a daemon killed in between must not leave an
