@@ -22,6 +22,12 @@ async fn proc_evidence_sees_live_zombie_and_gone_processes() {
     let me = std::process::id() as i32;
     let proc = Proc::capture(pid).expect("a live child");
     assert!(proc.is_live() && proc.exists());
+    // spawn returns once exec has begun, before the kernel has set up the new program's
+    // environment: wait until /proc shows it.
+    wait_until(TIMEOUT, "the child's environment is visible", || {
+        !pids_with_env(&entry).is_empty()
+    })
+    .await;
     assert_eq!(pids_with_env(&entry), vec![pid]);
     assert!(
         pids_with_env(&format!("{entry}0")).is_empty(),
