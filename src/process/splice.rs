@@ -1,13 +1,20 @@
 //! Moving output from a pipe to a log file inside the kernel (`splice(2)`), so that a flooding
 //! agent's bytes are never copied through the daemon, and growing a busy pipe's buffer.
+//!
+//! A splice from a pipe into a file holds that pipe's lock for the whole copy into the page
+//! cache, which would stall the agent's writes meanwhile. So the drain first moves the agent's
+//! buffers into a private relay pipe (a pipe-to-pipe splice only hands over page references,
+//! under the lock for microseconds) and writes the file from the relay, whose lock nobody else
+//! wants.
 #![allow(unsafe_code)]
 
 use std::io;
 use std::os::fd::RawFd;
 
-/// Move up to `len` bytes from the pipe `from` (non-blocking) to the regular file `to` at its
-/// current offset. `Ok(0)` means end of file on the pipe; `WouldBlock` means the pipe is empty.
-pub fn splice_to_file(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
+/// Move up to `len` bytes from the pipe `from` (non-blocking) to `to`: a regular file (at its
+/// current offset) or another pipe. `Ok(0)` means end of file on `from`; `WouldBlock` means
+/// `from` is empty (or the pipe `to` is full).
+pub fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
     // Safety: splice on two fds the caller owns, with null offsets (use the file position);
     // no memory is passed to the kernel.
     let n = unsafe {
@@ -24,17 +31,6 @@ pub fn splice_to_file(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
         return Err(io::Error::last_os_error());
     }
     Ok(n as usize)
-}
-
-/// How many bytes wait in the pipe (`FIONREAD`).
-pub fn available(fd: RawFd) -> io::Result<usize> {
-    let mut n: libc::c_int = 0;
-    // Safety: FIONREAD writes one int to the pointer we pass.
-    let r = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(n.max(0) as usize)
 }
 
 /// Ask for a bigger pipe buffer (`F_SETPIPE_SZ`); the kernel may grant less. Returns the size.
@@ -63,13 +59,18 @@ mod tests {
         let file = std::fs::File::create(&path).expect("file");
         let mut wf = std::fs::File::from(w);
         wf.write_all(b"hello, log").expect("write");
-        let n = splice_to_file(r.as_raw_fd(), file.as_raw_fd(), 1 << 20).expect("splice");
+        let (relay_r, relay_w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
+                .expect("relay");
+        let n = splice(r.as_raw_fd(), relay_w.as_raw_fd(), 1 << 20).expect("to relay");
         assert_eq!(n, 10);
-        let e = splice_to_file(r.as_raw_fd(), file.as_raw_fd(), 1 << 20).expect_err("empty");
+        let e = splice(r.as_raw_fd(), relay_w.as_raw_fd(), 1 << 20).expect_err("empty");
         assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        let n = splice(relay_r.as_raw_fd(), file.as_raw_fd(), 1 << 20).expect("to file");
+        assert_eq!(n, 10);
         drop(wf);
         assert_eq!(
-            splice_to_file(r.as_raw_fd(), file.as_raw_fd(), 1 << 20).expect("eof"),
+            splice(r.as_raw_fd(), relay_w.as_raw_fd(), 1 << 20).expect("eof"),
             0
         );
         let mut got = String::new();

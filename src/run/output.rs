@@ -4,7 +4,7 @@
 //! coalesced so that a chatty agent cannot flood the core's queue.
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use tokio::net::unix::pipe;
@@ -17,6 +17,12 @@ use crate::run::agent::AgentState;
 use crate::supervisor::Msg;
 
 const CHUNK: usize = 64 * 1024;
+/// A flooding agent's pipe, and the drain's relay pipe, grow to this (the default
+/// `/proc/sys/fs/pipe-max-size`).
+const FLOOD_PIPE: usize = 1 << 20;
+/// How long a log file and the relay stay open after output stops, so that an agent printing a
+/// line at a time does not reopen them per line while an idle run holds neither.
+const LINGER: Duration = Duration::from_millis(500);
 /// How long heartbeat lines may gather in the pipe after a batch was read.
 const HEARTBEAT_BATCH: Duration = Duration::from_millis(35);
 
@@ -127,24 +133,42 @@ impl CappedLog {
         Ok(f)
     }
 
-    /// Move up to 1 MiB from the pipe `from` into the log without copying it through user
-    /// space. `Ok(0)` is end of file; `WouldBlock` means the pipe is empty.
-    pub fn splice_from(&mut self, from: std::os::fd::RawFd) -> std::io::Result<usize> {
-        use std::os::fd::AsRawFd;
-        if self.written >= self.segment {
-            self.rotate()?;
+    /// Whether the current segment's file is open.
+    pub fn is_open(&self) -> bool {
+        self.file.is_some()
+    }
+
+    /// Move exactly `n` bytes, which wait in the pipe `from`, into the log without copying them
+    /// through user space, rotating segments as they fill.
+    pub fn splice_all_from(&mut self, from: RawFd, mut n: usize) -> std::io::Result<()> {
+        while n > 0 {
+            if self.written >= self.segment {
+                self.rotate()?;
+            }
+            if self.file.is_none() {
+                self.file = Some(self.open()?);
+            }
+            let room = (self.segment - self.written) as usize;
+            let to = match self.file.as_ref() {
+                Some(f) => f.as_raw_fd(),
+                None => return Err(std::io::Error::other("log file not open")),
+            };
+            match crate::process::splice::splice(from, to, room.min(n)) {
+                Ok(0) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "relay pipe ran dry",
+                    ))
+                }
+                Ok(m) => {
+                    self.written += m as u64;
+                    n -= m;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
         }
-        if self.file.is_none() {
-            self.file = Some(self.open()?);
-        }
-        let room = (self.segment - self.written) as usize;
-        let to = match self.file.as_ref() {
-            Some(f) => f.as_raw_fd(),
-            None => return Err(std::io::Error::other("log file not open")),
-        };
-        let n = crate::process::splice::splice_to_file(from, to, room.min(1 << 20))?;
-        self.written += n as u64;
-        Ok(n)
+        Ok(())
     }
 
     fn rotate(&mut self) -> std::io::Result<()> {
@@ -165,6 +189,36 @@ impl CappedLog {
         std::fs::rename(&self.path, &older)?;
         self.written = 0;
         Ok(())
+    }
+}
+
+/// The drain's private pipe between the agent's pipe and the log file (see `process::splice`).
+struct Relay {
+    r: OwnedFd,
+    w: OwnedFd,
+    grown: bool,
+}
+
+impl Relay {
+    fn new() -> std::io::Result<Relay> {
+        let (r, w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
+                .map_err(std::io::Error::from)?;
+        Ok(Relay { r, w, grown: false })
+    }
+
+    /// Copy whatever waits in the relay into the log through user space (when the log's file
+    /// system cannot splice).
+    fn copy_out(&self, log: &mut CappedLog) -> std::io::Result<()> {
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            match nix::unistd::read(&self.r, &mut buf) {
+                Ok(0) | Err(nix::errno::Errno::EAGAIN) => return Ok(()),
+                Ok(n) => log.write(&buf[..n])?,
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 }
 
@@ -244,8 +298,10 @@ pub async fn drain_to_file(
     let mut total = 0u64;
     let mut write_failed = false;
     let mut pending = false;
-    // The buffer and the log file exist only while output flows: an idle run holds neither.
+    // The buffer, the relay and the log file exist only while output flows: an idle run holds
+    // none of them.
     let mut buf: Vec<u8> = Vec::new();
+    let mut relay: Option<Relay> = None;
     let mut eof = false;
     let mut grown = false;
     // Set when splice is not possible here: copy through a buffer instead.
@@ -261,6 +317,15 @@ pub async fn drain_to_file(
                     continue;
                 }
             }
+        } else if log.is_open() || relay.is_some() {
+            match tokio::time::timeout(LINGER, rx.readable()).await {
+                Ok(r) => r,
+                Err(_) => {
+                    log.release();
+                    relay = None;
+                    continue;
+                }
+            }
         } else {
             rx.readable().await
         };
@@ -269,70 +334,71 @@ pub async fn drain_to_file(
             break;
         }
         if agent.is_none() && !write_failed && !copy_instead {
-            // Plain output: straight from the pipe into the log file, inside the kernel.
-            let mut moved_any = false;
+            // Plain output: from the pipe into the relay, from the relay into the log file, all
+            // inside the kernel. The relay also tells end of file from data without making the
+            // log file, so runs that print nothing cost no inode.
             loop {
-                // An empty pipe that polls readable is at end of file (or woke spuriously):
-                // find out without making the log file, so runs that print nothing cost no inode.
-                if crate::process::splice::available(rx.as_raw_fd()).unwrap_or(1) == 0 {
-                    let mut probe = [0u8; 512];
-                    match rx.try_read(&mut probe) {
-                        Ok(0) => {
-                            eof = true;
-                            break;
-                        }
-                        Ok(n) => {
-                            if let Err(e) = log.write(&probe[..n]) {
-                                warn!(error = %e, ?stream, "log write failed; output from here on is dropped");
-                                write_failed = true;
-                                break;
-                            }
-                            total += n as u64;
-                            report_bytes(&progress, stream, total, log.truncated);
-                            continue;
-                        }
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                if relay.is_none() {
+                    match Relay::new() {
+                        Ok(r) => relay = Some(r),
                         Err(e) => {
-                            warn!(error = %e, ?stream, "output pipe read failed");
-                            eof = true;
+                            warn!(error = %e, ?stream, "no relay pipe; copying output through the daemon");
+                            copy_instead = true;
                             break;
                         }
                     }
                 }
-                let r = rx.try_io(|| log.splice_from(rx.as_raw_fd()));
-                match r {
+                let Some(rl) = relay.as_mut() else { break };
+                let moved = rx.try_io(|| {
+                    crate::process::splice::splice(rx.as_raw_fd(), rl.w.as_raw_fd(), FLOOD_PIPE)
+                });
+                let n = match moved {
                     Ok(0) => {
                         eof = true;
                         break;
                     }
-                    Ok(n) => {
-                        moved_any = true;
-                        if n >= CHUNK && !grown {
-                            // A flooding agent: a bigger pipe means fewer wakeups per byte.
-                            grown = true;
-                            let _ = crate::process::splice::grow_pipe(rx.as_raw_fd(), 1 << 20);
-                        }
-                        total += n as u64;
-                        report_bytes(&progress, stream, total, log.truncated);
-                    }
+                    Ok(n) => n,
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) && !moved_any => {
-                        // This file system cannot splice: copy through user space instead.
+                    Err(e) => {
+                        warn!(error = %e, ?stream, "output pipe read failed");
+                        eof = true;
+                        break;
+                    }
+                };
+                if n >= CHUNK && !grown {
+                    // A flooding agent: bigger pipes mean fewer wakeups and calls per byte.
+                    grown = true;
+                    let _ = crate::process::splice::grow_pipe(rx.as_raw_fd(), FLOOD_PIPE);
+                }
+                if grown && !rl.grown {
+                    rl.grown = true;
+                    let _ = crate::process::splice::grow_pipe(rl.w.as_raw_fd(), FLOOD_PIPE);
+                }
+                total += n as u64;
+                match log.splice_all_from(rl.r.as_raw_fd(), n) {
+                    Ok(()) => {}
+                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                        // This file system cannot splice: copy through user space from here on.
                         warn!(?stream, "splice refused; copying output through the daemon");
                         copy_instead = true;
-                        break;
+                        if let Err(e) = rl.copy_out(&mut log) {
+                            warn!(error = %e, ?stream, "log write failed; output from here on is dropped");
+                            write_failed = true;
+                        }
                     }
                     Err(e) => {
                         warn!(error = %e, ?stream, "log write failed; output from here on is dropped");
                         write_failed = true;
-                        break;
                     }
+                }
+                report_bytes(&progress, stream, total, log.truncated);
+                if copy_instead || write_failed {
+                    relay = None;
+                    break;
                 }
             }
             if !copy_instead {
-                log.release();
                 continue;
             }
         }
