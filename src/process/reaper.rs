@@ -19,6 +19,10 @@ use tracing::{debug, warn};
 
 use crate::process::procscan;
 
+/// How long the orphan sweep waits after a SIGCHLD, so that the SIGCHLDs of a busy spell share
+/// one walk of /proc.
+const ORPHAN_GATHER: Duration = Duration::from_millis(10);
+
 #[derive(Default)]
 struct Registry {
     leaders: HashSet<i32>,
@@ -89,7 +93,7 @@ impl Reaper {
         reaped
     }
 
-    /// Run forever: reap on every SIGCHLD, and sweep every few seconds in case a signal was
+    /// Run forever: reap shortly after every SIGCHLD, and sweep every few seconds in case a signal was
     /// coalesced with one that arrived while a sweep was running.
     pub async fn run(self) {
         let mut signals = match signal_hook_tokio::Signals::new([signal_hook::consts::SIGCHLD]) {
@@ -109,6 +113,10 @@ impl Reaper {
                     if s.is_none() {
                         return;
                     }
+                    // Run leaders are noticed through their pidfds, not here: this sweep is only
+                    // for adopted orphans, which can wait a moment. Gather the SIGCHLDs of a busy
+                    // spell into one walk of /proc.
+                    tokio::time::sleep(ORPHAN_GATHER).await;
                 }
                 _ = sweep.tick() => {}
             }

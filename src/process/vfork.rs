@@ -83,11 +83,17 @@ pub fn resolve_program(program: &str, env: &BTreeMap<String, String>) -> io::Res
             continue;
         };
         // Safety: access(2) with a valid NUL-terminated path.
-        if unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0 && candidate.is_file() {
-            return Ok(candidate);
-        }
-        if candidate.exists() {
+        if unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0 {
+            if candidate.is_file() {
+                return Ok(candidate);
+            }
+            // An executable directory: exec would say EACCES.
             denied = true;
+            continue;
+        }
+        match io::Error::last_os_error().raw_os_error() {
+            Some(libc::ENOENT) | Some(libc::ENOTDIR) => {}
+            _ => denied = true,
         }
     }
     Err(io::Error::from_raw_os_error(if denied {
@@ -95,6 +101,14 @@ pub fn resolve_program(program: &str, env: &BTreeMap<String, String>) -> io::Res
     } else {
         libc::ENOENT
     }))
+}
+
+/// The stack a vforked child runs on until exec: one per spawning thread, made once. Nothing
+/// reads it before the child writes it, so it is never zeroed.
+const CHILD_STACK_BYTES: usize = 128 * 1024;
+thread_local! {
+    static CHILD_STACK: std::cell::RefCell<Box<[std::mem::MaybeUninit<u8>]>> =
+        std::cell::RefCell::new(Box::new_uninit_slice(CHILD_STACK_BYTES));
 }
 
 /// The child: only raw system calls on what the plan holds; never returns on success.
@@ -218,14 +232,14 @@ pub fn spawn(p: &Plan<'_>) -> Result<Cloned, Failed> {
         old_mask: unsafe { std::mem::zeroed() },
         failure: (0, 0),
     });
-    let mut stack = vec![0u8; 128 * 1024];
     // Safety: the stack grows down from its 16-byte-aligned top; the child runs on it only
-    // while this function waits (CLONE_VFORK), so `stack` and `plan` outlive it. Signals are
-    // blocked across the clone and restored right after.
-    let pid = unsafe {
+    // while this function waits (CLONE_VFORK), so the thread's stack and `plan` outlive it.
+    // Signals are blocked across the clone and restored right after.
+    let pid = CHILD_STACK.with(|stack| unsafe {
+        let mut stack = stack.borrow_mut();
         libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
         plan.old_mask = old;
-        let top = stack.as_mut_ptr().add(stack.len());
+        let top = stack.as_mut_ptr().add(stack.len()).cast::<u8>();
         let top = (top as usize & !0xf) as *mut libc::c_void;
         let pid = libc::clone(
             child_main,
@@ -238,9 +252,8 @@ pub fn spawn(p: &Plan<'_>) -> Result<Cloned, Failed> {
         if pid < 0 {
             return Err(bad("clone", err));
         }
-        pid
-    };
-    drop(stack);
+        Ok(pid)
+    })?;
     let (step, errno) = plan.failure;
     if step != 0 {
         // The child has exited already (exec failure or an earlier step): reap it here.

@@ -317,7 +317,7 @@ async fn run_inner(mut ctx: RunContext) {
         Some((force, grace)) => (force, grace.unwrap_or(ctx.spec.grace), false),
         None => {
             let exit = h.leader_exit;
-            info!(pid, ?exit, "leader exited");
+            debug!(pid, ?exit, "leader exited");
             let _ = ctx
                 .core
                 .send(Msg::LeaderExited {
@@ -438,6 +438,7 @@ async fn run_inner(mut ctx: RunContext) {
         signals = ?report.signals_sent,
         survivors = report.survivors.len(),
         duration_ms = report.duration.as_millis() as u64,
+        exit = ?h.leader_exit,
         "run ended"
     );
     let _ = ctx

@@ -344,9 +344,11 @@ impl Core {
                 };
                 e.exited_on_own = true;
                 e.record.status = RunStatus::Stopping;
+                // Written with the next flush or, usually first, with the terminal state: after a
+                // crash a STOPPING run and a RUNNING one are recovered the same way.
+                e.dirty = true;
                 let rec = snapshot(e);
                 let what = exit.map(describe_exit).unwrap_or_else(|| "exited".into());
-                self.persist(&run_id, None);
                 self.emit(&run_id, "leader_exited", what, rec);
             }
             Msg::Agent { run_id, state } => self.agent_progress(run_id, *state),
