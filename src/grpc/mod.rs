@@ -69,19 +69,27 @@ impl SupervisorService {
                 }
                 rec = rec.outcome("ok", message);
             }
-            Err(st) => {
-                let outcome = match st.code() {
-                    Code::Internal | Code::Unknown => "failed",
-                    _ => "refused",
-                };
-                rec = rec.outcome(outcome, format!("{:?}: {}", st.code(), st.message()));
-            }
+            Err(st) => rec = refusal(rec, st),
         }
+        self.write_audit(rec).await;
+        result
+    }
+
+    async fn write_audit(&self, rec: AuditRecord) {
+        let (action, run_id) = (rec.action.clone(), rec.run_id.clone());
         if let Err(e) = self.store.audit(rec).await {
             tracing::error!(action, run_id, error = %e, "cannot write the audit record");
         }
-        result
     }
+}
+
+/// The audit record of a refused or failed call.
+fn refusal(rec: AuditRecord, st: &Status) -> AuditRecord {
+    let outcome = match st.code() {
+        Code::Internal | Code::Unknown => "failed",
+        _ => "refused",
+    };
+    rec.outcome(outcome, format!("{:?}: {}", st.code(), st.message()))
 }
 
 /// Who is calling: the peer's credentials on the unix socket, its address on TCP.
@@ -151,17 +159,19 @@ impl Supervisor for SupervisorService {
                     append_system_prompt: o.append_system_prompt,
                 },
                 resume_session: None,
+                audit: Some(AuditRecord::new(who.clone(), "spawn", "", fields.clone())),
             })
             .await
             .map_err(Status::from);
-        let run = self
-            .audited(who, "spawn", "", fields, result, |run| {
-                (
-                    run.run_id.clone(),
-                    format!("{} pid {}", run.status.as_str(), run.pid),
-                )
-            })
-            .await?;
+        // An answered spawn was audited by the core in the same commit as the run's start.
+        let run = match result {
+            Ok(run) => run,
+            Err(st) => {
+                let rec = refusal(AuditRecord::new(who, "spawn", "", fields), &st);
+                self.write_audit(rec).await;
+                return Err(st);
+            }
+        };
         Ok(Response::new(proto::SpawnResponse {
             run: Some(run_to_proto(&run)),
         }))

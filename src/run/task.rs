@@ -231,6 +231,7 @@ async fn run_inner(mut ctx: RunContext) {
         pid,
         pgid = pid,
         containment = ctx.containment.name(),
+        argv = ?ctx.spec.argv,
         "started"
     );
     let _ = ctx

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::agent::health::{
     assess, next_deadline, Action, Health, HealthInput, RuleKind, StuckRules,
@@ -61,6 +61,8 @@ struct Entry {
     force_sent: bool,
     exited_on_own: bool,
     spawn_reply: Option<oneshot::Sender<Result<RunRecord, ApiError>>>,
+    /// The spawn call's audit record, written with the run's start (or its failure to start).
+    spawn_audit: Option<AuditRecord>,
     kill_waiters: Vec<oneshot::Sender<Result<KillOutcome, ApiError>>>,
     /// Changed since last written (heartbeats are written in batches, not one by one).
     dirty: bool,
@@ -131,6 +133,7 @@ pub fn start(settings: CoreSettings) -> SupervisorHandle {
                 force_sent: false,
                 exited_on_own: false,
                 spawn_reply: None,
+                spawn_audit: None,
                 kill_waiters: Vec::new(),
                 dirty: false,
                 alerted: Vec::new(),
@@ -186,6 +189,11 @@ impl Core {
 
     /// Write the run now; `done` runs once it is durable.
     fn persist(&mut self, run_id: &str, done: Option<Done>) {
+        self.persist_with(run_id, Vec::new(), done)
+    }
+
+    /// Write the run now, and `audits` in the same commit; `done` runs once they are durable.
+    fn persist_with(&mut self, run_id: &str, audits: Vec<AuditRecord>, done: Option<Done>) {
         let Some(e) = self.runs.get_mut(run_id) else {
             if let Some(d) = done {
                 d(Ok(()));
@@ -197,6 +205,7 @@ impl Core {
         e.written_bytes = (rec.stdout_bytes, rec.stderr_bytes);
         let batch = Batch {
             runs: vec![(e.seq, rec)],
+            audits,
             ..Batch::default()
         };
         self.s.store.write(batch, done);
@@ -298,9 +307,11 @@ impl Core {
                 }
                 let rec = snapshot(e);
                 let reply = e.spawn_reply.take();
+                let audits = spawn_audit_outcome(e.spawn_audit.take(), &rec);
                 let answer = rec.clone();
-                self.persist(
+                self.persist_with(
                     &run_id,
+                    audits,
                     Some(Box::new(move |r| {
                         if let Some(reply) = reply {
                             let _ = reply.send(committed(r, answer));
@@ -319,11 +330,13 @@ impl Core {
                 e.control = None;
                 let rec = snapshot(e);
                 let reply = e.spawn_reply.take();
+                let audits = spawn_audit_outcome(e.spawn_audit.take(), &rec);
                 let waiters: Vec<_> = e.kill_waiters.drain(..).collect();
                 let answer = rec.clone();
                 let why = format!("run {run_id} never started: {error}");
-                self.persist(
+                self.persist_with(
                     &run_id,
+                    audits,
                     Some(Box::new(move |r| {
                         if let Some(reply) = reply {
                             let _ = reply.send(committed(r, answer));
@@ -704,7 +717,12 @@ impl Core {
         });
     }
 
-    fn spawn(&mut self, req: SpawnRequest, reply: oneshot::Sender<Result<RunRecord, ApiError>>) {
+    fn spawn(
+        &mut self,
+        mut req: SpawnRequest,
+        reply: oneshot::Sender<Result<RunRecord, ApiError>>,
+    ) {
+        let spawn_audit = req.audit.take();
         if self.shutting_down {
             let _ = reply.send(Err(ApiError::Unavailable(
                 "the daemon is shutting down".into(),
@@ -804,7 +822,7 @@ impl Core {
         };
         self.next_seq += 1;
         self.live += 1;
-        info!(run_id, argv = ?record.spec.argv, attempt = record.attempt, "spawning");
+        debug!(run_id, argv = ?record.spec.argv, attempt = record.attempt, "spawning");
         self.emit(&run_id, "spawned", String::new(), record.clone());
         let record_id = run_id.clone();
         self.runs.insert(
@@ -819,6 +837,7 @@ impl Core {
                 force_sent: false,
                 exited_on_own: false,
                 spawn_reply: Some(reply),
+                spawn_audit,
                 kill_waiters: Vec::new(),
                 dirty: false,
                 alerted: Vec::new(),
@@ -1325,4 +1344,14 @@ fn set_health(a: &mut AgentState, h: &Health) {
     };
     a.health = health.to_string();
     a.health_reason = reason;
+}
+
+/// The spawn call's audit record, completed with what became of the run.
+fn spawn_audit_outcome(audit: Option<AuditRecord>, run: &RunRecord) -> Vec<AuditRecord> {
+    audit
+        .map(|mut a| {
+            a.run_id = run.run_id.clone();
+            vec![a.outcome("ok", format!("{} pid {}", run.status.as_str(), run.pid))]
+        })
+        .unwrap_or_default()
 }

@@ -52,6 +52,9 @@ pub struct SpawnRequest {
     pub overrides: Overrides,
     /// Resume this Claude session (`--resume`).
     pub resume_session: Option<String>,
+    /// The caller's audit record for this spawn, committed together with the run's start (so a
+    /// started run costs one commit less). A refused or failed request is audited by the caller.
+    pub audit: Option<crate::store::AuditRecord>,
 }
 
 /// Per-spawn changes to a workflow template.
