@@ -1,8 +1,11 @@
 //! flood: one run writes N bytes (1 GiB) to stdout with `dd bs=64k`. The agent's own write rate
 //! is timed from its FIFO marker lines (`go` just before dd starts, `done` just after it ends),
 //! so it is what the agent experienced, whatever the daemon reports. The baseline is the same
-//! agent writing straight into a file on the same file system (no daemon, no pipe). While the
-//! daemon drains the flood, its VmRSS is sampled every 5 ms; its VmHWM is read at the end.
+//! agent writing straight into a file on the same file system (no daemon, no pipe). A second
+//! reference, the pipe ceiling, is the same agent writing into a 1 MiB pipe that a reader empties
+//! into /dev/null: what any design that reads the agent through a pipe can reach at best, with
+//! no log written at all. While the daemon drains the flood, its VmRSS is sampled every 5 ms;
+//! its VmHWM is read at the end.
 //! Log files are removed after each trial to keep the disk free.
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -35,7 +38,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     let result = trials(ctx, &d).await;
     let hwm = procs::rss_hwm_kib(d.pid).map(|(_, h)| h).unwrap_or(0);
     rep.daemon_stopped(d.stop());
-    let (dt, rt) = result?;
+    let (dt, rt, pt) = result?;
 
     let bytes = ctx.plan.flood_bytes;
     let rates = |v: &[Trial]| v.iter().map(|t| t.mib_per_s).collect::<Vec<f64>>();
@@ -54,6 +57,31 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
         .raw_dist(&rr)
         .target(">= 80% of direct-to-file", ratio >= 0.8),
     );
+    let pr = rates(&pt);
+    let ceiling = match (Summary::of(&pr), Summary::of(&rr)) {
+        (Some(a), Some(b)) if b.p50 > 0.0 => a.p50 / b.p50,
+        _ => 0.0,
+    };
+    rep.rows.push(
+        Row::dist(
+            "flood",
+            "pipe ceiling: into a pipe emptied to /dev/null",
+            "MiB/s",
+            &pr,
+        )
+        .raw_dist(&rr),
+    );
+    if let (Some(d), Some(p)) = (Summary::of(&dr), Summary::of(&pr)) {
+        if p.p50 > 0.0 {
+            rep.notes.push(format!(
+                "the pipe ceiling is {:.0}% of direct-to-file; through the daemon the agent \
+                 writes at {:.0}% of direct-to-file and {:.0}% of the pipe ceiling",
+                ceiling * 100.0,
+                ratio * 100.0,
+                d.p50 / p.p50 * 100.0
+            ));
+        }
+    }
     let peak = dt
         .iter()
         .map(|t| t.peak_rss_kib)
@@ -82,12 +110,15 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
         "bytes": bytes,
         "daemon_trials": dt,
         "raw_trials": rt,
+        "pipe_ceiling_trials": pt,
         "daemon_vmhwm_kib": hwm,
     });
     Ok(rep)
 }
 
-async fn trials(ctx: &Ctx, d: &Daemon) -> anyhow::Result<(Vec<Trial>, Vec<Trial>)> {
+type Trials = (Vec<Trial>, Vec<Trial>, Vec<Trial>);
+
+async fn trials(ctx: &Ctx, d: &Daemon) -> anyhow::Result<Trials> {
     let bytes = ctx.plan.flood_bytes;
     let blocks = (bytes / 65536).to_string();
     let mut client = d.client().await?;
@@ -96,6 +127,7 @@ async fn trials(ctx: &Ctx, d: &Daemon) -> anyhow::Result<(Vec<Trial>, Vec<Trial>
     let timeout = Duration::from_secs(600);
     let mut dt = Vec::new();
     let mut rt = Vec::new();
+    let mut pt = Vec::new();
     for i in 0..ctx.plan.flood_trials {
         // Through the daemon.
         let trial = ctx.unique(&format!("flood-d{i}"));
@@ -162,8 +194,41 @@ async fn trials(ctx: &Ctx, d: &Daemon) -> anyhow::Result<(Vec<Trial>, Vec<Trial>
             bytes_recorded: size,
             ..Trial::default()
         });
+
+        // Into a pipe that nobody keeps: the ceiling of any pipe-reading design.
+        let trial = ctx.unique(&format!("flood-p{i}"));
+        env.insert("BENCH_TRIAL".to_string(), trial.clone());
+        let mut r = raw::spawn(&argv, &env, ctx.tmp(), Stdout::Pipe)?;
+        let out = r
+            .take_stdout()
+            .ok_or_else(|| anyhow::anyhow!("the pipe run has no stdout pipe"))?;
+        let sink = std::thread::spawn(move || super::sys::discard_pipe(out));
+        let go = fifo
+            .wait_line(&format!("go {trial}"), Duration::from_secs(10))
+            .await?;
+        let done = fifo.wait_line(&format!("done {trial}"), timeout).await?;
+        let held = Held {
+            pid: r.pid,
+            fd: r.pidfd.try_clone()?,
+        };
+        procs::wait_all_exited(
+            std::slice::from_ref(&held),
+            Instant::now() + Duration::from_secs(10),
+        );
+        r.reap();
+        cleanup::reap_orphans();
+        let discarded = sink
+            .join()
+            .map_err(|_| anyhow::anyhow!("the pipe reader panicked"))??;
+        let secs = (done - go).as_secs_f64();
+        pt.push(Trial {
+            mib_per_s: bytes as f64 / MIB / secs,
+            seconds: secs,
+            bytes_recorded: discarded,
+            ..Trial::default()
+        });
     }
-    Ok((dt, rt))
+    Ok((dt, rt, pt))
 }
 
 /// Total size of the files directly in `dir`.

@@ -105,6 +105,11 @@ impl RawRun {
         }
     }
 
+    /// Our end of the run's stdout pipe, to read it (a `Stdout::Pipe` run only).
+    pub fn take_stdout(&mut self) -> Option<OwnedFd> {
+        self._stdout.take()
+    }
+
     /// Wait for the leader's exit status (blocking). Call once the group is empty.
     pub fn reap(&mut self) -> Option<WaitStatus> {
         if self.reaped {

@@ -5,7 +5,7 @@
 #![allow(unsafe_code)]
 
 use std::io;
-use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
@@ -130,4 +130,36 @@ pub fn inherited_fd(fd: RawFd) -> io::Result<BorrowedFd<'static>> {
     // Safety: the fd is open (checked above), was inherited at exec, and nothing in the agent
     // closes it; the agent exits while still borrowing it.
     Ok(unsafe { BorrowedFd::borrow_raw(fd) })
+}
+
+/// Empty the pipe `from` into /dev/null until its writers are gone, the cheapest reader a pipe
+/// can have (the kernel only releases the buffers). The pipe is grown to 1 MiB first, as the
+/// daemon grows a flooding run's pipe. Returns the bytes discarded.
+pub fn discard_pipe(from: OwnedFd) -> io::Result<u64> {
+    let null = std::fs::OpenOptions::new().write(true).open("/dev/null")?;
+    // Safety: fcntl and splice on fds we own; no memory is passed to the kernel.
+    unsafe { libc::fcntl(from.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20) };
+    let mut total = 0u64;
+    loop {
+        let n = unsafe {
+            libc::splice(
+                from.as_raw_fd(),
+                std::ptr::null_mut(),
+                null.as_raw_fd(),
+                std::ptr::null_mut(),
+                1 << 20,
+                0,
+            )
+        };
+        match n {
+            0 => return Ok(total),
+            n if n > 0 => total += n as u64,
+            _ => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
 }

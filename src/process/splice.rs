@@ -43,6 +43,17 @@ pub fn grow_pipe(fd: RawFd, bytes: usize) -> io::Result<usize> {
     Ok(r as usize)
 }
 
+/// Lower the calling thread to `SCHED_IDLE`: it runs only on CPU time nobody else wants.
+pub fn make_thread_idle() -> io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // Safety: sched_setscheduler on the calling thread (0) with a valid parameter block.
+    let r = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -173,22 +173,64 @@ impl CappedLog {
 
     fn rotate(&mut self) -> std::io::Result<()> {
         let older = Self::older(&self.path);
-        if older.exists() {
+        if let Ok(doomed) = File::open(&older) {
             self.truncated = true;
-            // Freeing a large old segment takes a while: do it off the drain's path.
-            let mut doomed = older.as_os_str().to_owned();
-            doomed.push(".dropped");
-            let doomed = std::path::PathBuf::from(doomed);
-            if std::fs::rename(&older, &doomed).is_ok() {
-                std::thread::spawn(move || {
-                    let _ = std::fs::remove_file(doomed);
-                });
-            }
+            // Unlinking a file that is still open only drops its name; freeing its pages and
+            // blocks, which takes a while for a large segment, waits for the last close, and
+            // that happens off the drain's path. (Renaming the current segment onto an existing
+            // `NAME.1` instead would make ext4 write the segment to disk first: auto_da_alloc.)
+            std::fs::remove_file(&older)?;
+            reclaim(doomed);
         }
         self.file = None;
         std::fs::rename(&self.path, &older)?;
         self.written = 0;
         Ok(())
+    }
+}
+
+/// Dropped segments waiting for their last close, at most: beyond that the drain closes them
+/// itself (slower, but the disk is freed at the pace the agent fills it).
+const MAX_PENDING_RECLAIMS: usize = 4;
+
+/// Close a dropped (unlinked) log segment, freeing its pages and blocks, on a thread that runs
+/// only on otherwise idle CPU time, so that a flood's drain and agent keep the CPUs.
+fn reclaim(doomed: File) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{mpsc, Mutex, OnceLock};
+    static PENDING: AtomicUsize = AtomicUsize::new(0);
+    static QUEUE: OnceLock<Mutex<mpsc::Sender<File>>> = OnceLock::new();
+    if PENDING.load(Ordering::Relaxed) >= MAX_PENDING_RECLAIMS {
+        drop(doomed);
+        return;
+    }
+    let queue = QUEUE.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<File>();
+        let started = std::thread::Builder::new()
+            .name("wf-reclaim".into())
+            .spawn(move || {
+                if let Err(e) = crate::process::splice::make_thread_idle() {
+                    warn!(error = %e, "the log reclaimer runs at normal priority");
+                }
+                for f in rx {
+                    drop(f);
+                    PENDING.fetch_sub(1, Ordering::Relaxed);
+                }
+            });
+        if let Err(e) = started {
+            warn!(error = %e, "no log reclaimer thread; dropped segments are freed inline");
+        }
+        Mutex::new(tx)
+    });
+    PENDING.fetch_add(1, Ordering::Relaxed);
+    let sent = match queue.lock() {
+        Ok(tx) => tx.send(doomed),
+        Err(p) => p.into_inner().send(doomed),
+    };
+    if let Err(mpsc::SendError(f)) = sent {
+        // No reclaimer: free it here.
+        PENDING.fetch_sub(1, Ordering::Relaxed);
+        drop(f);
     }
 }
 
