@@ -8,6 +8,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     unsafe { std::env::set_var("PROTOC", protoc) };
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     tonic_prost_build::configure()
+        // Ordered maps: no hashing on the hot List path, and stable output.
+        .btree_map(".")
         .file_descriptor_set_path(out.join("wf_supervisor_v1_descriptor.bin"))
         .compile_protos(&["proto/wf/supervisor/v1/supervisor.proto"], &["proto"])?;
     println!("cargo:rerun-if-changed=proto");

@@ -4,7 +4,6 @@
 //! and the hand-written JSON form of the API messages (prost types do not derive serde). JSON uses the proto field names; enums are
 //! short lowercase names; times are Unix milliseconds plus an `*_rfc3339` string (null for 0).
 use std::collections::BTreeMap;
-use std::collections::HashMap;
 use std::io::Write;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -329,10 +328,6 @@ pub fn runs_table(runs: &[Run], now: i64, no_trunc: bool) -> String {
     )
 }
 
-fn sorted(map: &HashMap<String, String>) -> BTreeMap<&String, &String> {
-    map.iter().collect()
-}
-
 fn time_line(at: i64, now: i64) -> String {
     match rfc3339(at) {
         Some(t) => format!("{t} ({})", fmt_ago(now, at)),
@@ -432,12 +427,11 @@ pub fn run_detail(r: &Run, now: i64, no_trunc: bool) -> String {
             "missing (the log files were gone when the daemon started)".to_string(),
         ));
     }
-    let kv = |m: &HashMap<String, String>| {
+    let kv = |m: &BTreeMap<String, String>| {
         if m.is_empty() {
             "-".to_string()
         } else {
-            sorted(m)
-                .into_iter()
+            m.iter()
                 .map(|(k, v)| format!("{k}={}", shell_quote(v)))
                 .collect::<Vec<_>>()
                 .join(" ")
@@ -828,13 +822,8 @@ fn time_fields(obj: &mut Map<String, Value>, key: &str, ms: i64) {
     obj.insert(format!("{key}_rfc3339"), json!(rfc3339(ms)));
 }
 
-fn string_map(m: &HashMap<String, String>) -> Value {
-    Value::Object(
-        sorted(m)
-            .into_iter()
-            .map(|(k, v)| (k.clone(), json!(v)))
-            .collect(),
-    )
+fn string_map(m: &BTreeMap<String, String>) -> Value {
+    Value::Object(m.iter().map(|(k, v)| (k.clone(), json!(v))).collect())
 }
 
 /// A Run as JSON.
@@ -1080,7 +1069,7 @@ mod tests {
             status: RunStatus::Killed as i32,
             argv: vec!["sh".into(), "-c".into(), "sleep 30; echo it's done".into()],
             cwd: "/tmp".into(),
-            labels: HashMap::from([("team".into(), "infra".into())]),
+            labels: BTreeMap::from([("team".into(), "infra".into())]),
             pid: 4242,
             pgid: 4242,
             created_at: 1_700_000_000_000,

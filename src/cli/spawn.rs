@@ -7,7 +7,7 @@
 //! --json); a run whose program could not be started is reported on stderr with exit code 1. A
 //! command line that is neither form is a usage error (exit 2), caught by [`SpawnArgs::target`]
 //! before the daemon is contacted.
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -202,8 +202,8 @@ impl SpawnArgs {
 pub fn request(args: &SpawnArgs, target: Target, cwd: String) -> SpawnRequest {
     let mut request = SpawnRequest {
         cwd,
-        env: args.env.iter().cloned().collect::<HashMap<_, _>>(),
-        labels: args.labels.iter().cloned().collect::<HashMap<_, _>>(),
+        env: args.env.iter().cloned().collect::<BTreeMap<_, _>>(),
+        labels: args.labels.iter().cloned().collect::<BTreeMap<_, _>>(),
         stop_signals: args.stop_signals.clone(),
         grace_ms: args.grace.unwrap_or(0),
         ..Default::default()

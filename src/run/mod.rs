@@ -71,7 +71,8 @@ pub struct RunSpec {
 #[derive(Debug, Clone)]
 pub struct RunRecord {
     pub run_id: String,
-    pub spec: RunSpec,
+    /// Fixed at spawn; shared, so a snapshot of the run (List, Watch) does not copy it.
+    pub spec: std::sync::Arc<RunSpec>,
     pub status: RunStatus,
     pub pid: i32,
     pub pgid: i32,

@@ -92,7 +92,7 @@ fn run_from_row(row: &Row<'_>) -> rusqlite::Result<LoadedRun> {
     let grace_ms: i64 = row.get("grace_ms")?;
     let record = RunRecord {
         run_id: row.get("run_id")?,
-        spec: RunSpec {
+        spec: std::sync::Arc::new(RunSpec {
             argv,
             cwd: PathBuf::from(cwd),
             env,
@@ -100,7 +100,7 @@ fn run_from_row(row: &Row<'_>) -> rusqlite::Result<LoadedRun> {
             stop_signals,
             grace: Duration::from_millis(grace_ms.max(0) as u64),
             agent: parse_opt(row.get("agent_spec")?),
-        },
+        }),
         // An unknown status word can only come from a damaged row: treat the run as lost.
         status: status_from_str(&status).unwrap_or(RunStatus::Lost),
         pid: row.get("pid")?,

@@ -750,7 +750,7 @@ impl Core {
         let (restart_of, attempt) = req.restart_of.clone().unwrap_or_default();
         let record = RunRecord {
             run_id: run_id.clone(),
-            spec: spec.clone(),
+            spec: std::sync::Arc::new(spec.clone()),
             status: RunStatus::Starting,
             pid: 0,
             pgid: 0,
