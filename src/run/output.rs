@@ -622,6 +622,13 @@ mod tests {
             &data[data.len() - kept.len()..],
             "the newest bytes, in order"
         );
+        // Dropped segments leave no name behind.
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("read_dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["stdout.log", "stdout.log.1"]);
     }
 
     #[test]
