@@ -160,32 +160,16 @@ async fn trials(ctx: &Ctx, d: &Daemon) -> anyhow::Result<Trials> {
         });
 
         // Straight to a file.
-        let trial = ctx.unique(&format!("flood-r{i}"));
-        let mut env = BTreeMap::new();
-        env.insert("BENCH_FIFO".to_string(), fifo_path.clone());
-        env.insert("BENCH_TRIAL".to_string(), trial.clone());
-        env.insert("BENCH_BLOCKS".to_string(), blocks.clone());
-        let (k, v) = ctx.tag_env();
-        env.insert(k, v);
         let out = ctx.tmp().join("flood-direct.out");
         let file = std::fs::File::create(&out)?;
-        let argv: Vec<String> = ["sh", "-c", SCRIPT].iter().map(|s| s.to_string()).collect();
-        let mut r = raw::spawn(&argv, &env, ctx.tmp(), Stdout::File(file))?;
-        let go = fifo
-            .wait_line(&format!("go {trial}"), Duration::from_secs(10))
-            .await?;
-        let done = fifo.wait_line(&format!("done {trial}"), timeout).await?;
-        let held = Held {
-            pid: r.pid,
-            fd: r.pidfd.try_clone()?,
-        };
-        procs::wait_all_exited(
-            std::slice::from_ref(&held),
-            Instant::now() + Duration::from_secs(10),
-        );
-        r.reap();
-        cleanup::reap_orphans();
-        let secs = (done - go).as_secs_f64();
+        let (secs, ()) = raw_trial(
+            ctx,
+            &mut fifo,
+            &format!("flood-r{i}"),
+            Stdout::File(file),
+            |_| Ok(()),
+        )
+        .await?;
         let size = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
         let _ = std::fs::remove_file(&out);
         rt.push(Trial {
@@ -196,31 +180,17 @@ async fn trials(ctx: &Ctx, d: &Daemon) -> anyhow::Result<Trials> {
         });
 
         // Into a pipe that nobody keeps: the ceiling of any pipe-reading design.
-        let trial = ctx.unique(&format!("flood-p{i}"));
-        env.insert("BENCH_TRIAL".to_string(), trial.clone());
-        let mut r = raw::spawn(&argv, &env, ctx.tmp(), Stdout::Pipe)?;
-        let out = r
-            .take_stdout()
-            .ok_or_else(|| anyhow::anyhow!("the pipe run has no stdout pipe"))?;
-        let sink = std::thread::spawn(move || super::sys::discard_pipe(out));
-        let go = fifo
-            .wait_line(&format!("go {trial}"), Duration::from_secs(10))
+        let (secs, discarded) =
+            raw_trial(ctx, &mut fifo, &format!("flood-p{i}"), Stdout::Pipe, |r| {
+                let out = r
+                    .take_stdout()
+                    .ok_or_else(|| anyhow::anyhow!("the pipe run has no stdout pipe"))?;
+                Ok(std::thread::spawn(move || super::sys::discard_pipe(out)))
+            })
             .await?;
-        let done = fifo.wait_line(&format!("done {trial}"), timeout).await?;
-        let held = Held {
-            pid: r.pid,
-            fd: r.pidfd.try_clone()?,
-        };
-        procs::wait_all_exited(
-            std::slice::from_ref(&held),
-            Instant::now() + Duration::from_secs(10),
-        );
-        r.reap();
-        cleanup::reap_orphans();
-        let discarded = sink
+        let discarded = discarded
             .join()
             .map_err(|_| anyhow::anyhow!("the pipe reader panicked"))??;
-        let secs = (done - go).as_secs_f64();
         pt.push(Trial {
             mib_per_s: bytes as f64 / MIB / secs,
             seconds: secs,
@@ -229,6 +199,48 @@ async fn trials(ctx: &Ctx, d: &Daemon) -> anyhow::Result<Trials> {
         });
     }
     Ok((dt, rt, pt))
+}
+
+/// One flood without the daemon: the agent started raw with `stdout`, `attach` run on it right
+/// after the start (to read its pipe), timed by its FIFO markers. Returns the seconds and what
+/// `attach` gave.
+async fn raw_trial<T>(
+    ctx: &Ctx,
+    fifo: &mut Fifo,
+    name: &str,
+    stdout: Stdout,
+    attach: impl FnOnce(&mut raw::RawRun) -> anyhow::Result<T>,
+) -> anyhow::Result<(f64, T)> {
+    let trial = ctx.unique(name);
+    let mut env = BTreeMap::new();
+    env.insert("BENCH_FIFO".to_string(), fifo.path().display().to_string());
+    env.insert("BENCH_TRIAL".to_string(), trial.clone());
+    env.insert(
+        "BENCH_BLOCKS".to_string(),
+        (ctx.plan.flood_bytes / 65536).to_string(),
+    );
+    let (k, v) = ctx.tag_env();
+    env.insert(k, v);
+    let argv: Vec<String> = ["sh", "-c", SCRIPT].iter().map(|s| s.to_string()).collect();
+    let mut r = raw::spawn(&argv, &env, ctx.tmp(), stdout)?;
+    let attached = attach(&mut r)?;
+    let go = fifo
+        .wait_line(&format!("go {trial}"), Duration::from_secs(10))
+        .await?;
+    let done = fifo
+        .wait_line(&format!("done {trial}"), Duration::from_secs(600))
+        .await?;
+    let held = Held {
+        pid: r.pid,
+        fd: r.pidfd.try_clone()?,
+    };
+    procs::wait_all_exited(
+        std::slice::from_ref(&held),
+        Instant::now() + Duration::from_secs(10),
+    );
+    r.reap();
+    cleanup::reap_orphans();
+    Ok(((done - go).as_secs_f64(), attached))
 }
 
 /// Total size of the files directly in `dir`.
