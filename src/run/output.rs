@@ -197,9 +197,9 @@ const MAX_PENDING_RECLAIMS: usize = 4;
 /// only on otherwise idle CPU time, so that a flood's drain and agent keep the CPUs.
 fn reclaim(doomed: File) {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::{mpsc, Mutex, OnceLock};
+    use std::sync::{mpsc, OnceLock};
     static PENDING: AtomicUsize = AtomicUsize::new(0);
-    static QUEUE: OnceLock<Mutex<mpsc::Sender<File>>> = OnceLock::new();
+    static QUEUE: OnceLock<mpsc::Sender<File>> = OnceLock::new();
     if PENDING.load(Ordering::Relaxed) >= MAX_PENDING_RECLAIMS {
         drop(doomed);
         return;
@@ -220,14 +220,10 @@ fn reclaim(doomed: File) {
         if let Err(e) = started {
             warn!(error = %e, "no log reclaimer thread; dropped segments are freed inline");
         }
-        Mutex::new(tx)
+        tx
     });
     PENDING.fetch_add(1, Ordering::Relaxed);
-    let sent = match queue.lock() {
-        Ok(tx) => tx.send(doomed),
-        Err(p) => p.into_inner().send(doomed),
-    };
-    if let Err(mpsc::SendError(f)) = sent {
+    if let Err(mpsc::SendError(f)) = queue.send(doomed) {
         // No reclaimer: free it here.
         PENDING.fetch_sub(1, Ordering::Relaxed);
         drop(f);
