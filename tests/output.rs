@@ -1,7 +1,7 @@
 //! Output and progress: a flooding agent is drained to the end with the daemon's memory flat and
 //! the exact tail served by Logs; heartbeat lines on fd 3 move the run's heartbeat fields; the
 //! agent sees exactly fds 0-3 and its WF_* environment; replayed stream-json reaches the logs
-//! unchanged.
+//! unchanged; a quiet run holds no log file open.
 mod common;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -314,4 +314,48 @@ async fn an_overlong_line_is_logged_in_full() {
     let mut expected = vec![b'a'; 1000 - 7];
     expected.extend_from_slice(b"\nafter\n");
     assert_eq!(out, expected);
+}
+
+/// The daemon keeps a run's log file open only while output flows: once the agent goes quiet it
+/// is closed (an idle run holds no log fd), and output that comes later is appended to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_run_holds_no_log_file_open() {
+    let daemon = Daemon::start().await;
+    let api = daemon.api();
+    let go = tempfile::tempdir().expect("tempdir");
+    let go = go.path().join("go");
+    let script = format!(
+        "echo first; while [ ! -e {0} ]; do sleep 0.05; done; echo second; sleep 60",
+        go.display()
+    );
+    let run = api
+        .spawn(&["sh".to_string(), "-c".to_string(), script])
+        .await;
+    api.wait_line(&run.run_id, "first").await;
+    let dir = daemon.run_dir(&run.run_id);
+    let open_logs = || -> Vec<String> {
+        std::fs::read_dir(format!("/proc/{}/fd", daemon.pid))
+            .map(|d| {
+                d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                    .filter(|t| t.starts_with(&dir))
+                    .map(|t| t.display().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    wait_until(
+        TIMEOUT,
+        "the daemon closes the quiet run's log file",
+        || open_logs().is_empty(),
+    )
+    .await;
+    std::fs::write(&go, b"").expect("go file");
+    api.wait_line(&run.run_id, "second").await;
+    assert_eq!(api.stdout(&run.run_id).await, "first\nsecond\n");
+    let response = api.kill(&run.run_id).await;
+    assert!(response.success, "{response:?}");
+    wait_until(TIMEOUT, "the ended run's log file is closed", || {
+        open_logs().is_empty()
+    })
+    .await;
 }
