@@ -20,8 +20,9 @@ const CHUNK: usize = 64 * 1024;
 /// A flooding agent's pipe, and the drain's relay pipe, grow to this (the default
 /// `/proc/sys/fs/pipe-max-size`).
 const FLOOD_PIPE: usize = 1 << 20;
-/// How long a log file and the relay stay open after output stops, so that an agent printing a
-/// line at a time does not reopen them per line while an idle run holds neither.
+/// How long a log file, the relay and the read buffer stay after output stops, so that an agent
+/// printing a line at a time does not reopen and reallocate them per line, while an idle run
+/// holds none of them.
 const LINGER: Duration = Duration::from_millis(500);
 /// How long heartbeat lines may gather in the pipe after a batch was read.
 const HEARTBEAT_BATCH: Duration = Duration::from_millis(35);
@@ -355,12 +356,13 @@ pub async fn drain_to_file(
                     continue;
                 }
             }
-        } else if log.is_open() || relay.is_some() {
+        } else if log.is_open() || relay.is_some() || !buf.is_empty() {
             match tokio::time::timeout(LINGER, rx.readable()).await {
                 Ok(r) => r,
                 Err(_) => {
                     log.release();
                     relay = None;
+                    buf = Vec::new();
                     continue;
                 }
             }
@@ -477,8 +479,6 @@ pub async fn drain_to_file(
                 a.report(&mut pending);
             }
         }
-        log.release();
-        buf = Vec::new();
     }
     log.release();
     if let Some(mut a) = agent {
