@@ -81,6 +81,11 @@ async fn crash_with_live_trees_then_recover(containment: Containment) {
         })
     };
     api.wait_status(&stopping.run_id, RunStatus::Stopping).await;
+    // The crash must come after STOPPING reached the file, not just the daemon's memory.
+    wait_until(TIMEOUT, "the store says STOPPING", || {
+        site.stored_status(&stopping.run_id).as_deref() == Some("STOPPING")
+    })
+    .await;
     leftovers.push(Leftover {
         run: stopping,
         procs: stopping_procs,

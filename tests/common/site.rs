@@ -322,6 +322,22 @@ impl Site {
         self.state.join("wf-supervisor.db")
     }
 
+    /// The status the store holds for `run_id` right now, as written (`RUNNING`, `STOPPING`...):
+    /// what a daemon started after a crash would read. The API answers from memory, which runs a
+    /// group commit ahead of the file.
+    pub fn stored_status(&self, run_id: &str) -> Option<String> {
+        let conn = rusqlite::Connection::open_with_flags(
+            self.db(),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .ok()?;
+        conn.busy_timeout(Duration::from_secs(5)).ok()?;
+        conn.query_row("SELECT status FROM runs WHERE run_id = ?1", [run_id], |r| {
+            r.get(0)
+        })
+        .ok()
+    }
+
     /// The log folder of a run.
     pub fn run_dir(&self, run_id: &str) -> PathBuf {
         self.state.join("runs").join(run_id)
