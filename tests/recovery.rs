@@ -141,6 +141,25 @@ async fn crash_with_live_trees_then_recover(containment: Containment) {
                 run.error
             );
         }
+        // The run caught in its kill's grace says why it was being stopped, in its error and in
+        // the recover record; the others say nothing of a stop.
+        let stopping_for = "while stopping it (interrupted by a crash)";
+        let records = api.audit(id).await;
+        let recover: Vec<_> = records.iter().filter(|r| r.action == "recover").collect();
+        assert_eq!(recover.len(), 1, "recover records of {id}: {records:?}");
+        let stopping = l.status_at_crash == RunStatus::Stopping;
+        assert_eq!(
+            run.error.contains(stopping_for),
+            stopping,
+            "the error and the kill's reason: {:?}",
+            run.error
+        );
+        assert_eq!(
+            recover[0].message.contains(stopping_for),
+            stopping,
+            "the recover record and the kill's reason: {:?}",
+            recover[0]
+        );
         if l.ignores_term {
             assert!(
                 run.error.contains("SIGKILL"),
@@ -166,9 +185,6 @@ async fn crash_with_live_trees_then_recover(containment: Containment) {
         assert_nothing_left(id, &l.procs);
 
         // The recovery is on the record as the daemon's own action.
-        let records = api.audit(id).await;
-        let recover: Vec<_> = records.iter().filter(|r| r.action == "recover").collect();
-        assert_eq!(recover.len(), 1, "recover records of {id}: {records:?}");
         assert_eq!(recover[0].caller, "daemon", "{:?}", recover[0]);
         assert_eq!(recover[0].outcome, "ok", "{:?}", recover[0]);
         assert!(recover[0].uid.is_none(), "{:?}", recover[0]);

@@ -1111,15 +1111,18 @@ impl Core {
             e.kill_sent = true;
             e.force_sent = force;
             let _ = control.send(Control::Kill { force, grace });
-            if !e.exited_on_own {
-                e.record.status = RunStatus::Stopping;
-            }
-            let rec = snapshot(e);
             let why = match &intent {
                 EndIntent::Kill { reason } | EndIntent::Complete { reason, .. } => reason.clone(),
                 EndIntent::Shutdown => "daemon shutdown".into(),
                 EndIntent::TimedOut { reason, .. } => reason.clone(),
             };
+            if !e.exited_on_own {
+                e.record.status = RunStatus::Stopping;
+                // Committed with STOPPING, so that a daemon dying in the grace leaves on record
+                // why the run was being stopped; the end of the run sets the final reason.
+                e.record.end_reason = why.clone();
+            }
+            let rec = snapshot(e);
             info!(run_id, force, reason = why, "kill requested");
             self.persist(&run_id, None);
             self.emit(&run_id, "stopping", why, rec);

@@ -236,8 +236,15 @@ pub async fn recover(
         let summary = summaries
             .remove(&r.run_id)
             .unwrap_or_else(|| "no process of the run was left".into());
+        // A kill in its grace when the daemon died left its reason in the record.
+        let stopping_for = match r.status {
+            RunStatus::Stopping if !r.end_reason.is_empty() => {
+                format!(" while stopping it ({})", r.end_reason)
+            }
+            _ => String::new(),
+        };
         let reason = format!(
-            "the daemon that ran it ({}) stopped without ending it; at restart: {summary}",
+            "the daemon that ran it ({}) stopped without ending it{stopping_for}; at restart: {summary}",
             r.status.as_str()
         );
         r.status = RunStatus::Lost;
@@ -251,7 +258,7 @@ pub async fn recover(
                 &r.run_id,
                 serde_json::json!({"pid": r.pid, "containment": r.containment}),
             )
-            .outcome("ok", format!("marked LOST: {summary}")),
+            .outcome("ok", format!("marked LOST{stopping_for}: {summary}")),
         );
         out.changed.push(i);
     }
