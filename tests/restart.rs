@@ -72,6 +72,73 @@ async fn restart_of_finished_run_starts_next_attempt() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_is_restarted_once() {
+    let daemon = Daemon::start().await;
+    let api = daemon.api();
+    let first = api.spawn(&sh("exit 3")).await;
+    let first = api.wait_terminal(&first.run_id, TIMEOUT).await;
+    let next = api.try_restart(&first.run_id).await.expect("Restart");
+    let next = next.run.expect("RestartResponse.run");
+
+    // A retried Restart of the same run starts nothing and points at the run that took over.
+    let again = api.try_restart(&first.run_id).await;
+    let status = again.expect_err("a second Restart of the same run");
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert!(
+        status.message().contains(&next.run_id),
+        "the refusal does not name the successor {}: {status:?}",
+        next.run_id
+    );
+    assert_eq!(api.list().await.len(), 2, "{:#?}", api.list().await);
+    api.assert_audited(&first.run_id, "restart", "refused")
+        .await;
+
+    // The successor itself can be restarted: attempt 3.
+    api.wait_terminal(&next.run_id, TIMEOUT).await;
+    let third = api
+        .try_restart(&next.run_id)
+        .await
+        .expect("Restart of attempt 2");
+    let third = third.run.expect("RestartResponse.run");
+    assert_eq!(third.attempt, first.attempt + 2, "{third:?}");
+    assert_eq!(third.restart_of, next.run_id, "{third:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_restarts_of_a_live_run_start_one_successor() {
+    let daemon = Daemon::start().await;
+    let api = daemon.api();
+    let old = api.spawn(&fake(&["--children", "2", "--hang"])).await;
+    let old = api.wait_running(&old.run_id).await;
+    let old_procs = api.fake_agent_procs(&old, true, false).await;
+
+    let calls: Vec<_> = (0..4)
+        .map(|_| {
+            let api = api.clone();
+            let id = old.run_id.clone();
+            tokio::spawn(async move { api.try_restart(&id).await })
+        })
+        .collect();
+    let mut started = Vec::new();
+    for call in calls {
+        match call.await.expect("a restart task") {
+            Ok(r) => started.push(r.run.expect("RestartResponse.run")),
+            Err(st) => assert_eq!(st.code(), Code::FailedPrecondition, "{st:?}"),
+        }
+    }
+    assert_eq!(started.len(), 1, "successors started: {started:#?}");
+    daemon.assert_run_gone(&old.run_id, &old_procs).await;
+    let runs = api.list().await;
+    assert_eq!(runs.len(), 2, "{runs:#?}");
+
+    let next = api.wait_running(&started[0].run_id).await;
+    let next_procs = api.fake_agent_procs(&next, true, false).await;
+    let response = api.kill(&next.run_id).await;
+    assert!(response.success, "{response:?}");
+    daemon.assert_run_gone(&next.run_id, &next_procs).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_of_unknown_run_is_not_found() {
     let daemon = Daemon::start().await;
     assert_code(

@@ -743,6 +743,19 @@ impl Core {
             ))));
             return;
         }
+        if let Some((old, _)) = &req.restart_of {
+            // One successor per run: a retried Restart, or an operator's Restart racing the stuck
+            // rule's, must not start a second agent on the same work.
+            if let Some(next) = self.runs.values().find(|e| &e.record.restart_of == old) {
+                let _ = reply.send(Err(ApiError::FailedPrecondition(format!(
+                    "run {old} was already restarted as {} (attempt {}, {}); restart that run instead",
+                    next.record.run_id,
+                    next.record.attempt,
+                    next.record.status.as_str()
+                ))));
+                return;
+            }
+        }
         let mut run_id = crate::ids::new_run_id();
         while self.runs.contains_key(&run_id) {
             run_id = crate::ids::new_run_id();
