@@ -98,6 +98,7 @@ async fn kill(
             force,
             grace_ms,
             reason: "integration test".to_string(),
+            ..Default::default()
         })
         .await
         .unwrap_or_else(|s| panic!("Kill {run_id} failed: {s:?}"));

@@ -199,6 +199,7 @@ async fn runs_logs_and_audit_survive_a_clean_restart() {
         .list_req(ListRequest {
             statuses: vec![RunStatus::Failed as i32],
             limit: 0,
+            ..Default::default()
         })
         .await;
     assert_eq!(

@@ -299,6 +299,7 @@ pub async fn kill(
         force,
         grace_ms,
         reason: "wf-bench".into(),
+        ..Default::default()
     };
     let resp = tokio::time::timeout(Duration::from_secs(60), client.kill(req))
         .await

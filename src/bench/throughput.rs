@@ -197,7 +197,7 @@ async fn daemon_once(ctx: &Ctx, d: &Daemon) -> anyhow::Result<Repetition> {
             },
             _ = tokio::time::sleep(Duration::from_millis(100)) => {
                 let n = list_client
-                    .list(ListRequest { statuses: terminal.clone(), limit: 0 })
+                    .list(ListRequest { statuses: terminal.clone(), limit: 0, ..Default::default() })
                     .await?
                     .into_inner()
                     .runs

@@ -35,6 +35,7 @@ pub async fn run(client: &mut Client, args: KillArgs, json: bool) -> anyhow::Res
             force: args.force,
             grace_ms: args.grace.unwrap_or(0),
             reason: args.reason.unwrap_or_default(),
+            ..Default::default()
         })
         .await
         .map_err(api_error)

@@ -1196,6 +1196,7 @@ mod tests {
                 comm: "fuse".into(),
             }],
             run: Some(sample_run()),
+            ..Default::default()
         };
         let v = kill_json(&k);
         assert_eq!(v["phase"], "survivors");
@@ -1261,6 +1262,7 @@ mod tests {
             request: r#"{"force":true,"reason":"stuck"}"#.into(),
             outcome: "ok".into(),
             message: format!("killed\n{}", "x".repeat(80)),
+            ..Default::default()
         }
     }
 
@@ -1316,12 +1318,14 @@ mod tests {
             message: "store was corrupt;\nmoved aside".into(),
             acknowledged_at: 0,
             acknowledged_by: String::new(),
+            ..Default::default()
         };
         let mut h = GetHealthResponse {
             live_runs: 1,
             total_runs: 4,
             containment: "cgroup".into(),
             alerts: vec![],
+            ..Default::default()
         };
         let text = health_report(&h);
         assert_eq!(

@@ -38,6 +38,7 @@ pub async fn run(client: &mut Client, args: PsArgs, json: bool) -> anyhow::Resul
     let request = ListRequest {
         statuses: args.status.iter().map(|s| *s as i32).collect(),
         limit: args.limit.unwrap_or(0),
+        ..Default::default()
     };
     let mut runs = client
         .list(request)

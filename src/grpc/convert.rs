@@ -80,6 +80,7 @@ pub fn run_to_proto(r: &RunRecord) -> proto::Run {
             .agent
             .as_ref()
             .map(|a| agent_to_proto(a, r.spec.agent.as_ref())),
+        ..Default::default()
     }
 }
 
@@ -117,6 +118,7 @@ pub fn kill_to_proto(run: &RunRecord, k: &KillReport) -> proto::KillResponse {
             })
             .collect(),
         run: Some(run_to_proto(run)),
+        ..Default::default()
     }
 }
 
@@ -162,6 +164,7 @@ pub fn audit_to_proto(a: &crate::store::AuditRecord) -> proto::AuditRecord {
         request: a.request.clone(),
         outcome: a.outcome.clone(),
         message: a.message.clone(),
+        ..Default::default()
     }
 }
 
@@ -173,6 +176,7 @@ pub fn alert_to_proto(a: &crate::store::Alert) -> proto::Alert {
         message: a.message.clone(),
         acknowledged_at: a.acknowledged_at,
         acknowledged_by: a.acknowledged_by.clone(),
+        ..Default::default()
     }
 }
 

@@ -415,6 +415,7 @@ impl Supervisor for SupervisorService {
             total_runs: total as u32,
             containment: self.containment.to_string(),
             alerts: alerts.iter().map(convert::alert_to_proto).collect(),
+            ..Default::default()
         }))
     }
 
@@ -571,5 +572,29 @@ impl Supervisor for SupervisorService {
             self.shutdown.clone(),
         ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    // Queue control: implemented by the queue work (issue: work queue and run policy).
+    async fn cancel(
+        &self,
+        _request: Request<proto::CancelRequest>,
+    ) -> Result<Response<proto::CancelResponse>, Status> {
+        Err(Status::unimplemented("Cancel is not implemented yet"))
+    }
+
+    async fn update_queue(
+        &self,
+        _request: Request<proto::UpdateQueueRequest>,
+    ) -> Result<Response<proto::QueueHealth>, Status> {
+        Err(Status::unimplemented("UpdateQueue is not implemented yet"))
+    }
+
+    async fn get_queue_health(
+        &self,
+        _request: Request<proto::GetQueueHealthRequest>,
+    ) -> Result<Response<proto::GetQueueHealthResponse>, Status> {
+        Err(Status::unimplemented(
+            "GetQueueHealth is not implemented yet",
+        ))
     }
 }
