@@ -124,6 +124,18 @@ struct RawRuns {
 struct RawContainment {
     mode: Option<String>,
     cgroup_root: Option<PathBuf>,
+    /// "auto" (clone3 into the cgroup where the kernel can) or "procs-write".
+    cgroup_entry: Option<String>,
+}
+
+/// How run leaders enter their cgroups (`containment.cgroup_entry`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CgroupEntryMode {
+    /// Cloned into the cgroup (`clone3` with `CLONE_INTO_CGROUP`) where the kernel has it,
+    /// else a write to `cgroup.procs` before exec.
+    Auto,
+    /// Always the write to `cgroup.procs`.
+    ProcsWrite,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -158,6 +170,8 @@ pub struct Config {
     pub default_cwd: Option<PathBuf>,
     pub containment: ContainmentMode,
     pub cgroup_root: Option<PathBuf>,
+    /// Read at start, like the containment mode.
+    pub cgroup_entry: CgroupEntryMode,
     pub log_max_bytes_per_stream: u64,
     pub max_line_bytes: usize,
     pub workflows: BTreeMap<String, Workflow>,
@@ -309,6 +323,16 @@ impl RawConfig {
                 ))
             }
         };
+        let cgroup_entry = match self.containment.cgroup_entry.as_deref().unwrap_or("auto") {
+            "auto" => CgroupEntryMode::Auto,
+            "procs-write" => CgroupEntryMode::ProcsWrite,
+            other => {
+                return Err(bad(
+                    "containment.cgroup_entry",
+                    format!("{other:?} is not one of \"auto\", \"procs-write\""),
+                ))
+            }
+        };
         let log_max = self.logs.max_bytes_per_stream.unwrap_or(64 << 20);
         if log_max < 4096 {
             return Err(bad(
@@ -374,6 +398,7 @@ impl RawConfig {
             max_live_runs,
             default_cwd: self.runs.default_cwd.filter(|p| !p.as_os_str().is_empty()),
             containment,
+            cgroup_entry,
             cgroup_root: self
                 .containment
                 .cgroup_root

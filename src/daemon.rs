@@ -13,7 +13,7 @@ use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::grpc::SupervisorService;
-use crate::process::cgroup::Containment;
+use crate::process::cgroup::{CgroupEntry, Containment};
 use crate::process::reaper::Reaper;
 use crate::proto::supervisor_server::SupervisorServer;
 use crate::store::Store;
@@ -270,14 +270,29 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
             .context("cannot record the reconciled runs")?;
     }
     match &containment {
-        Containment::Cgroup(root) => {
-            info!(cgroup_root = %root.path().display(), "containment: a cgroup per run")
-        }
+        Containment::Cgroup(root) => match root.entry() {
+            CgroupEntry::Clone3 => info!(
+                cgroup_root = %root.path().display(),
+                cgroup_entry = "clone3",
+                "containment: a cgroup per run, each leader cloned into it (CLONE_INTO_CGROUP)"
+            ),
+            CgroupEntry::ProcsWrite { reason } => info!(
+                cgroup_root = %root.path().display(),
+                cgroup_entry = "procs-write",
+                reason = reason.as_str(),
+                "containment: a cgroup per run, each leader writes itself into cgroup.procs before exec"
+            ),
+        },
         Containment::ProcessGroup { reason } => warn!(
             reason = reason.as_str(),
             "containment: process group and /proc tracking only (no cgroups)"
         ),
     }
+
+    let host = std::sync::Arc::new(crate::process::limits::start(
+        containment.entry_name(),
+        config.max_live_runs,
+    ));
 
     let handle = supervisor::start(CoreSettings {
         config: config.clone(),
@@ -300,7 +315,8 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
         store.clone(),
         containment.name(),
         end_streams.clone(),
-    );
+    )
+    .with_host(host.clone());
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<SupervisorServer<SupervisorService>>()
@@ -377,7 +393,7 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
     loop {
         tokio::select! {
             sig = signals.next() => match sig {
-                Some(signal_hook::consts::SIGHUP) => reload(&args, &handle).await,
+                Some(signal_hook::consts::SIGHUP) => reload(&args, &handle, &host).await,
                 Some(signal_hook::consts::SIGUSR2) => {
                     if config.debug_wedge_on_sigusr2 {
                         handle.wedge().await;
@@ -429,14 +445,26 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
 
 /// SIGHUP: re-read the config file and apply what can change live; a bad file is refused with a
 /// logged error and the daemon keeps running on the old config.
-async fn reload(args: &Args, handle: &supervisor::SupervisorHandle) {
+async fn reload(
+    args: &Args,
+    handle: &supervisor::SupervisorHandle,
+    host: &crate::process::limits::Host,
+) {
     crate::systemd::reloading();
     let loaded = match &args.config {
         Some(path) => Config::load(path),
         None => Config::embedded(),
     };
     match loaded {
-        Ok(new) => match handle.reload(new).await {
+        Ok(new) => match {
+            let max_live_runs = new.max_live_runs;
+            let result = handle.reload(new).await;
+            if result.is_ok() {
+                host.max_live_runs
+                    .store(max_live_runs, std::sync::atomic::Ordering::Relaxed);
+            }
+            result
+        } {
             Ok(needs_restart) if needs_restart.is_empty() => info!("config reloaded"),
             Ok(needs_restart) => warn!(
                 keys = ?needs_restart,

@@ -780,7 +780,8 @@ pub fn health_report(h: &GetHealthResponse) -> String {
     let mut out = key_values(&[
         ("live runs", h.live_runs.to_string()),
         ("total runs", h.total_runs.to_string()),
-        ("containment", or_dash(&h.containment)),
+        ("containment", containment_line(h)),
+        ("capacity", capacity_line(h)),
         ("alerts", alerts),
     ]);
     if !h.alerts.is_empty() {
@@ -800,6 +801,34 @@ pub fn health_report(h: &GetHealthResponse) -> String {
         out.push_str(&table(&["ID", "TIME", "KIND", "MESSAGE"], &rows));
     }
     out
+}
+
+/// "cgroup (clone3)": how runs are contained and how leaders enter their cgroups.
+fn containment_line(h: &GetHealthResponse) -> String {
+    if h.cgroup_entry.is_empty() {
+        or_dash(&h.containment)
+    } else {
+        format!(
+            "{} (entered by {})",
+            or_dash(&h.containment),
+            h.cgroup_entry
+        )
+    }
+}
+
+/// How many more runs the host allows, and which limit says so.
+fn capacity_line(h: &GetHealthResponse) -> String {
+    if h.fd_limit == 0 {
+        return "-".to_string();
+    }
+    let pids = match (h.pids_max, h.runs_left_by_pids) {
+        (Some(max), Some(left)) => format!("pids.max {max}: {left}"),
+        _ => "pids.max: no limit".to_string(),
+    };
+    format!(
+        "{} more runs (open files {}/{}: {}; {}; runs.max_live_runs: {})",
+        h.runs_left, h.fds_open, h.fd_limit, h.runs_left_by_fds, pids, h.runs_left_by_max_live_runs
+    )
 }
 
 /// One alert (the `ack` answer): what was raised when, and who acknowledged it when.
@@ -1032,6 +1061,17 @@ pub fn health_json(h: &GetHealthResponse) -> Value {
         "live_runs": h.live_runs,
         "total_runs": h.total_runs,
         "containment": h.containment,
+        "cgroup_entry": h.cgroup_entry,
+        "capacity": {
+            "fd_limit": h.fd_limit,
+            "fds_open": h.fds_open,
+            "fds_per_run": h.fds_per_run,
+            "runs_left_by_fds": h.runs_left_by_fds,
+            "pids_max": h.pids_max,
+            "runs_left_by_pids": h.runs_left_by_pids,
+            "runs_left_by_max_live_runs": h.runs_left_by_max_live_runs,
+            "runs_left": h.runs_left,
+        },
         "alerts": h.alerts.iter().map(alert_json).collect::<Vec<_>>(),
     })
 }

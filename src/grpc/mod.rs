@@ -7,6 +7,8 @@ mod status;
 mod uds_authority;
 
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::Stream;
@@ -16,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::server::UdsConnectInfo;
 use tonic::{Code, Request, Response, Status};
 
+use crate::process::limits::{self, Host};
 use crate::proto;
 use crate::proto::supervisor_server::Supervisor;
 use crate::run::RunStatus;
@@ -33,6 +36,8 @@ pub struct SupervisorService {
     containment: &'static str,
     /// Fired at shutdown so that endless streams (Watch, Logs --follow) end.
     shutdown: CancellationToken,
+    /// The host's limits for GetHealth's capacity fields.
+    host: Option<Arc<Host>>,
 }
 
 impl SupervisorService {
@@ -47,7 +52,14 @@ impl SupervisorService {
             store,
             containment,
             shutdown,
+            host: None,
         }
+    }
+
+    /// Report the host's capacity in GetHealth.
+    pub fn with_host(mut self, host: Arc<Host>) -> Self {
+        self.host = Some(host);
+        self
     }
 
     /// Record a mutating call (accepted or refused) durably, then hand back its result.
@@ -410,13 +422,27 @@ impl Supervisor for SupervisorService {
             .await
             .map_err(|e| Status::internal(format!("alert query failed: {e}")))?
             .map_err(|e| Status::internal(e.to_string()))?;
-        Ok(Response::new(proto::GetHealthResponse {
+        let mut response = proto::GetHealthResponse {
             live_runs: live as u32,
             total_runs: total as u32,
             containment: self.containment.to_string(),
             alerts: alerts.iter().map(convert::alert_to_proto).collect(),
             ..Default::default()
-        }))
+        };
+        if let Some(host) = &self.host {
+            let sample = limits::sample();
+            let c = limits::capacity(&sample, live, host.max_live_runs.load(Ordering::Relaxed));
+            response.cgroup_entry = host.cgroup_entry.to_string();
+            response.fd_limit = sample.fd_limit;
+            response.fds_open = sample.fds_open;
+            response.fds_per_run = limits::FDS_PER_RUN as u32;
+            response.runs_left_by_fds = c.by_fds;
+            response.pids_max = sample.pids.map(|(max, _)| max);
+            response.runs_left_by_pids = c.by_pids;
+            response.runs_left_by_max_live_runs = c.by_max_live_runs;
+            response.runs_left = c.left;
+        }
+        Ok(Response::new(response))
     }
 
     async fn ack_alert(

@@ -46,6 +46,9 @@ pub struct SpawnSpec {
     pub env: BTreeMap<String, String>,
     /// An open `cgroup.procs` fd of the run's cgroup to enter before exec.
     pub cgroup_procs_fd: Option<RawFd>,
+    /// An fd on the run's cgroup directory, when the child is to be cloned straight into it
+    /// (`CLONE_INTO_CGROUP`); then `cgroup_procs_fd` is not written.
+    pub cgroup_dir_fd: Option<RawFd>,
     /// Run as this uid/gid (when the daemon is privileged and a user is configured).
     pub uid_gid: Option<(u32, u32)>,
     /// How to start the child.
@@ -117,6 +120,7 @@ impl CommandWrapper for RunSetup {
 fn child_setup(hb: RawFd, cgroup_procs: Option<RawFd>) -> io::Result<()> {
     let ok = cgroup_procs.is_none_or(child::enter_cgroup)
         && child::install_heartbeat(hb)
+        && child::restore_nofile()
         && child::no_new_privs()
         && child::seal_fds();
     if ok {
@@ -149,6 +153,22 @@ pub(crate) mod child {
             } else {
                 libc::dup2(hb, HEARTBEAT_FD) >= 0
             }
+        }
+    }
+
+    /// Give the child the soft open-file limit the daemon started with (it raised its own).
+    pub fn restore_nofile() -> bool {
+        let Some(soft) = crate::process::limits::child_nofile() else {
+            return true;
+        };
+        // Safety: getrlimit/setrlimit on a local struct.
+        unsafe {
+            let mut l: libc::rlimit = std::mem::zeroed();
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) != 0 {
+                return false;
+            }
+            l.rlim_cur = soft.min(l.rlim_max);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &l) == 0
         }
     }
 
@@ -186,6 +206,16 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), SpawnError> {
 }
 
 fn spawn_vfork(spec: &SpawnSpec, reaper: &Reaper) -> Result<Spawned, SpawnError> {
+    spawn_clone(spec, reaper, crate::process::vfork::Mode::Vfork)
+}
+
+/// Both spawn methods when the run's child is cloned into its cgroup, and the vfork method
+/// always: our own clone with the run's steps before exec.
+fn spawn_clone(
+    spec: &SpawnSpec,
+    reaper: &Reaper,
+    mode: crate::process::vfork::Mode,
+) -> Result<Spawned, SpawnError> {
     let program = spec.argv[0].clone();
     let cwd = spec.cwd.display().to_string();
     let path = crate::process::vfork::resolve_program(&program, &spec.env).map_err(|source| {
@@ -214,10 +244,11 @@ fn spawn_vfork(spec: &SpawnSpec, reaper: &Reaper) -> Result<Spawned, SpawnError>
         stderr: &err_w,
         heartbeat: &hb_w,
         cgroup_procs: spec.cgroup_procs_fd,
+        cgroup_dir: spec.cgroup_dir_fd,
         uid_gid: spec.uid_gid,
     };
     let mut guard = reaper.spawn_guard();
-    let pid = match crate::process::vfork::spawn(&plan) {
+    let pid = match crate::process::vfork::spawn(&plan, mode) {
         Ok(c) => c.pid,
         Err(f) => {
             return Err(if f.step == "exec" {
@@ -252,6 +283,12 @@ fn spawn_vfork(spec: &SpawnSpec, reaper: &Reaper) -> Result<Spawned, SpawnError>
 }
 
 fn spawn_fork(spec: &SpawnSpec, reaper: &Reaper) -> Result<Spawned, SpawnError> {
+    // std forks with fork(2), which cannot create the child inside a cgroup: a run that is to
+    // be born in its cgroup is forked by our own clone3 (copy-on-write, as fork does) with the
+    // same steps before exec; process-wrap forks every other run.
+    if spec.cgroup_dir_fd.is_some() {
+        return spawn_clone(spec, reaper, crate::process::vfork::Mode::Fork);
+    }
     let (hb_read, hb_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| SpawnError::Pipes(e.into()))?;
     let program = spec.argv[0].clone();

@@ -209,6 +209,7 @@ async fn run_inner(mut ctx: RunContext) {
         cwd: ctx.spec.cwd.clone(),
         env: ctx.child_env.clone(),
         cgroup_procs_fd: cgroup.as_ref().and_then(|c| c.procs_fd()),
+        cgroup_dir_fd: cgroup.as_ref().and_then(|c| c.dir_fd()),
         uid_gid: ctx.uid_gid,
         method: ctx.spawn_method,
     };
