@@ -777,13 +777,17 @@ pub fn health_report(h: &GetHealthResponse) -> String {
             h.alerts.len()
         )
     };
-    let mut out = key_values(&[
+    let mut lines = vec![
         ("live runs", h.live_runs.to_string()),
         ("total runs", h.total_runs.to_string()),
         ("containment", containment_line(h)),
-        ("capacity", capacity_line(h)),
-        ("alerts", alerts),
-    ]);
+    ];
+    // A daemon from before the capacity fields sends none.
+    if h.fd_limit > 0 {
+        lines.push(("capacity", capacity_line(h)));
+    }
+    lines.push(("alerts", alerts));
+    let mut out = key_values(&lines);
     if !h.alerts.is_empty() {
         let rows: Vec<Vec<String>> = h
             .alerts
@@ -818,9 +822,6 @@ fn containment_line(h: &GetHealthResponse) -> String {
 
 /// How many more runs the host allows, and which limit says so.
 fn capacity_line(h: &GetHealthResponse) -> String {
-    if h.fd_limit == 0 {
-        return "-".to_string();
-    }
     let pids = match (h.pids_max, h.runs_left_by_pids) {
         (Some(max), Some(left)) => format!("pids.max {max}: {left}"),
         _ => "pids.max: no limit".to_string(),
@@ -1372,6 +1373,30 @@ mod tests {
             text,
             "live runs:   1\ntotal runs:  4\ncontainment: cgroup\nalerts:      none\n"
         );
+        let with_capacity = GetHealthResponse {
+            cgroup_entry: "clone3".into(),
+            fd_limit: 524288,
+            fds_open: 40,
+            fds_per_run: 8,
+            runs_left_by_fds: 65523,
+            pids_max: Some(1000),
+            runs_left_by_pids: Some(900),
+            runs_left_by_max_live_runs: 4095,
+            runs_left: 900,
+            ..h.clone()
+        };
+        let text = health_report(&with_capacity);
+        assert!(
+            text.contains("containment: cgroup (entered by clone3)\n")
+                && text.contains(
+                    "capacity:    900 more runs (open files 40/524288: 65523; pids.max 1000: 900; \
+                     runs.max_live_runs: 4095)\n"
+                ),
+            "{text}"
+        );
+        let v = health_json(&with_capacity);
+        assert_eq!(v["capacity"]["runs_left"], 900);
+        assert_eq!(v["cgroup_entry"], "clone3");
         h.alerts.push(alert.clone());
         let text = health_report(&h);
         assert!(text.contains("alerts:      1 unacknowledged"), "{text}");
