@@ -333,10 +333,13 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
         .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .context("cannot build the reflection service")?;
-    let routes = tonic::service::Routes::new(SupervisorServer::new(service))
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha);
+    let routes = tonic::service::Routes::new(
+        SupervisorServer::new(service)
+            .max_decoding_message_size(crate::grpc::bounds::MAX_MESSAGE_BYTES),
+    )
+    .add_service(health_service)
+    .add_service(reflection_v1)
+    .add_service(reflection_v1alpha);
 
     // Socket activation: systemd holds the socket, so clients wait through a daemon restart.
     let activated = crate::systemd::activated_listener();

@@ -1,6 +1,7 @@
 //! The gRPC API: `wf.supervisor.v1.Supervisor`. Handlers check the request's shape, turn it into
 //! a message for the core through `SupervisorHandle`, and convert the answer; errors become
 //! statuses in `status.rs` only.
+pub mod bounds;
 mod convert;
 mod logs;
 mod status;
@@ -87,6 +88,32 @@ impl SupervisorService {
         result
     }
 
+    /// A mutating call past a field's bound is refused and audited like any refusal, with none
+    /// of its (over-long) fields in the record.
+    async fn within_bounds(
+        &self,
+        caller: &Caller,
+        action: &str,
+        run_id: &str,
+        checked: Result<(), bounds::Violation>,
+    ) -> Result<(), Status> {
+        let Err(v) = checked else { return Ok(()) };
+        let st = Status::from(v);
+        let run_id = if run_id.len() <= bounds::MAX_RUN_ID_BYTES {
+            run_id
+        } else {
+            ""
+        };
+        let rec = AuditRecord::new(
+            caller.clone(),
+            action,
+            run_id,
+            json!({"out_of_bounds": true}),
+        );
+        self.write_audit(refusal(rec, &st)).await;
+        Err(st)
+    }
+
     async fn write_audit(&self, rec: AuditRecord) {
         let (action, run_id) = (rec.action.clone(), rec.run_id.clone());
         if let Err(e) = self.store.audit(rec).await {
@@ -138,6 +165,8 @@ impl Supervisor for SupervisorService {
     ) -> Result<Response<proto::SpawnResponse>, Status> {
         let who = caller(&request);
         let r = request.into_inner();
+        self.within_bounds(&who, "spawn", "", bounds::spawn(&r))
+            .await?;
         // Env values may hold secrets: the audit records their names only.
         let env_keys: Vec<&String> = r.env.keys().collect();
         let fields = json!({"argv": r.argv, "cwd": r.cwd, "env_keys": env_keys, "labels": r.labels,
@@ -194,6 +223,7 @@ impl Supervisor for SupervisorService {
         request: Request<proto::GetRequest>,
     ) -> Result<Response<proto::Run>, Status> {
         let r = request.into_inner();
+        bounds::get(&r)?;
         need_run_id(&r.run_id)?;
         let run = self.handle.get(&r.run_id).await?;
         Ok(Response::new(run_to_proto(&run)))
@@ -204,6 +234,7 @@ impl Supervisor for SupervisorService {
         request: Request<proto::ListRequest>,
     ) -> Result<Response<proto::ListResponse>, Status> {
         let r = request.into_inner();
+        bounds::list(&r)?;
         let mut statuses = Vec::new();
         for (i, s) in r.statuses.iter().enumerate() {
             match status_from_proto(*s) {
@@ -229,6 +260,8 @@ impl Supervisor for SupervisorService {
     ) -> Result<Response<proto::KillResponse>, Status> {
         let who = caller(&request);
         let r = request.into_inner();
+        self.within_bounds(&who, "kill", &r.run_id, bounds::kill(&r))
+            .await?;
         let fields = json!({"force": r.force, "grace_ms": r.grace_ms, "reason": r.reason});
         let result = async {
             need_run_id(&r.run_id)?;
@@ -263,6 +296,8 @@ impl Supervisor for SupervisorService {
     ) -> Result<Response<proto::RestartResponse>, Status> {
         let who = caller(&request);
         let r = request.into_inner();
+        self.within_bounds(&who, "restart", &r.run_id, bounds::restart(&r))
+            .await?;
         let fields = json!({"reason": r.reason, "resume": r.resume});
         let result = async {
             need_run_id(&r.run_id)?;
@@ -290,6 +325,13 @@ impl Supervisor for SupervisorService {
     ) -> Result<Response<proto::Run>, Status> {
         let who = caller(&request);
         let r = request.into_inner();
+        self.within_bounds(
+            &who,
+            "force_complete",
+            &r.run_id,
+            bounds::force_complete(&r),
+        )
+        .await?;
         let fields = json!({"outcome": r.outcome, "reason": r.reason});
         let result = async {
             need_run_id(&r.run_id)?;
@@ -324,6 +366,8 @@ impl Supervisor for SupervisorService {
     ) -> Result<Response<proto::PurgeResponse>, Status> {
         let who = caller(&request);
         let r = request.into_inner();
+        self.within_bounds(&who, "purge", &r.run_id, bounds::purge(&r))
+            .await?;
         let status_name = status_from_proto(r.status)
             .map(|s| s.as_str())
             .unwrap_or("");
@@ -400,6 +444,7 @@ impl Supervisor for SupervisorService {
         request: Request<proto::ListAuditRequest>,
     ) -> Result<Response<proto::ListAuditResponse>, Status> {
         let r = request.into_inner();
+        bounds::list_audit(&r)?;
         let limit = if r.limit == 0 { 1000 } else { r.limit as usize };
         let store = self.store.clone();
         let records =
@@ -451,6 +496,8 @@ impl Supervisor for SupervisorService {
     ) -> Result<Response<proto::Alert>, Status> {
         let who = caller(&request);
         let r = request.into_inner();
+        self.within_bounds(&who, "ack_alert", "", bounds::ack_alert(&r))
+            .await?;
         let fields = json!({"alert_id": r.id, "note": r.note});
         let store = self.store.clone();
         let by = if r.note.is_empty() {
@@ -515,6 +562,7 @@ impl Supervisor for SupervisorService {
         request: Request<proto::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let r = request.into_inner();
+        bounds::watch(&r)?;
         // Subscribe first, then look the run up, so no change falls between the two.
         let mut events = self.handle.subscribe();
         let (tx, rx) = tokio::sync::mpsc::channel(256);
@@ -582,6 +630,7 @@ impl Supervisor for SupervisorService {
         request: Request<proto::LogsRequest>,
     ) -> Result<Response<Self::LogsStream>, Status> {
         let r = request.into_inner();
+        bounds::logs(&r)?;
         need_run_id(&r.run_id)?;
         let source = self.handle.logs(&r.run_id).await?;
         let tail = if r.tail_bytes == 0 {
@@ -603,22 +652,25 @@ impl Supervisor for SupervisorService {
     // Queue control: implemented by the queue work (issue: work queue and run policy).
     async fn cancel(
         &self,
-        _request: Request<proto::CancelRequest>,
+        request: Request<proto::CancelRequest>,
     ) -> Result<Response<proto::CancelResponse>, Status> {
+        bounds::cancel(request.get_ref())?;
         Err(Status::unimplemented("Cancel is not implemented yet"))
     }
 
     async fn update_queue(
         &self,
-        _request: Request<proto::UpdateQueueRequest>,
+        request: Request<proto::UpdateQueueRequest>,
     ) -> Result<Response<proto::QueueHealth>, Status> {
+        bounds::update_queue(request.get_ref())?;
         Err(Status::unimplemented("UpdateQueue is not implemented yet"))
     }
 
     async fn get_queue_health(
         &self,
-        _request: Request<proto::GetQueueHealthRequest>,
+        request: Request<proto::GetQueueHealthRequest>,
     ) -> Result<Response<proto::GetQueueHealthResponse>, Status> {
+        bounds::get_queue_health(request.get_ref())?;
         Err(Status::unimplemented(
             "GetQueueHealth is not implemented yet",
         ))
