@@ -145,6 +145,42 @@ struct RawLogs {
     max_line_bytes: Option<usize>,
 }
 
+/// The `--permission-mode` choices `PROGRAM --help` lists, or none if it cannot say within a
+/// few seconds (not installed, not the Claude CLI). Only asked for a mode the daemon does not
+/// know, so an ordinary config starts nothing.
+fn ask_cli_permission_modes(program: &str) -> Vec<String> {
+    use std::process::{Command, Stdio};
+    let child = Command::new(program)
+        .arg("--help")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn();
+    let Ok(mut child) = child else {
+        return Vec::new();
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Vec::new();
+            }
+        }
+    }
+    let mut help = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        use std::io::Read;
+        let _ = out.by_ref().take(1 << 20).read_to_string(&mut help);
+    }
+    crate::agent::claude::parse_permission_modes(&help)
+}
+
 /// How runs are contained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ContainmentMode {
@@ -445,7 +481,7 @@ impl RawWorkflow {
             })?),
             (None, None) => None,
         };
-        let template = ClaudeTemplate {
+        let mut template = ClaudeTemplate {
             program: self.program.unwrap_or_else(|| "claude".into()),
             model: self.model,
             max_turns: self.max_turns,
@@ -453,10 +489,17 @@ impl RawWorkflow {
             allowed_tools: self.allowed_tools,
             append_system_prompt,
             extra_args: self.extra_args,
+            cli_permission_modes: Vec::new(),
         };
+        // A mode this daemon does not know may be one a newer CLI has: ask the CLI itself.
+        if let Some(mode) = &template.permission_mode {
+            if !template.accepts_permission_mode(mode) {
+                template.cli_permission_modes = ask_cli_permission_modes(&template.program);
+            }
+        }
         template
             .validate()
-            .map_err(|e| bad("extra_args", e.to_string()))?;
+            .map_err(|e| bad(e.field(), e.to_string()))?;
         let stop_signals = self
             .stop_signals
             .unwrap_or_else(|| vec!["INT".into(), "TERM".into()]);
@@ -654,6 +697,25 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(s.contains("workflows.b.on_max_runtime"), "{s}");
+        // A permission mode the CLI does not take: refused at start. (The program does not
+        // exist here, so asking it lists nothing more.)
+        let s = Config::parse(
+            "[workflows.b]\nprogram = \"/nonexistent/claude\"\npermission_mode = \"yolo\"\n",
+            "t.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            s.contains("workflows.b.permission_mode")
+                && s.contains("\"yolo\"")
+                && s.contains("plan"),
+            "{s}"
+        );
+        let c = Config::parse("[workflows.b]\npermission_mode = \"plan\"\n", "t.toml").unwrap();
+        assert_eq!(
+            c.workflows["b"].template.permission_mode.as_deref(),
+            Some("plan")
+        );
     }
 
     #[test]

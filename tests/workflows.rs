@@ -246,8 +246,11 @@ async fn replays_yield_the_progress_and_status_their_transcripts_record() {
                 assert_eq!(run.status(), RunStatus::Succeeded, "{name}: {run:?}");
                 assert!(run.error.is_empty(), "{name}: {:?}", run.error);
             }
-            // No result at all: the status comes from the exit code alone; see the report.
-            None => assert!(common::is_terminal(run.status()), "{name}: {run:?}"),
+            // No result at all, yet exit code 0: the agent did not finish its work.
+            None => {
+                assert_eq!(run.status(), RunStatus::Failed, "{name}: {run:?}");
+                assert_eq!(run.error, "the agent exited without a result", "{name}");
+            }
         }
         let a = agent(&run);
         assert_progress(name, a, &f);
@@ -563,4 +566,141 @@ async fn restart_with_resume_continues_the_session_or_says_why_not() {
         ],
     )
     .await;
+}
+
+/// A workflow run whose agent exits 0 without ever printing a stream-json `result` (it
+/// crashed, was cut off, or is not the CLI) ends FAILED, saying so; the same program run by
+/// argv keeps exit-code semantics, and a workflow agent that exits non-zero without a result
+/// is FAILED by its exit code, as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_that_exits_zero_without_a_result_fails() {
+    let scripts = Scripts::new();
+    let transcript = fixture("stuck_init.jsonl");
+    assert!(facts(&fixture_bytes("stuck_init.jsonl")).result.is_none());
+    let replay = |code: u8| {
+        format!(
+            "exec {} --replay {} --exit {code}",
+            shq(FAKE_AGENT),
+            shq(transcript.display().to_string())
+        )
+    };
+    let quiet = scripts.agent("quiet-agent", &replay(0));
+    let crashing = scripts.agent("crashing-agent", &replay(3));
+    let daemon = replay_daemon(
+        &scripts,
+        &format!(
+            "{}{}",
+            workflow_toml("quiet", &quiet, ""),
+            workflow_toml("crashing", &crashing, "")
+        ),
+    )
+    .await;
+    let api = daemon.api();
+
+    let run = spawn_workflow(&api, "quiet", "do the work", &[]).await;
+    let run = api.wait_terminal(&run.run_id, TIMEOUT).await;
+    assert_eq!(run.exit_code, Some(0), "{run:?}");
+    assert_eq!(run.status(), RunStatus::Failed, "{run:?}");
+    assert_eq!(run.error, "the agent exited without a result", "{run:?}");
+    assert!(agent(&run).result_subtype.is_empty(), "{run:?}");
+
+    let crashed = spawn_workflow(&api, "crashing", "do the work", &[]).await;
+    let crashed = api.wait_terminal(&crashed.run_id, TIMEOUT).await;
+    assert_eq!(crashed.status(), RunStatus::Failed, "{crashed:?}");
+    assert_eq!(crashed.exit_code, Some(3), "{crashed:?}");
+    assert!(
+        crashed.error.contains('3'),
+        "the exit code says it: {crashed:?}"
+    );
+
+    let argv = api
+        .spawn(&common::fake(&[
+            "--replay",
+            &transcript.display().to_string(),
+        ]))
+        .await;
+    let argv = api.wait_terminal(&argv.run_id, TIMEOUT).await;
+    assert_eq!(argv.status(), RunStatus::Succeeded, "{argv:?}");
+
+    assert_all_gone(&daemon, &[&run.run_id, &crashed.run_id, &argv.run_id]).await;
+}
+
+/// `permission_mode` is one the Claude CLI accepts: in an override, INVALID_ARGUMENT naming it
+/// and the accepted values, with no run made; in a template, the config is refused at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permission_modes_the_cli_does_not_take_are_refused() {
+    let scripts = Scripts::new();
+    let daemon = replay_daemon(&scripts, "").await;
+    let api = daemon.api();
+    let feed = scripts.write(
+        "ok.sh",
+        format!(
+            "exec cat {}",
+            shq(fixture("success.jsonl").display().to_string())
+        )
+        .as_bytes(),
+    );
+    let feed = feed.display().to_string();
+
+    let mut request = workflow_request("replay", "do it", &[("WFT_FEED", &feed)]);
+    request.overrides = Some(SpawnOverrides {
+        permission_mode: Some("yolo".into()),
+        ..Default::default()
+    });
+    let refused = api.try_spawn(request).await.expect_err("an unknown mode");
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    for needle in [
+        "permission_mode",
+        "\"yolo\"",
+        "acceptEdits",
+        "bypassPermissions",
+        "plan",
+    ] {
+        assert!(
+            refused.message().contains(needle),
+            "{needle}: {}",
+            refused.message()
+        );
+    }
+    assert!(api.list().await.is_empty(), "no run was made");
+
+    let mut request = workflow_request("replay", "plan it", &[("WFT_FEED", &feed)]);
+    request.overrides = Some(SpawnOverrides {
+        permission_mode: Some("plan".into()),
+        ..Default::default()
+    });
+    let run = api.try_spawn(request).await.expect("a known mode");
+    let args = scripts.wait_args(&run.run_id).await;
+    assert!(
+        args.windows(2).any(|w| w == ["--permission-mode", "plan"]),
+        "{args:?}"
+    );
+    let run = api.wait_terminal(&run.run_id, TIMEOUT).await;
+    assert_eq!(run.status(), RunStatus::Succeeded, "{run:?}");
+    assert_all_gone(&daemon, &[&run.run_id]).await;
+
+    // In a template: the daemon refuses the config and does not start.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[workflows.reviewer]\nprogram = \"/nonexistent/claude\"\npermission_mode = \"yolo\"\n",
+    )
+    .expect("config");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wf-supervisor"))
+        .arg("--config")
+        .arg(&config)
+        .arg("--socket")
+        .arg(dir.path().join("wf.sock"))
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .output()
+        .expect("running the daemon");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("workflows.reviewer.permission_mode") && stderr.contains("\"yolo\""),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("wf.sock").exists(), "it never served");
 }

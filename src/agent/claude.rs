@@ -32,6 +32,42 @@ const RESERVED_FLAGS: &[&str] = &[
     "--append-system-prompt",
 ];
 
+/// The values `--permission-mode` takes in the Claude Code CLI this daemon is tested with
+/// (2.1.197's `--help`: "choices: ..."). A CLI that lists more is asked at config load (see
+/// `parse_permission_modes`), so a newer CLI's modes work without a new daemon.
+pub const PERMISSION_MODES: &[&str] = &[
+    "acceptEdits",
+    "auto",
+    "bypassPermissions",
+    "default",
+    "dontAsk",
+    "plan",
+];
+
+/// The `--permission-mode` choices a CLI's `--help` lists:
+/// `--permission-mode <mode>  ... (choices: "acceptEdits", "auto", ...)`, possibly wrapped
+/// over several lines. Empty when the help has no such option.
+pub fn parse_permission_modes(help: &str) -> Vec<String> {
+    let Some(at) = help.find("--permission-mode") else {
+        return Vec::new();
+    };
+    let rest = &help[at..];
+    let Some(open) = rest.find("(choices:") else {
+        return Vec::new();
+    };
+    // The choices end at the closing parenthesis; never look past the next option.
+    let next_option = rest[2..].find("\n  -").map_or(rest.len(), |i| i + 2);
+    if open > next_option {
+        return Vec::new();
+    }
+    let list = &rest[open + "(choices:".len()..];
+    let list = &list[..list.find(')').unwrap_or(list.len())];
+    list.split(',')
+        .map(|c| c.trim().trim_matches('"').to_string())
+        .filter(|c| !c.is_empty() && !c.contains(char::is_whitespace))
+        .collect()
+}
+
 /// How a workflow runs the Claude Code CLI.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -50,6 +86,10 @@ pub struct ClaudeTemplate {
     pub append_system_prompt: Option<String>,
     /// Passed as they are, before `--allowedTools`.
     pub extra_args: Vec<String>,
+    /// `--permission-mode` values the installed CLI listed beyond `PERMISSION_MODES` (asked at
+    /// config load; not stored with runs).
+    #[serde(skip)]
+    pub cli_permission_modes: Vec<String>,
 }
 
 impl Default for ClaudeTemplate {
@@ -62,6 +102,7 @@ impl Default for ClaudeTemplate {
             allowed_tools: Vec::new(),
             append_system_prompt: None,
             extra_args: Vec::new(),
+            cli_permission_modes: Vec::new(),
         }
     }
 }
@@ -79,6 +120,21 @@ pub enum TemplateError {
     ZeroMaxTurns,
     #[error("extra_args sets {arg:?}, which the template sets itself; use its own field")]
     ReservedFlag { arg: String },
+    #[error("permission_mode {value:?} is not one the Claude CLI accepts ({accepted})")]
+    UnknownPermissionMode { value: String, accepted: String },
+}
+
+impl TemplateError {
+    /// The template field the error is about.
+    pub fn field(&self) -> &'static str {
+        match self {
+            TemplateError::EmptyProgram => "program",
+            TemplateError::Empty { field } | TemplateError::LooksLikeFlag { field, .. } => field,
+            TemplateError::ZeroMaxTurns => "max_turns",
+            TemplateError::ReservedFlag { .. } => "extra_args",
+            TemplateError::UnknownPermissionMode { .. } => "permission_mode",
+        }
+    }
 }
 
 impl ClaudeTemplate {
@@ -98,6 +154,18 @@ impl ClaudeTemplate {
                 check_value(field, v)?;
             }
         }
+        if let Some(mode) = &self.permission_mode {
+            if !self.accepts_permission_mode(mode) {
+                let mut accepted: Vec<&str> = PERMISSION_MODES.to_vec();
+                accepted.extend(self.cli_permission_modes.iter().map(String::as_str));
+                accepted.sort_unstable();
+                accepted.dedup();
+                return Err(TemplateError::UnknownPermissionMode {
+                    value: mode.clone(),
+                    accepted: accepted.join(", "),
+                });
+            }
+        }
         for tool in &self.allowed_tools {
             check_value("allowed_tools", tool)?;
         }
@@ -108,6 +176,13 @@ impl ClaudeTemplate {
             }
         }
         Ok(())
+    }
+}
+
+impl ClaudeTemplate {
+    /// Whether `--permission-mode MODE` is one this daemon knows or the installed CLI listed.
+    pub fn accepts_permission_mode(&self, mode: &str) -> bool {
+        PERMISSION_MODES.contains(&mode) || self.cli_permission_modes.iter().any(|m| m == mode)
     }
 }
 
@@ -176,7 +251,52 @@ mod tests {
             allowed_tools: vec!["Read".into(), "Bash(git log:*)".into(), "Edit".into()],
             append_system_prompt: Some("Write a heartbeat to fd 3.".into()),
             extra_args: vec!["--add-dir".into(), "../shared".into()],
+            cli_permission_modes: Vec::new(),
         }
+    }
+
+    /// `claude --help` of 2.1.197, the option and its neighbours as printed.
+    const HELP: &str = "  --model <model>                       Model for the current session\n\
+  --permission-mode <mode>              Permission mode to use for the session\n\
+                                        (choices: \"acceptEdits\", \"auto\",\n\
+                                        \"bypassPermissions\", \"default\",\n\
+                                        \"dontAsk\", \"plan\")\n\
+  --plugin-dir <path>                   Load plugins (choices: \"x\")\n";
+
+    #[test]
+    fn permission_modes_are_read_from_the_clis_help() {
+        assert_eq!(parse_permission_modes(HELP), PERMISSION_MODES);
+        assert!(parse_permission_modes("  --model <m>\n").is_empty());
+        // Choices of another option are not taken for the permission mode's.
+        let no_choices = "  --permission-mode <mode>  Mode\n  --other <x>  (choices: \"y\")\n";
+        assert!(parse_permission_modes(no_choices).is_empty());
+    }
+
+    #[test]
+    fn permission_mode_must_be_one_the_cli_accepts() {
+        for mode in PERMISSION_MODES {
+            let t = ClaudeTemplate {
+                permission_mode: Some(mode.to_string()),
+                ..full()
+            };
+            assert_eq!(t.validate(), Ok(()), "{mode}");
+        }
+        let bad = ClaudeTemplate {
+            permission_mode: Some("yolo".into()),
+            ..full()
+        };
+        let e = bad.validate().unwrap_err();
+        assert_eq!(e.field(), "permission_mode");
+        assert!(
+            e.to_string().contains("\"yolo\"") && e.to_string().contains("acceptEdits, auto"),
+            "{e}"
+        );
+        // One a newer CLI listed is accepted.
+        let newer = ClaudeTemplate {
+            cli_permission_modes: vec!["yolo".into()],
+            ..bad
+        };
+        assert_eq!(newer.validate(), Ok(()));
     }
 
     #[test]

@@ -7,6 +7,10 @@ use crate::agent::heartbeat::HeartbeatState;
 use crate::agent::progress::Progress;
 use crate::agent::stream_json::Outcome;
 
+/// Why a workflow run whose agent exited 0 failed all the same: it never printed its `result`
+/// (it crashed or was cut off before finishing, or is not the CLI it claims to be).
+pub const NO_RESULT: &str = "the agent exited without a result";
+
 /// A run started from a workflow template.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentSpec {
@@ -102,11 +106,54 @@ impl AgentState {
         }
     }
 
+    /// Why the run failed when its leader exited on its own, by the agent's own account: its
+    /// `result` said so (whatever the exit code), or it exited 0 without ever printing one.
+    /// `None`: the exit code decides (0 is success). Argv runs have no agent state and keep
+    /// exit-code semantics.
+    pub fn failure_at_exit(&self, exited_zero: bool) -> Option<String> {
+        match (&self.result_is_error, exited_zero) {
+            (None, true) => Some(NO_RESULT.to_string()),
+            (None, false) => None,
+            (Some(_), _) => self.failure.clone(),
+        }
+    }
+
     /// The heartbeat side of the state.
     pub fn apply_heartbeats(&mut self, h: &HeartbeatState) {
         self.critical = h.critical.map(|c| c.as_str().to_string());
         self.heartbeat_message = h.last_message.clone().unwrap_or_default();
         self.heartbeat_progress = h.last_progress;
         self.malformed_heartbeats = h.malformed;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_agent_that_exits_zero_without_a_result_failed() {
+        let none = AgentState::default();
+        assert_eq!(none.failure_at_exit(true).as_deref(), Some(NO_RESULT));
+        assert_eq!(none.failure_at_exit(false), None, "the exit code says it");
+
+        let ok = AgentState {
+            result_is_error: Some(false),
+            ..AgentState::default()
+        };
+        assert_eq!(ok.failure_at_exit(true), None);
+        let failed = AgentState {
+            result_is_error: Some(true),
+            failure: Some("error_max_turns".into()),
+            ..AgentState::default()
+        };
+        assert_eq!(
+            failed.failure_at_exit(true).as_deref(),
+            Some("error_max_turns")
+        );
+        assert_eq!(
+            failed.failure_at_exit(false).as_deref(),
+            Some("error_max_turns")
+        );
     }
 }

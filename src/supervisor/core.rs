@@ -1167,8 +1167,12 @@ impl Core {
             Some(EndIntent::Complete { outcome, reason }) => {
                 (*outcome, format!("force-completed: {reason}"))
             }
-            None => match r.agent.as_ref().and_then(|a| a.failure.clone()) {
-                // The agent's own result says it failed, whatever the exit code.
+            None => match r
+                .agent
+                .as_ref()
+                .and_then(|a| a.failure_at_exit(matches!(exit, Some(ExitKind::Code(0)))))
+            {
+                // The agent's own account says it failed (see `failure_at_exit`).
                 Some(f) => {
                     if r.error.is_empty() {
                         r.error = f;
