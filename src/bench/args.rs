@@ -6,7 +6,8 @@ use clap::Parser;
 
 /// Every measure, in the order they run.
 pub const MEASURES: &[&str] = &[
-    "spawn",
+    "spawn_burst",
+    "spawn_idle",
     "kill_tree",
     "kill_ignore",
     "kill_mixed",
@@ -23,8 +24,8 @@ pub const MEASURES: &[&str] = &[
 #[derive(Debug, Parser)]
 #[command(name = "wf-bench", version, about)]
 pub struct Args {
-    /// Run only these measures (comma-separated): spawn, kill_tree, kill_ignore, kill_mixed,
-    /// kill_escapee, throughput, scale, flood, heartbeats.
+    /// Run only these measures (comma-separated): spawn_burst, spawn_idle (or spawn for both),
+    /// kill_tree, kill_ignore, kill_mixed, kill_escapee, throughput, scale, flood, heartbeats.
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub only: Vec<String>,
     /// Trials for each repeated measure (spawn, kill_*, List/Get latency), to scale a run down
@@ -43,6 +44,10 @@ pub struct Args {
     /// The daemon's `[containment] mode`: auto, cgroup or process-group.
     #[arg(long, value_name = "MODE", default_value = "auto")]
     pub containment: String,
+    /// The daemon's `[containment] cgroup_entry`: auto (clone3 into the cgroup where the kernel
+    /// can) or procs-write (the old route, for comparison).
+    #[arg(long, value_name = "HOW", default_value = "auto")]
+    pub cgroup_entry: String,
     /// Keep the temp dir (daemon logs, configs) for inspection.
     #[arg(long)]
     pub keep_temp: bool,
@@ -55,8 +60,12 @@ impl Args {
             return Ok(MEASURES.to_vec());
         }
         let mut out = Vec::new();
-        for name in &self.only {
-            let name = name.trim();
+        let only = self.only.iter().flat_map(|n| match n.trim() {
+            // Both spawn measures.
+            "spawn" => vec!["spawn_burst", "spawn_idle"],
+            other => vec![other],
+        });
+        for name in only {
             match MEASURES.iter().find(|m| **m == name) {
                 Some(m) if !out.contains(m) => out.push(*m),
                 Some(_) => {}
@@ -77,6 +86,8 @@ impl Args {
 pub struct Plan {
     pub quick: bool,
     pub spawn_trials: usize,
+    /// Idle spawns cost a 200 ms pause each (daemon and raw): fewer of them.
+    pub spawn_idle_trials: usize,
     pub kill_tree_trials: usize,
     pub kill_grace_trials: usize,
     /// Raw baseline trials of the grace measures (each costs the full grace; the baseline's
@@ -104,6 +115,7 @@ impl Plan {
             Plan {
                 quick,
                 spawn_trials: 40,
+                spawn_idle_trials: 15,
                 kill_tree_trials: 10,
                 kill_grace_trials: 3,
                 kill_grace_raw_trials: 2,
@@ -126,6 +138,7 @@ impl Plan {
             Plan {
                 quick,
                 spawn_trials: 300,
+                spawn_idle_trials: 100,
                 kill_tree_trials: 100,
                 kill_grace_trials: 50,
                 kill_grace_raw_trials: 20,
@@ -148,6 +161,7 @@ impl Plan {
         if let Some(n) = trials {
             let n = n.max(1);
             p.spawn_trials = n;
+            p.spawn_idle_trials = n;
             p.kill_tree_trials = n;
             p.kill_grace_trials = n;
             p.kill_grace_raw_trials = p.kill_grace_raw_trials.min(n);

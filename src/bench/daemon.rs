@@ -249,9 +249,10 @@ fn config_text(ctx: &Ctx) -> String {
         "# Written by wf-bench.\n\
          [daemon]\nshutdown_timeout_ms = 15000\n\n\
          [runs]\nmax_live_runs = {}\n\n\
-         [containment]\nmode = \"{}\"\n",
+         [containment]\nmode = \"{}\"\ncgroup_entry = \"{}\"\n",
         ctx.plan.max_live_runs(),
-        ctx.containment
+        ctx.containment,
+        ctx.cgroup_entry
     )
 }
 

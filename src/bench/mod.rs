@@ -53,6 +53,8 @@ pub struct Ctx {
     /// A private copy of this executable: the heartbeat agent.
     pub self_exe: PathBuf,
     pub containment: String,
+    /// The daemon's `[containment] cgroup_entry`: auto or procs-write.
+    pub cgroup_entry: String,
 }
 
 impl Ctx {
@@ -105,6 +107,12 @@ fn setup(args: &Args) -> anyhow::Result<(Ctx, Vec<&'static str>, u64)> {
         anyhow::bail!(
             "--containment: {:?} is not one of auto, cgroup, process-group",
             args.containment
+        );
+    }
+    if !["auto", "procs-write"].contains(&args.cgroup_entry.as_str()) {
+        anyhow::bail!(
+            "--cgroup-entry: {:?} is not one of auto, procs-write",
+            args.cgroup_entry
         );
     }
     let self_exe = std::env::current_exe().context("cannot find this executable")?;
@@ -164,6 +172,7 @@ fn setup(args: &Args) -> anyhow::Result<(Ctx, Vec<&'static str>, u64)> {
         daemon_bin: daemon_copy,
         self_exe: self_copy,
         containment: args.containment.clone(),
+        cgroup_entry: args.cgroup_entry.clone(),
     };
     Ok((ctx, measures, nofile))
 }
@@ -290,7 +299,8 @@ async fn run_measures(ctx: &Ctx, measures: &[&'static str], reports: &mut Vec<Re
         eprintln!("wf-bench: {name} ...");
         let t = Instant::now();
         let result = match name {
-            "spawn" => spawn::run(ctx).await,
+            "spawn_burst" => spawn::run(ctx, spawn::Pace::Burst).await,
+            "spawn_idle" => spawn::run(ctx, spawn::Pace::Idle).await,
             "kill_tree" => kill::run(ctx, kill::Kind::Tree).await,
             "kill_ignore" => kill::run(ctx, kill::Kind::Ignore).await,
             "kill_mixed" => kill::run(ctx, kill::Kind::Mixed).await,
