@@ -926,3 +926,99 @@ async fn bad_policy_input_is_refused_naming_the_field() {
     }
     assert!(work.started().is_empty());
 }
+
+// wfctl ---------------------------------------------------------------------------------------
+
+/// Runs wfctl against the site's socket; (exit code, stdout, stderr).
+fn wfctl(site: &Site, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wfctl"))
+        .arg("--socket")
+        .arg(&site.socket)
+        .args(args)
+        .output()
+        .expect("running wfctl");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wfctl_queues_cancels_kills_by_selector_and_waits() {
+    let mut site = site_with("[queues.one]\nmax_concurrent = 1\n");
+    let api = site.start().await;
+    let work = Work::new(&site);
+    let tag = format!("WF_TEST_TAG={}", unique("wfctl"));
+    let spawn = |extra: &[&str], script: &str| {
+        let mut args = vec!["spawn", "-e", &tag, "--label", "team=cli"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--", "/bin/sh", "-c", script]);
+        let (code, out, err) = wfctl(&site, &args);
+        assert_eq!(code, 0, "spawn {extra:?}: {err}");
+        out.trim().to_string()
+    };
+    let gate = work.gate("cli");
+    let hold = format!("while [ ! -e '{}' ]; do sleep 0.02; done", gate.display());
+    let first = spawn(&["--queue", "one"], &hold);
+    api.wait_running(&first).await;
+    let second = spawn(
+        &["--queue", "one", "--priority", "2", "--timeout", "1h"],
+        "exit 3",
+    );
+    let run = api.get(&second).await;
+    assert_eq!(run.status(), RunStatus::Queued);
+    assert_eq!((run.priority, run.timeout_ms), (2, 3_600_000));
+    // ps shows the QUEUE column and filters by queue and label.
+    let (code, out, _) = wfctl(&site, &["ps", "--queue", "one", "--label", "team=cli"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.lines().next().is_some_and(|h| h.contains("QUEUE")),
+        "{out}"
+    );
+    assert_eq!(out.lines().count(), 3, "{out}");
+    // queue: the table; pause and resume.
+    let (code, out, _) = wfctl(&site, &["queue", "pause", "one"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("yes"), "{out}");
+    let (code, out, _) = wfctl(&site, &["queue"]);
+    assert_eq!(code, 0);
+    let row = out.lines().find(|l| l.starts_with("one")).expect("row one");
+    assert!(row.contains("yes"), "{out}");
+    wfctl(&site, &["queue", "resume", "one"]);
+    // A bulk kill is a dry run without --yes.
+    let (code, out, _) = wfctl(&site, &["kill", "--selector", "team=cli,status=running"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("would kill 1 run(s)") && out.contains(&first),
+        "{out}"
+    );
+    assert_eq!(api.get(&first).await.status(), RunStatus::Running);
+    // wait: exit 5 on timeout, then the code of the first failure.
+    let (code, _, err) = wfctl(&site, &["wait", &first, "--timeout", "200ms"]);
+    assert_eq!(code, 5, "{err}");
+    std::fs::write(&gate, b"").expect("gate");
+    let (code, out, err) = wfctl(&site, &["wait", &first, &second, "--timeout", "60s"]);
+    assert_eq!(code, 10, "{out}{err}");
+    assert!(out.contains(&format!("{first} succeeded")), "{out}");
+    assert!(out.contains(&format!("{second} failed")), "{out}");
+    // cancel: one queued run, then bulk with --yes.
+    let third = spawn(&["--queue", "one", "--not-before", "+1h"], "exit 0");
+    let (code, out, _) = wfctl(&site, &["cancel", &third, "--reason", "later"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("cancelled") && out.contains("no process ever existed"),
+        "{out}"
+    );
+    let fourth = spawn(&["--queue", "one", "--not-before", "+1h"], "exit 0");
+    let (code, out, _) = wfctl(&site, &["cancel", "--selector", "team=cli", "--yes"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("cancelled 1 run(s)") && out.contains(&fourth),
+        "{out}"
+    );
+    let (code, _, _) = wfctl(&site, &["wait", &fourth]);
+    assert_eq!(code, 12);
+    let (code, _, err) = wfctl(&site, &["cancel", "--selector", "nonsense"]);
+    assert_eq!(code, 2, "{err}");
+}
