@@ -14,6 +14,7 @@ use crate::agent::health::{Action, Rule, StuckRules};
 use crate::agent::heartbeat::CriticalSection;
 use crate::process::signals::parse_signal;
 use crate::process::spawn::SpawnMethod;
+use crate::schedule::{RestartOn, RestartPolicy, DEFAULT_QUEUE};
 
 /// The configuration the daemon runs on when no `--config` is given.
 pub const DEFAULT_CONFIG: &str = include_str!("default-config.toml");
@@ -49,7 +50,32 @@ struct RawConfig {
     #[serde(default)]
     workflows: BTreeMap<String, RawWorkflow>,
     #[serde(default)]
+    queues: BTreeMap<String, RawQueue>,
+    #[serde(default)]
     debug: RawDebug,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQueue {
+    max_concurrent: Option<usize>,
+    max_queued: Option<usize>,
+    /// Alert when more runs than this wait in the queue.
+    alert_queue_depth: Option<usize>,
+    /// Alert when a run has waited longer than this.
+    alert_queue_wait: Option<String>,
+}
+
+/// `restart = { on = [...], max_restarts, backoff, max_backoff, reset_after }`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRestart {
+    #[serde(default)]
+    on: Vec<String>,
+    max_restarts: Option<u32>,
+    backoff: Option<String>,
+    max_backoff: Option<String>,
+    reset_after: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -91,6 +117,10 @@ struct RawWorkflow {
     critical_grace_git: Option<String>,
     critical_grace_db: Option<String>,
     critical_grace_files: Option<String>,
+    /// The queue its runs go to (default: "default").
+    queue: Option<String>,
+    /// The restart policy of its runs, unless a spawn gives its own.
+    restart: Option<RawRestart>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -211,11 +241,38 @@ pub struct Config {
     pub log_max_bytes_per_stream: u64,
     pub max_line_bytes: usize,
     pub workflows: BTreeMap<String, Workflow>,
+    /// Every queue by name; `default` is always there.
+    pub queues: BTreeMap<String, QueueConfig>,
     pub debug_wedge_on_sigusr2: bool,
     pub user: Option<String>,
     pub memory_max_bytes: Option<u64>,
     pub pids_max: Option<u64>,
     pub spawn_method: SpawnMethod,
+}
+
+/// One queue's limits and alert thresholds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueConfig {
+    pub max_concurrent: usize,
+    pub max_queued: usize,
+    pub alert_queue_depth: usize,
+    pub alert_queue_wait: Duration,
+}
+
+/// The longest duration a policy field may have.
+pub const MAX_POLICY_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Parse a policy duration ("10s", "5m"); over 30 days or zero is refused.
+pub fn policy_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration such as \"10s\" or \"5m\" ({e})"))?;
+    if d.is_zero() {
+        return Err(format!("{s:?} is zero"));
+    }
+    if d > MAX_POLICY_DURATION {
+        return Err(format!("{s:?} is over the limit of 30 days"));
+    }
+    Ok(d)
 }
 
 /// How long a critical section declared on the heartbeat pipe holds off KILL.
@@ -258,6 +315,9 @@ pub struct Workflow {
     pub grace: Duration,
     pub rules: StuckRules,
     pub critical: CriticalGraces,
+    /// The queue its runs go to.
+    pub queue: String,
+    pub restart: Option<RestartPolicy>,
 }
 
 impl Config {
@@ -383,9 +443,70 @@ impl RawConfig {
                 format!("{max_line_bytes} must be between 256 and 67108864"),
             ));
         }
+        let mut queues = BTreeMap::new();
+        for (name, q) in self.queues {
+            let key = |k: &str| format!("queues.{name}.{k}");
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(bad(
+                    &format!("queues.{name}"),
+                    format!("{name:?} is not a queue name (letters, digits, - and _)"),
+                ));
+            }
+            let default_max = if name == DEFAULT_QUEUE {
+                max_live_runs
+            } else {
+                1
+            };
+            let max_concurrent = q.max_concurrent.unwrap_or(default_max);
+            if max_concurrent == 0 {
+                return Err(bad(&key("max_concurrent"), "must be at least 1".into()));
+            }
+            let max_queued = q.max_queued.unwrap_or(10_000);
+            if max_queued > 1_000_000 {
+                return Err(bad(
+                    &key("max_queued"),
+                    format!("{max_queued} is over the limit of 1000000"),
+                ));
+            }
+            let alert_queue_wait = match q.alert_queue_wait.as_deref() {
+                None => Duration::from_secs(600),
+                Some(s) => policy_duration(s).map_err(|m| bad(&key("alert_queue_wait"), m))?,
+            };
+            queues.insert(
+                name,
+                QueueConfig {
+                    max_concurrent,
+                    max_queued,
+                    alert_queue_depth: q.alert_queue_depth.unwrap_or(10),
+                    alert_queue_wait,
+                },
+            );
+        }
+        queues
+            .entry(DEFAULT_QUEUE.to_string())
+            .or_insert(QueueConfig {
+                max_concurrent: max_live_runs,
+                max_queued: 10_000,
+                alert_queue_depth: 10,
+                alert_queue_wait: Duration::from_secs(600),
+            });
         let mut workflows = BTreeMap::new();
         for (name, w) in self.workflows {
             let wf = w.validate(&name, text, origin)?;
+            if !queues.contains_key(&wf.queue) {
+                return Err(bad(
+                    &format!("workflows.{name}.queue"),
+                    format!(
+                        "{:?} is not a configured queue; queues: {}",
+                        wf.queue,
+                        queues.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+            }
             workflows.insert(name, wf);
         }
         if let Some(u) = &self.runs.user {
@@ -417,6 +538,7 @@ impl RawConfig {
         };
         Ok(Config {
             workflows,
+            queues,
             spawn_method,
             user: self.runs.user,
             memory_max_bytes: self.runs.memory_max_bytes,
@@ -600,7 +722,16 @@ impl RawWorkflow {
                 ));
             }
         }
+        let restart = match self.restart {
+            None => None,
+            Some(r) => Some(
+                r.validate()
+                    .map_err(|(k, m)| bad(&format!("restart.{k}"), m))?,
+            ),
+        };
         Ok(Workflow {
+            queue: self.queue.unwrap_or_else(|| DEFAULT_QUEUE.to_string()),
+            restart,
             name: name.to_string(),
             template,
             env: self.env,
@@ -610,6 +741,33 @@ impl RawWorkflow {
             grace: Duration::from_millis(grace_ms),
             rules,
             critical,
+        })
+    }
+}
+
+impl RawRestart {
+    fn validate(self) -> Result<RestartPolicy, (&'static str, String)> {
+        let d = RestartPolicy::default();
+        let mut on = Vec::new();
+        for s in &self.on {
+            let v = RestartOn::parse(s).ok_or((
+                "on",
+                format!("{s:?} is not one of \"failed\", \"timed_out\", \"lost\""),
+            ))?;
+            on.push(v);
+        }
+        let ms = |k: &'static str, v: Option<String>, default: u64| match v {
+            None => Ok(default),
+            Some(s) => policy_duration(&s)
+                .map(|d| d.as_millis() as u64)
+                .map_err(|m| (k, m)),
+        };
+        Ok(RestartPolicy {
+            on,
+            max_restarts: self.max_restarts.unwrap_or(d.max_restarts),
+            backoff_ms: ms("backoff", self.backoff, d.backoff_ms)?,
+            max_backoff_ms: ms("max_backoff", self.max_backoff, d.max_backoff_ms)?,
+            reset_after_ms: ms("reset_after", self.reset_after, d.reset_after_ms)?,
         })
     }
 }
@@ -716,6 +874,50 @@ mod tests {
             c.workflows["b"].template.permission_mode.as_deref(),
             Some("plan")
         );
+    }
+
+    #[test]
+    fn queues_default_and_validate() {
+        let c = Config::parse("[runs]\nmax_live_runs = 7\n", "t.toml").expect("valid");
+        assert_eq!(c.queues.len(), 1);
+        assert_eq!(c.queues["default"].max_concurrent, 7);
+        assert_eq!(c.queues["default"].max_queued, 10_000);
+        let c = Config::parse(
+            "[queues.agents]\nmax_concurrent = 3\n\n[workflows.b]\nqueue = \"agents\"\nrestart = { on = [\"failed\", \"lost\"], backoff = \"2s\" }\n",
+            "t.toml",
+        )
+        .expect("valid");
+        assert_eq!(c.queues["agents"].max_concurrent, 3);
+        let w = &c.workflows["b"];
+        assert_eq!(w.queue, "agents");
+        let r = w.restart.as_ref().expect("policy");
+        assert_eq!(r.on, vec![RestartOn::Failed, RestartOn::Lost]);
+        assert_eq!((r.backoff_ms, r.max_restarts), (2000, 3));
+        let s = Config::parse("[workflows.b]\nqueue = \"nope\"\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            s.contains("workflows.b.queue") && s.contains("default"),
+            "{s}"
+        );
+        let s = Config::parse("[queues.x]\nmax_concurrent = 0\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            s.contains("queues.x.max_concurrent") && s.contains("line 2"),
+            "{s}"
+        );
+        let s = Config::parse(
+            "[workflows.b]\nrestart = { on = [\"sometimes\"] }\n",
+            "t.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(s.contains("restart.on") && s.contains("sometimes"), "{s}");
+        let s = Config::parse("[queues.x]\nalert_queue_wait = \"90d\"\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(s.contains("30 days"), "{s}");
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod ids;
 pub mod process;
 pub mod proto;
 pub mod run;
+pub mod schedule;
 pub mod store;
 pub mod supervisor;
 pub mod systemd;

@@ -132,7 +132,7 @@ async fn spawn_honours_cwd_env_and_labels() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn spawns_beyond_max_live_runs_are_resource_exhausted() {
+async fn spawns_beyond_max_live_runs_wait_in_the_queue() {
     let daemon = Daemon::start_with(Options {
         runs_toml: "max_live_runs = 2\n".into(),
         ..Default::default()
@@ -141,19 +141,21 @@ async fn spawns_beyond_max_live_runs_are_resource_exhausted() {
     let api = daemon.api();
     let first = api.spawn(&fake(&["--hang"])).await;
     let second = api.spawn(&fake(&["--hang"])).await;
-    assert_code(
-        api.try_spawn(SpawnRequest {
-            argv: fake(&["--hang"]),
-            ..Default::default()
-        })
-        .await,
-        Code::ResourceExhausted,
-        "a third live run",
+    // A third live run has no slot: it is recorded QUEUED, with the reason, and no process.
+    let third = api.spawn(&fake(&["--hang"])).await;
+    assert_eq!(third.status(), RunStatus::Queued, "{third:?}");
+    assert_eq!(third.pid, 0, "{third:?}");
+    assert_eq!(third.queue, "default", "{third:?}");
+    assert_eq!(
+        third.waiting_reason, "queue default full: 2/2 running",
+        "{third:?}"
     );
-    // A slot frees once a run has ended.
+    assert!(third.queued_at > 0, "{third:?}");
+    assert!(pids_with_env(&format!("WF_RUN_ID={}", third.run_id)).is_empty());
+    // It starts once a slot frees.
     let response = api.kill(&first.run_id).await;
     assert!(response.success, "{response:?}");
-    let third = api.spawn(&fake(&["--hang"])).await;
+    api.wait_running(&third.run_id).await;
     for run in [&second, &third] {
         let response = api.kill(&run.run_id).await;
         assert!(response.success, "{response:?}");

@@ -5,6 +5,7 @@
 //! found alerts nobody has acknowledged yet).
 mod ack;
 mod audit;
+mod cancel;
 mod complete;
 mod connect;
 mod get;
@@ -14,8 +15,10 @@ mod logs;
 mod output;
 mod ps;
 mod purge;
+mod queue;
 mod restart;
 mod spawn;
+mod wait;
 mod watch;
 mod workflows;
 
@@ -46,7 +49,8 @@ pub const EXIT_UNACKNOWLEDGED_ALERTS: u8 = 4;
                   $RUNTIME_DIRECTORY/wf.sock, /run/wf-supervisor/wf.sock (as root), \
                   $XDG_RUNTIME_DIR/wf-supervisor/wf.sock.\n\
                   Exit codes: 0 ok, 1 API or connection error, 2 usage error, 3 kill left \
-                  survivors, 4 health found unacknowledged alerts."
+                  survivors, 4 health found unacknowledged alerts; `wait`: 5 timeout, 10 FAILED, \
+                  11 KILLED, 12 CANCELLED, 13 TIMED_OUT, 14 LOST."
 )]
 pub struct Cli {
     /// Unix socket of the daemon (default: $WF_SUPERVISOR_SOCKET, else the daemon's default).
@@ -93,6 +97,12 @@ pub enum Command {
     Ack(ack::AckArgs),
     /// List the workflow templates the daemon's config defines.
     Workflows(workflows::WorkflowsArgs),
+    /// End queued or live work: one run, or every run a selector matches (--yes to do it).
+    Cancel(cancel::CancelArgs),
+    /// Show the queues and their health; pause, resume or limit one.
+    Queue(queue::QueueArgs),
+    /// Block until runs have ended; exit 0 if all SUCCEEDED (else see `wfctl wait --help`).
+    Wait(wait::WaitArgs),
 }
 
 /// Parse the command line (usage errors exit 2 through clap), run the subcommand, and turn any
@@ -137,6 +147,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Health(a) => health::run(&mut client, a, json).await,
         Command::Ack(a) => ack::run(&mut client, a, json).await,
         Command::Workflows(a) => workflows::run(&mut client, a, json).await,
+        Command::Cancel(a) => cancel::run(&mut client, a, json).await,
+        Command::Queue(a) => queue::run(&mut client, a, json).await,
+        Command::Wait(a) => wait::run(&mut client, a, json).await,
     }
 }
 

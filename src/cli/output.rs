@@ -310,6 +310,7 @@ pub fn runs_table(runs: &[Run], now: i64, no_trunc: bool) -> String {
                     .map(fmt_duration_ms)
                     .unwrap_or_else(|| "-".to_string()),
                 exit_cell(r),
+                or_dash(&r.queue),
                 health_cell(r),
                 turns_cell(r),
                 if no_trunc {
@@ -322,7 +323,8 @@ pub fn runs_table(runs: &[Run], now: i64, no_trunc: bool) -> String {
         .collect();
     table(
         &[
-            "RUN ID", "STATUS", "PID", "AGE", "DURATION", "EXIT", "HEALTH", "TURNS", "COMMAND",
+            "RUN ID", "STATUS", "PID", "AGE", "DURATION", "EXIT", "QUEUE", "HEALTH", "TURNS",
+            "COMMAND",
         ],
         &rows,
     )
@@ -439,10 +441,65 @@ pub fn run_detail(r: &Run, now: i64, no_trunc: bool) -> String {
     };
     lines.push(("labels", kv(&r.labels)));
     lines.push(("env", kv(&r.env)));
+    queue_lines(&mut lines, r, now);
     if let Some(a) = &r.agent {
         agent_lines(&mut lines, a, now, no_trunc);
     }
     key_values(&lines)
+}
+
+/// The queue and policy part of the `get` view (only what is set).
+fn queue_lines(lines: &mut Vec<(&str, String)>, r: &Run, now: i64) {
+    if !r.queue.is_empty() {
+        let mut q = r.queue.clone();
+        if r.priority != 0 {
+            q.push_str(&format!(", priority {}", r.priority));
+        }
+        lines.push(("queue", q));
+    }
+    if !r.waiting_reason.is_empty() {
+        lines.push(("waiting", r.waiting_reason.clone()));
+    }
+    if r.queued_at > 0 {
+        lines.push(("queued", time_line(r.queued_at, now)));
+    }
+    if !r.after.is_empty() {
+        lines.push(("after", r.after.join(", ")));
+    }
+    if r.not_before > 0 {
+        lines.push(("not before", time_line(r.not_before, now)));
+    }
+    if r.timeout_ms > 0 {
+        let mut t = fmt_duration_ms(r.timeout_ms);
+        if r.timeout_at > 0 {
+            t.push_str(&format!(
+                " (at {})",
+                rfc3339(r.timeout_at).unwrap_or_default()
+            ));
+        }
+        lines.push(("timeout", t));
+    }
+    if r.queue_timeout_ms > 0 {
+        lines.push(("queue timeout", fmt_duration_ms(r.queue_timeout_ms)));
+    }
+    if let Some(p) = &r.restart {
+        if !p.on.is_empty() {
+            lines.push((
+                "restart",
+                format!(
+                    "on {}, at most {} times, backoff {} (max {}), reset after {}",
+                    p.on.join("/"),
+                    p.max_restarts,
+                    fmt_duration_ms(p.backoff_ms),
+                    fmt_duration_ms(p.max_backoff_ms),
+                    fmt_duration_ms(p.reset_after_ms)
+                ),
+            ));
+        }
+    }
+    if !r.idempotency_key.is_empty() {
+        lines.push(("idempotency key", r.idempotency_key.clone()));
+    }
 }
 
 /// The agent's part of the `get` view.
@@ -779,6 +836,7 @@ pub fn health_report(h: &GetHealthResponse) -> String {
     };
     let mut lines = vec![
         ("live runs", h.live_runs.to_string()),
+        ("queued runs", h.queued_runs.to_string()),
         ("total runs", h.total_runs.to_string()),
         ("containment", containment_line(h)),
     ];
@@ -886,6 +944,26 @@ pub fn run_json(r: &Run) -> Value {
     o.insert("output_truncated".into(), json!(r.output_truncated));
     o.insert("logs_missing".into(), json!(r.logs_missing));
     o.insert("workflow".into(), json!(r.workflow));
+    o.insert("queue".into(), json!(r.queue));
+    o.insert("priority".into(), json!(r.priority));
+    o.insert("after".into(), json!(r.after));
+    time_fields(&mut o, "not_before", r.not_before);
+    time_fields(&mut o, "queued_at", r.queued_at);
+    time_fields(&mut o, "timeout_at", r.timeout_at);
+    o.insert("waiting_reason".into(), json!(r.waiting_reason));
+    o.insert("timeout_ms".into(), json!(r.timeout_ms));
+    o.insert("queue_timeout_ms".into(), json!(r.queue_timeout_ms));
+    o.insert(
+        "restart".into(),
+        r.restart
+            .as_ref()
+            .map(|p| {
+                json!({"on": p.on, "max_restarts": p.max_restarts, "backoff_ms": p.backoff_ms,
+                    "max_backoff_ms": p.max_backoff_ms, "reset_after_ms": p.reset_after_ms})
+            })
+            .unwrap_or(Value::Null),
+    );
+    o.insert("idempotency_key".into(), json!(r.idempotency_key));
     o.insert(
         "agent".into(),
         r.agent.as_ref().map(agent_json).unwrap_or(Value::Null),
@@ -1053,6 +1131,9 @@ pub fn alert_json(a: &Alert) -> Value {
     o.insert("message".into(), json!(a.message));
     time_fields(&mut o, "acknowledged_at", a.acknowledged_at);
     o.insert("acknowledged_by".into(), json!(a.acknowledged_by));
+    time_fields(&mut o, "resolved_at", a.resolved_at);
+    o.insert("dedup_key".into(), json!(a.dedup_key));
+    o.insert("labels".into(), string_map(&a.labels));
     Value::Object(o)
 }
 
@@ -1060,6 +1141,7 @@ pub fn alert_json(a: &Alert) -> Value {
 pub fn health_json(h: &GetHealthResponse) -> Value {
     json!({
         "live_runs": h.live_runs,
+        "queued_runs": h.queued_runs,
         "total_runs": h.total_runs,
         "containment": h.containment,
         "cgroup_entry": h.cgroup_entry,
@@ -1371,7 +1453,7 @@ mod tests {
         let text = health_report(&h);
         assert_eq!(
             text,
-            "live runs:   1\ntotal runs:  4\ncontainment: cgroup\nalerts:      none\n"
+            "live runs:   1\nqueued runs: 0\ntotal runs:  4\ncontainment: cgroup\nalerts:      none\n"
         );
         let with_capacity = GetHealthResponse {
             cgroup_entry: "clone3".into(),

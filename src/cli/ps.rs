@@ -1,5 +1,5 @@
-//! `wfctl ps`: list runs, newest first, optionally only those in some statuses or the newest N;
-//! a table by default, `{"runs": [...]}` with --json.
+//! `wfctl ps`: list runs, newest first, optionally only those in some statuses, of a queue or
+//! workflow, with some labels, or the newest N; a table by default, `{"runs": [...]}` with --json.
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -29,6 +29,18 @@ pub struct PsArgs {
     #[arg(long, short = 'a', conflicts_with_all = ["status", "limit"])]
     pub all: bool,
 
+    /// Only runs of this queue.
+    #[arg(long, value_name = "QUEUE")]
+    pub queue: Option<String>,
+
+    /// Only runs of this workflow.
+    #[arg(long, value_name = "NAME")]
+    pub workflow: Option<String>,
+
+    /// Only runs with this label; repeatable (all must match).
+    #[arg(long = "label", short = 'l', value_name = "K=V", value_parser = super::parse_key_val)]
+    pub labels: Vec<(String, String)>,
+
     /// Show whole commands instead of cutting them at 60 characters.
     #[arg(long)]
     pub no_trunc: bool,
@@ -38,7 +50,9 @@ pub async fn run(client: &mut Client, args: PsArgs, json: bool) -> anyhow::Resul
     let request = ListRequest {
         statuses: args.status.iter().map(|s| *s as i32).collect(),
         limit: args.limit.unwrap_or(0),
-        ..Default::default()
+        queue: args.queue.clone().unwrap_or_default(),
+        workflow: args.workflow.clone().unwrap_or_default(),
+        labels: args.labels.iter().cloned().collect(),
     };
     let mut runs = client
         .list(request)

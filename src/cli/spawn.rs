@@ -3,7 +3,10 @@
 //! with a prompt (the daemon builds the Claude command line; --model, --max-turns,
 //! --permission-mode, --allowed-tool and --append-system-prompt change the template for this run),
 //! and `wfctl spawn [OPTIONS] -- CMD [ARGS]...` runs a command. Both take the working directory,
-//! environment, labels, stop signals and grace. Prints the new run id (or the whole response with
+//! environment, labels, stop signals and grace, and the queue and policy options (--queue,
+//! --priority, --after, --not-before, --timeout, --queue-timeout, --restart, --max-restarts,
+//! --restart-backoff, --idempotency-key). Prints the new run id (a queued run's id too, with why it
+//! waits on stderr) (or the whole response with
 //! --json); a run whose program could not be started is reported on stderr with exit code 1. A
 //! command line that is neither form is a usage error (exit 2), caught by [`SpawnArgs::target`]
 //! before the daemon is contacted.
@@ -13,11 +16,12 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use wf_supervisor::proto::{RunStatus, SpawnOverrides, SpawnRequest};
+use wf_supervisor::proto::{RestartPolicy, RunStatus, SpawnOverrides, SpawnRequest};
 
 use super::{api_error, output, Client};
 
 const WORKFLOW_OPTIONS: &str = "Workflow options (WORKFLOW PROMPT form only)";
+const QUEUE_OPTIONS: &str = "Queue and policy options";
 
 #[derive(Debug, Args)]
 #[command(override_usage = "wfctl spawn [OPTIONS] <WORKFLOW> <PROMPT>\n       \
@@ -45,6 +49,47 @@ pub struct SpawnArgs {
     /// daemon's).
     #[arg(long, value_name = "DURATION", value_parser = super::parse_grace)]
     pub grace: Option<u64>,
+
+    /// The queue to wait in for a slot (default: the workflow's, else "default").
+    #[arg(long, value_name = "QUEUE", help_heading = QUEUE_OPTIONS)]
+    pub queue: Option<String>,
+
+    /// Higher starts first (default 0); then the oldest.
+    #[arg(long, value_name = "N", allow_negative_numbers = true, help_heading = QUEUE_OPTIONS)]
+    pub priority: Option<i32>,
+
+    /// Start only once this run has SUCCEEDED (if it fails, this run is cancelled); repeatable.
+    #[arg(long, value_name = "ID", help_heading = QUEUE_OPTIONS)]
+    pub after: Vec<String>,
+
+    /// Do not start earlier: HH:MM[:SS] (UTC, the next such time), +DURATION, or Unix ms.
+    #[arg(long, value_name = "WHEN", value_parser = parse_not_before, help_heading = QUEUE_OPTIONS)]
+    pub not_before: Option<i64>,
+
+    /// Wall-clock limit once running, e.g. 1h: then the run ends TIMED_OUT.
+    #[arg(long, value_name = "DURATION", value_parser = super::parse_age, help_heading = QUEUE_OPTIONS)]
+    pub timeout: Option<u64>,
+
+    /// The longest it may wait to start, e.g. 10m: then it ends CANCELLED, never started.
+    #[arg(long, value_name = "DURATION", value_parser = super::parse_age, help_heading = QUEUE_OPTIONS)]
+    pub queue_timeout: Option<u64>,
+
+    /// Restart on these ends as a new linked run after a backoff: on-failure (failed,
+    /// timed_out and lost), or a comma list of failed, timed_out, lost.
+    #[arg(long, value_name = "WHEN", value_parser = parse_restart_on, help_heading = QUEUE_OPTIONS)]
+    pub restart: Option<RestartOn>,
+
+    /// With --restart: at most this many restarts (default 3).
+    #[arg(long, value_name = "N", requires = "restart", help_heading = QUEUE_OPTIONS)]
+    pub max_restarts: Option<u32>,
+
+    /// With --restart: the first backoff, doubled each time (default 10s, at most 5m).
+    #[arg(long, value_name = "DURATION", value_parser = super::parse_age, requires = "restart", help_heading = QUEUE_OPTIONS)]
+    pub restart_backoff: Option<u64>,
+
+    /// A retried spawn with the same key (within 24 hours) returns the first run instead.
+    #[arg(long, value_name = "KEY", help_heading = QUEUE_OPTIONS)]
+    pub idempotency_key: Option<String>,
 
     /// The model instead of the template's.
     #[arg(long, value_name = "MODEL", help_heading = WORKFLOW_OPTIONS)]
@@ -198,6 +243,76 @@ impl SpawnArgs {
     }
 }
 
+/// The statuses `--restart` names (API words: failed, timed_out, lost).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestartOn(pub Vec<String>);
+
+/// `--restart`: `on-failure` or a comma list of failed, timed_out, lost (`never`: none).
+pub fn parse_restart_on(s: &str) -> Result<RestartOn, String> {
+    restart_words(s).map(RestartOn)
+}
+
+fn restart_words(s: &str) -> Result<Vec<String>, String> {
+    let norm = s.trim().to_ascii_lowercase().replace('-', "_");
+    match norm.as_str() {
+        "on_failure" | "always" => {
+            return Ok(vec!["failed".into(), "timed_out".into(), "lost".into()])
+        }
+        "never" | "no" => return Ok(Vec::new()),
+        _ => {}
+    }
+    let mut on = Vec::new();
+    for part in norm.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let word = part.strip_prefix("on_").unwrap_or(part);
+        match word {
+            "failed" | "failure" => on.push("failed".to_string()),
+            "timed_out" | "timeout" => on.push("timed_out".to_string()),
+            "lost" => on.push("lost".to_string()),
+            _ => {
+                return Err(format!(
+                    "{s:?}: {part:?} is not on-failure or one of failed, timed_out, lost"
+                ))
+            }
+        }
+    }
+    if on.is_empty() {
+        return Err(format!("{s:?} names no status to restart on"));
+    }
+    Ok(on)
+}
+
+/// `--not-before` with the time now: `HH:MM[:SS]` (UTC; today, or tomorrow if that passed),
+/// `+DURATION`, or Unix milliseconds.
+pub fn not_before_at(s: &str, now_ms: i64) -> Result<i64, String> {
+    let t = s.trim();
+    if let Some(d) = t.strip_prefix('+') {
+        return super::parse_age(d).map(|ms| now_ms + ms as i64);
+    }
+    if !t.is_empty() && t.chars().all(|c| c.is_ascii_digit()) {
+        return t.parse().map_err(|_| format!("{s:?} is too large"));
+    }
+    let parts: Vec<&str> = t.split(':').collect();
+    let nums: Option<Vec<i64>> = parts.iter().map(|p| p.parse().ok()).collect();
+    match (parts.len(), nums) {
+        (2 | 3, Some(n)) if n[0] < 24 && n[1] < 60 && n.get(2).is_none_or(|s| *s < 60) => {
+            let secs = n[0] * 3600 + n[1] * 60 + n.get(2).copied().unwrap_or(0);
+            let day = now_ms.div_euclid(86_400_000) * 86_400_000;
+            let mut at = day + secs * 1000;
+            if at <= now_ms {
+                at += 86_400_000;
+            }
+            Ok(at)
+        }
+        _ => Err(format!(
+            "{s:?} is not HH:MM (UTC), +DURATION (e.g. +10m) or Unix milliseconds"
+        )),
+    }
+}
+
+fn parse_not_before(s: &str) -> Result<i64, String> {
+    not_before_at(s, wf_supervisor::time::now_ms())
+}
+
 /// The Spawn request for these arguments and an already resolved cwd (empty: the default).
 pub fn request(args: &SpawnArgs, target: Target, cwd: String) -> SpawnRequest {
     let mut request = SpawnRequest {
@@ -206,6 +321,19 @@ pub fn request(args: &SpawnArgs, target: Target, cwd: String) -> SpawnRequest {
         labels: args.labels.iter().cloned().collect::<BTreeMap<_, _>>(),
         stop_signals: args.stop_signals.clone(),
         grace_ms: args.grace.unwrap_or(0),
+        queue: args.queue.clone().unwrap_or_default(),
+        priority: args.priority.unwrap_or(0),
+        after: args.after.clone(),
+        not_before: args.not_before.unwrap_or(0),
+        timeout_ms: args.timeout.unwrap_or(0),
+        queue_timeout_ms: args.queue_timeout.unwrap_or(0),
+        restart: args.restart.as_ref().map(|on| RestartPolicy {
+            on: on.0.clone(),
+            max_restarts: args.max_restarts.unwrap_or(0),
+            backoff_ms: args.restart_backoff.unwrap_or(0),
+            ..Default::default()
+        }),
+        idempotency_key: args.idempotency_key.clone().unwrap_or_default(),
         ..Default::default()
     };
     match target {
@@ -245,6 +373,9 @@ pub async fn run(client: &mut Client, args: SpawnArgs, json: bool) -> anyhow::Re
     };
     if !json {
         output::print(&run.run_id)?;
+        if run.status == RunStatus::Queued as i32 {
+            eprintln!("wfctl: {} is queued: {}", run.run_id, run.waiting_reason);
+        }
     }
     if run.status == RunStatus::Failed as i32 {
         let why = if run.error.is_empty() {
@@ -377,6 +508,69 @@ mod tests {
         assert!(!o.replace_allowed_tools, "the template's tools stay");
         assert!(o.allowed_tools.is_empty());
         assert_eq!(o.max_turns, None);
+    }
+
+    #[test]
+    fn queue_and_policy_options_fill_the_request() {
+        let a = spawn_args(&[
+            "--queue",
+            "agents",
+            "--priority",
+            "-3",
+            "--after",
+            "run_0123456789ab",
+            "--after",
+            "run_ba9876543210",
+            "--not-before",
+            "1700000000000",
+            "--timeout",
+            "1h",
+            "--queue-timeout",
+            "10m",
+            "--restart",
+            "on-failure",
+            "--max-restarts",
+            "5",
+            "--restart-backoff",
+            "2s",
+            "--idempotency-key",
+            "task-1",
+            "--",
+            "true",
+        ]);
+        let r = request(&a, a.target().unwrap(), String::new());
+        assert_eq!(r.queue, "agents");
+        assert_eq!(r.priority, -3);
+        assert_eq!(r.after, ["run_0123456789ab", "run_ba9876543210"]);
+        assert_eq!(r.not_before, 1_700_000_000_000);
+        assert_eq!((r.timeout_ms, r.queue_timeout_ms), (3_600_000, 600_000));
+        let p = r.restart.expect("policy");
+        assert_eq!(p.on, ["failed", "timed_out", "lost"]);
+        assert_eq!((p.max_restarts, p.backoff_ms), (5, 2000));
+        assert_eq!(r.idempotency_key, "task-1");
+        assert_eq!(
+            parse_restart_on("failed,lost"),
+            Ok(RestartOn(vec!["failed".into(), "lost".into()]))
+        );
+        assert!(parse_restart_on("sometimes").is_err());
+        usage_error(&["--max-restarts", "2", "--", "true"]);
+    }
+
+    #[test]
+    fn not_before_takes_a_clock_time_a_delay_or_unix_ms() {
+        // 2023-11-14 22:13:20 UTC.
+        let now = 1_700_000_000_000;
+        let day = now / 86_400_000 * 86_400_000;
+        assert_eq!(not_before_at("23:00", now), Ok(day + 23 * 3_600_000));
+        // 14:05 has passed today: tomorrow.
+        assert_eq!(
+            not_before_at("14:05:30", now),
+            Ok(day + 86_400_000 + (14 * 3600 + 5 * 60 + 30) * 1000)
+        );
+        assert_eq!(not_before_at("+10m", now), Ok(now + 600_000));
+        assert_eq!(not_before_at("1700000123456", now), Ok(1_700_000_123_456));
+        assert!(not_before_at("25:00", now).is_err());
+        assert!(not_before_at("soon", now).is_err());
     }
 
     #[test]

@@ -80,7 +80,44 @@ pub fn run_to_proto(r: &RunRecord) -> proto::Run {
             .agent
             .as_ref()
             .map(|a| agent_to_proto(a, r.spec.agent.as_ref())),
+        queue: r.spec.policy.queue.clone(),
+        priority: r.spec.policy.priority,
+        after: r.spec.policy.after.clone(),
+        not_before: r.spec.policy.not_before,
+        timeout_at: r.timeout_at,
+        queued_at: r.queued_at,
+        waiting_reason: r.waiting_reason.clone(),
+        restart: r.spec.policy.restart.as_ref().map(restart_to_proto),
+        idempotency_key: r.spec.policy.idempotency_key.clone(),
+        timeout_ms: r.spec.policy.timeout_ms,
+        queue_timeout_ms: r.spec.policy.queue_timeout_ms,
         ..Default::default()
+    }
+}
+
+pub fn restart_to_proto(p: &crate::schedule::RestartPolicy) -> proto::RestartPolicy {
+    proto::RestartPolicy {
+        on: p.on.iter().map(|o| o.as_str().to_string()).collect(),
+        max_restarts: p.max_restarts,
+        backoff_ms: p.backoff_ms,
+        max_backoff_ms: p.max_backoff_ms,
+        reset_after_ms: p.reset_after_ms,
+    }
+}
+
+pub fn queue_to_proto(f: &crate::supervisor::QueueFigures) -> proto::QueueHealth {
+    proto::QueueHealth {
+        name: f.name.clone(),
+        running: f.running as u32,
+        queued: f.queued as u32,
+        max_concurrent: f.max_concurrent as u32,
+        max_queued: f.max_queued as u32,
+        paused: f.paused,
+        ended_last_hour: f.ended_last_hour.clone().into_iter().collect(),
+        ended_last_day: f.ended_last_day.clone().into_iter().collect(),
+        oldest_running_ms: f.oldest_running_ms,
+        longest_queued_wait_ms: f.longest_queued_wait_ms,
+        stuck: f.stuck as u32,
     }
 }
 
@@ -94,6 +131,8 @@ pub fn kill_to_proto(run: &RunRecord, k: &KillReport) -> proto::KillResponse {
             KillPhase::Kill => proto::KillPhase::Kill,
             KillPhase::Survivors => proto::KillPhase::Survivors,
             KillPhase::AlreadyExited => proto::KillPhase::AlreadyExited,
+            // A queued run had no process: no phase of the kill ran.
+            KillPhase::NotStarted => proto::KillPhase::Unspecified,
         } as i32,
         signals_sent: k.signals_sent.clone(),
         duration_ms: k.duration.as_millis() as u64,
@@ -176,7 +215,9 @@ pub fn alert_to_proto(a: &crate::store::Alert) -> proto::Alert {
         message: a.message.clone(),
         acknowledged_at: a.acknowledged_at,
         acknowledged_by: a.acknowledged_by.clone(),
-        ..Default::default()
+        resolved_at: a.resolved_at,
+        dedup_key: a.dedup_key.clone(),
+        labels: a.labels.clone().into_iter().collect(),
     }
 }
 

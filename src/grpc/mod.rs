@@ -4,6 +4,7 @@
 pub mod bounds;
 mod convert;
 mod logs;
+mod queue;
 mod status;
 mod uds_authority;
 
@@ -177,33 +178,80 @@ impl Supervisor for SupervisorService {
                 f["workflow"] = json!(r.workflow);
                 f["prompt_chars"] = json!(r.prompt.chars().count());
             }
+            if !r.queue.is_empty() {
+                f["queue"] = json!(r.queue);
+            }
+            if r.priority != 0 {
+                f["priority"] = json!(r.priority);
+            }
+            if !r.after.is_empty() {
+                f["after"] = json!(r.after);
+            }
+            for (k, v) in [
+                ("not_before", r.not_before.max(0) as u64),
+                ("timeout_ms", r.timeout_ms),
+                ("queue_timeout_ms", r.queue_timeout_ms),
+            ] {
+                if v != 0 {
+                    f[k] = json!(v);
+                }
+            }
+            if let Some(p) = &r.restart {
+                f["restart"] = json!({"on": p.on, "max_restarts": p.max_restarts,
+                    "backoff_ms": p.backoff_ms, "max_backoff_ms": p.max_backoff_ms,
+                    "reset_after_ms": p.reset_after_ms});
+            }
+            if !r.idempotency_key.is_empty() {
+                f["idempotency_key"] = json!(r.idempotency_key);
+            }
             f
         };
         let o = r.overrides.unwrap_or_default();
-        let result = self
-            .handle
-            .spawn(SpawnRequest {
-                argv: r.argv,
-                cwd: r.cwd,
-                env: r.env.into_iter().collect(),
-                labels: r.labels.into_iter().collect(),
-                stop_signals: r.stop_signals,
-                grace_ms: r.grace_ms,
-                restart_of: None,
-                workflow: r.workflow,
-                prompt: r.prompt,
-                overrides: Overrides {
-                    model: o.model,
-                    max_turns: o.max_turns,
-                    permission_mode: o.permission_mode,
-                    allowed_tools: o.replace_allowed_tools.then_some(o.allowed_tools),
-                    append_system_prompt: o.append_system_prompt,
-                },
-                resume_session: None,
-                audit: Some(AuditRecord::new(who.clone(), "spawn", "", fields.clone())),
-            })
-            .await
-            .map_err(Status::from);
+        let restart = match &r.restart {
+            None => Ok(None),
+            Some(p) => crate::supervisor::restart_policy(
+                &p.on,
+                p.max_restarts,
+                p.backoff_ms,
+                p.max_backoff_ms,
+                p.reset_after_ms,
+            ),
+        };
+        let result = async {
+            self.handle
+                .spawn(SpawnRequest {
+                    argv: r.argv,
+                    cwd: r.cwd,
+                    env: r.env.into_iter().collect(),
+                    labels: r.labels.into_iter().collect(),
+                    stop_signals: r.stop_signals,
+                    grace_ms: r.grace_ms,
+                    restart_of: None,
+                    workflow: r.workflow,
+                    prompt: r.prompt,
+                    overrides: Overrides {
+                        model: o.model,
+                        max_turns: o.max_turns,
+                        permission_mode: o.permission_mode,
+                        allowed_tools: o.replace_allowed_tools.then_some(o.allowed_tools),
+                        append_system_prompt: o.append_system_prompt,
+                    },
+                    resume_session: None,
+                    audit: Some(AuditRecord::new(who.clone(), "spawn", "", fields.clone())),
+                    queue: r.queue,
+                    priority: r.priority,
+                    after: r.after,
+                    not_before: r.not_before,
+                    timeout_ms: r.timeout_ms,
+                    queue_timeout_ms: r.queue_timeout_ms,
+                    restart: restart?,
+                    idempotency_key: r.idempotency_key,
+                    policy_restarts: 0,
+                })
+                .await
+        }
+        .await
+        .map_err(Status::from);
         // An answered spawn was audited by the core in the same commit as the run's start.
         let run = match result {
             Ok(run) => run,
@@ -248,7 +296,13 @@ impl Supervisor for SupervisorService {
                 }
             }
         }
-        let runs = self.handle.list(statuses, r.limit as usize).await?;
+        let filter = crate::supervisor::Selector {
+            labels: r.labels.into_iter().collect(),
+            workflow: r.workflow,
+            queue: r.queue,
+            statuses,
+        };
+        let runs = self.handle.list(filter, r.limit as usize).await?;
         Ok(Response::new(proto::ListResponse {
             runs: runs.iter().map(run_to_proto).collect(),
         }))
@@ -263,6 +317,29 @@ impl Supervisor for SupervisorService {
         self.within_bounds(&who, "kill", &r.run_id, bounds::kill(&r))
             .await?;
         let fields = json!({"force": r.force, "grace_ms": r.grace_ms, "reason": r.reason});
+        let selector = if r.run_id.is_empty() {
+            queue::selector_from_proto(r.selector.clone())
+        } else if r.selector.is_some() {
+            Err(ApiError::invalid("selector", "give a run_id or a selector, not both").into())
+        } else {
+            Ok(None)
+        };
+        let selector = match selector {
+            Ok(s) => s,
+            Err(st) => {
+                self.write_audit(refusal(
+                    AuditRecord::new(who, "kill", &r.run_id, fields),
+                    &st,
+                ))
+                .await;
+                return Err(st);
+            }
+        };
+        if r.grace_ms <= 3_600_000 {
+            if let Some(sel) = selector {
+                return Ok(Response::new(self.kill_selected(who, sel, &r).await?));
+            }
+        }
         let result = async {
             need_run_id(&r.run_id)?;
             if r.grace_ms > 3_600_000 {
@@ -461,7 +538,7 @@ impl Supervisor for SupervisorService {
         &self,
         _request: Request<proto::GetHealthRequest>,
     ) -> Result<Response<proto::GetHealthResponse>, Status> {
-        let (live, total) = self.handle.counts().await?;
+        let (live, total, queued) = self.handle.counts().await?;
         let store = self.store.clone();
         let alerts = tokio::task::spawn_blocking(move || store.open_alerts())
             .await
@@ -472,6 +549,7 @@ impl Supervisor for SupervisorService {
             total_runs: total as u32,
             containment: self.containment.to_string(),
             alerts: alerts.iter().map(convert::alert_to_proto).collect(),
+            queued_runs: queued as u32,
             ..Default::default()
         };
         if let Some(host) = &self.host {
@@ -649,21 +727,30 @@ impl Supervisor for SupervisorService {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    // Queue control: implemented by the queue work (issue: work queue and run policy).
     async fn cancel(
         &self,
         request: Request<proto::CancelRequest>,
     ) -> Result<Response<proto::CancelResponse>, Status> {
-        bounds::cancel(request.get_ref())?;
-        Err(Status::unimplemented("Cancel is not implemented yet"))
+        let who = caller(&request);
+        let r = request.get_ref();
+        self.within_bounds(&who, "cancel", &r.run_id, bounds::cancel(r))
+            .await?;
+        Ok(Response::new(self.cancel_call(request).await?))
     }
 
     async fn update_queue(
         &self,
         request: Request<proto::UpdateQueueRequest>,
     ) -> Result<Response<proto::QueueHealth>, Status> {
-        bounds::update_queue(request.get_ref())?;
-        Err(Status::unimplemented("UpdateQueue is not implemented yet"))
+        let who = caller(&request);
+        self.within_bounds(
+            &who,
+            "update_queue",
+            "",
+            bounds::update_queue(request.get_ref()),
+        )
+        .await?;
+        Ok(Response::new(self.update_queue_call(request).await?))
     }
 
     async fn get_queue_health(
@@ -671,8 +758,6 @@ impl Supervisor for SupervisorService {
         request: Request<proto::GetQueueHealthRequest>,
     ) -> Result<Response<proto::GetQueueHealthResponse>, Status> {
         bounds::get_queue_health(request.get_ref())?;
-        Err(Status::unimplemented(
-            "GetQueueHealth is not implemented yet",
-        ))
+        Ok(Response::new(self.queue_health_call().await?))
     }
 }

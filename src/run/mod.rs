@@ -65,6 +65,8 @@ pub struct RunSpec {
     pub grace: Duration,
     /// For runs started from a workflow template.
     pub agent: Option<agent::AgentSpec>,
+    /// Queue, priority, dependencies, deadlines and restart policy.
+    pub policy: crate::schedule::RunPolicy,
 }
 
 /// Everything the daemon records of one run.
@@ -94,6 +96,16 @@ pub struct RunRecord {
     pub logs_missing: bool,
     /// Progress of an agent run (workflow runs only).
     pub agent: Option<agent::AgentState>,
+    /// Unix ms when the run was queued (0: it never waited).
+    pub queued_at: i64,
+    /// Unix ms when the running run will be timed out (0: no timeout, or not running).
+    pub timeout_at: i64,
+    /// For a QUEUED run: why it waits (the scheduler's words; not stored).
+    pub waiting_reason: String,
+    /// Restarts by policy in this run's chain before it (its place in the backoff).
+    pub policy_restarts: u32,
+    /// The run that restarted this one by policy, once there is one.
+    pub restarted_as: String,
 }
 
 /// Which phase ended a kill.
@@ -107,6 +119,8 @@ pub enum KillPhase {
     Survivors,
     /// The leader had exited on its own before the kill; what it left behind was ended.
     AlreadyExited,
+    /// The run was still queued: it was cancelled and no process ever existed.
+    NotStarted,
 }
 
 /// One cleanup step and how it went.

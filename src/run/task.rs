@@ -604,7 +604,7 @@ async fn end_run(
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
-        KillPhase::AlreadyExited => String::new(),
+        KillPhase::AlreadyExited | KillPhase::NotStarted => String::new(),
     };
     if let Some((section, cg)) = waited_for {
         message = format!(

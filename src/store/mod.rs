@@ -50,7 +50,8 @@ pub enum StoreError {
     WriterGone,
 }
 
-/// An alert for operators, shown until acknowledged.
+/// An alert for operators, shown until acknowledged or, for a condition that can go away (a
+/// deep queue, a stuck run), until it resolved.
 #[derive(Debug, Clone)]
 pub struct Alert {
     pub id: i64,
@@ -59,6 +60,20 @@ pub struct Alert {
     pub message: String,
     pub acknowledged_at: i64,
     pub acknowledged_by: String,
+    /// Unix ms when the condition went away (0: still firing, or an alert that never resolves).
+    pub resolved_at: i64,
+    /// One firing alert per key: firing it again while it fires changes nothing.
+    pub dedup_key: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+/// A condition that fires an alert once per dedup key until it is resolved.
+#[derive(Debug, Clone)]
+pub struct AlertFire {
+    pub kind: String,
+    pub dedup_key: String,
+    pub message: String,
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// A run as loaded from the store, with its ordering key.
@@ -86,6 +101,10 @@ pub struct Batch {
     pub deletes: Vec<String>,
     pub alerts: Vec<(String, String)>,
     pub acks: Vec<(i64, String)>,
+    /// Alerts with a dedup key: inserted unless one with that key is still firing.
+    pub fire: Vec<AlertFire>,
+    /// Dedup keys whose condition is gone: their firing alert gets its resolved time.
+    pub resolve: Vec<String>,
 }
 
 impl Batch {
@@ -95,6 +114,8 @@ impl Batch {
             && self.deletes.is_empty()
             && self.alerts.is_empty()
             && self.acks.is_empty()
+            && self.fire.is_empty()
+            && self.resolve.is_empty()
     }
 }
 
@@ -286,14 +307,29 @@ impl Store {
         self.read(|c| audit::list(c, run_id, since, limit))
     }
 
-    /// Alerts not yet acknowledged.
+    /// Alerts neither acknowledged nor resolved.
     pub fn open_alerts(&self) -> Result<Vec<Alert>, StoreError> {
         self.read(|c| {
-            let mut st = c.prepare(
-                "SELECT id, at, kind, message, acknowledged_at, acknowledged_by FROM alerts
-                 WHERE acknowledged_at = 0 ORDER BY id",
-            )?;
+            let mut st = c.prepare(&format!(
+                "SELECT {} FROM alerts WHERE acknowledged_at = 0 AND resolved_at = 0 ORDER BY id",
+                rows::ALERT_COLUMNS
+            ))?;
             let rows = st.query_map([], rows::alert_from_row)?;
+            rows.collect()
+        })
+    }
+
+    /// Alerts of these kinds that still fire or resolved at or after `since` (Unix ms).
+    pub fn alerts_of_kinds(&self, kinds: &[&str], since: i64) -> Result<Vec<Alert>, StoreError> {
+        let kinds: Vec<String> = kinds.iter().map(|k| k.to_string()).collect();
+        self.read(move |c| {
+            let mut st = c.prepare(&format!(
+                "SELECT {} FROM alerts WHERE (resolved_at = 0 OR resolved_at >= ?1)
+                 AND kind IN (SELECT value FROM json_each(?2)) ORDER BY id",
+                rows::ALERT_COLUMNS
+            ))?;
+            let list = serde_json::to_string(&kinds).unwrap_or_else(|_| "[]".into());
+            let rows = st.query_map(params![since, list], rows::alert_from_row)?;
             rows.collect()
         })
     }
@@ -302,7 +338,7 @@ impl Store {
     pub fn alert(&self, id: i64) -> Result<Option<Alert>, StoreError> {
         self.read(|c| {
             c.query_row(
-                "SELECT id, at, kind, message, acknowledged_at, acknowledged_by FROM alerts WHERE id = ?1",
+                &format!("SELECT {} FROM alerts WHERE id = ?1", rows::ALERT_COLUMNS),
                 [id],
                 rows::alert_from_row,
             )
@@ -388,6 +424,26 @@ fn commit(conn: &mut Connection, ops: &[Op]) -> rusqlite::Result<()> {
             tx.execute(
                 "INSERT INTO alerts (at, kind, message) VALUES (?1, ?2, ?3)",
                 params![crate::time::now_ms(), kind, message],
+            )?;
+        }
+        for f in &b.fire {
+            tx.execute(
+                "INSERT INTO alerts (at, kind, message, dedup_key, labels)
+                 SELECT ?1, ?2, ?3, ?4, ?5 WHERE NOT EXISTS
+                   (SELECT 1 FROM alerts WHERE dedup_key = ?4 AND resolved_at = 0)",
+                params![
+                    crate::time::now_ms(),
+                    f.kind,
+                    f.message,
+                    f.dedup_key,
+                    serde_json::to_string(&f.labels).unwrap_or_default()
+                ],
+            )?;
+        }
+        for key in &b.resolve {
+            tx.execute(
+                "UPDATE alerts SET resolved_at = ?1 WHERE dedup_key = ?2 AND resolved_at = 0",
+                params![crate::time::now_ms(), key],
             )?;
         }
         for (id, by) in &b.acks {

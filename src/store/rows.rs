@@ -33,9 +33,10 @@ pub fn upsert_run(c: &Connection, seq: u64, r: &RunRecord) -> rusqlite::Result<(
         "INSERT OR REPLACE INTO runs (run_id, seq, status, argv, cwd, env, labels, stop_signals,
             grace_ms, pid, pgid, created_at, started_at, ended_at, exit_code, signal, error, attempt,
             restart_of, last_heartbeat_at, heartbeats, containment, stdout_bytes, stderr_bytes,
-            end_reason, output_truncated, logs_missing, agent_spec, agent_state)
+            end_reason, output_truncated, logs_missing, agent_spec, agent_state, policy, queued_at,
+            timeout_at, policy_restarts, restarted_as)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-            ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)",
+            ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34)",
     )?
     .execute(params![
         r.run_id,
@@ -67,6 +68,11 @@ pub fn upsert_run(c: &Connection, seq: u64, r: &RunRecord) -> rusqlite::Result<(
         r.logs_missing,
         r.spec.agent.as_ref().map(json).unwrap_or_default(),
         r.agent.as_ref().map(json).unwrap_or_default(),
+        json(&r.spec.policy),
+        r.queued_at,
+        r.timeout_at,
+        r.policy_restarts,
+        r.restarted_as,
     ])?;
     Ok(())
 }
@@ -100,6 +106,7 @@ fn run_from_row(row: &Row<'_>) -> rusqlite::Result<LoadedRun> {
             stop_signals,
             grace: Duration::from_millis(grace_ms.max(0) as u64),
             agent: parse_opt(row.get("agent_spec")?),
+            policy: parse_opt(row.get("policy")?).unwrap_or_default(),
         }),
         // An unknown status word can only come from a damaged row: treat the run as lost.
         status: status_from_str(&status).unwrap_or(RunStatus::Lost),
@@ -122,6 +129,11 @@ fn run_from_row(row: &Row<'_>) -> rusqlite::Result<LoadedRun> {
         output_truncated: row.get("output_truncated")?,
         logs_missing: row.get("logs_missing")?,
         agent: parse_opt(row.get("agent_state")?),
+        queued_at: row.get("queued_at")?,
+        timeout_at: row.get("timeout_at")?,
+        waiting_reason: String::new(),
+        policy_restarts: row.get("policy_restarts")?,
+        restarted_as: row.get("restarted_as")?,
     };
     Ok(LoadedRun {
         seq: row.get::<_, i64>("seq")? as u64,
@@ -136,6 +148,10 @@ pub fn load_runs(c: &Connection) -> rusqlite::Result<Vec<LoadedRun>> {
     rows.collect()
 }
 
+/// The columns [`alert_from_row`] reads, in its order.
+pub const ALERT_COLUMNS: &str =
+    "id, at, kind, message, acknowledged_at, acknowledged_by, resolved_at, dedup_key, labels";
+
 pub fn alert_from_row(row: &Row<'_>) -> rusqlite::Result<Alert> {
     Ok(Alert {
         id: row.get(0)?,
@@ -144,5 +160,8 @@ pub fn alert_from_row(row: &Row<'_>) -> rusqlite::Result<Alert> {
         message: row.get(3)?,
         acknowledged_at: row.get(4)?,
         acknowledged_by: row.get(5)?,
+        resolved_at: row.get(6)?,
+        dedup_key: row.get(7)?,
+        labels: parse_json(row.get(8)?),
     })
 }

@@ -65,6 +65,20 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE runs ADD COLUMN agent_spec TEXT NOT NULL DEFAULT '';
     ALTER TABLE runs ADD COLUMN agent_state TEXT NOT NULL DEFAULT '';
     "#,
+    // 3: the work queue and run policy (queue, priority, dependencies, deadlines, restart policy
+    // and idempotency key as JSON; '' for runs of older daemons), and the alert model: a firing
+    // alert with a dedup key is resolved (resolved_at) once its condition is gone.
+    r#"
+    ALTER TABLE runs ADD COLUMN policy TEXT NOT NULL DEFAULT '';
+    ALTER TABLE runs ADD COLUMN queued_at INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE runs ADD COLUMN timeout_at INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE runs ADD COLUMN policy_restarts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE runs ADD COLUMN restarted_as TEXT NOT NULL DEFAULT '';
+    ALTER TABLE alerts ADD COLUMN resolved_at INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE alerts ADD COLUMN dedup_key TEXT NOT NULL DEFAULT '';
+    ALTER TABLE alerts ADD COLUMN labels TEXT NOT NULL DEFAULT '';
+    CREATE INDEX alerts_dedup ON alerts(dedup_key, resolved_at);
+    "#,
 ];
 
 /// The schema version this daemon writes.

@@ -1,6 +1,10 @@
-//! The core task: the run table, spawn validation, kill bookkeeping (who waits for which kill,
-//! why the run is ending) and the terminal status of each run. Handling a message never awaits.
-use std::collections::{BTreeSet, HashMap};
+//! The core task: the run table and the queue, kill bookkeeping (who waits for which kill, why
+//! the run is ending) and the terminal status of each run. Handling a message never awaits.
+//! Spawn validation is in `validate.rs`, the scheduling decision in `crate::schedule`; the
+//! core's side of the queue (dispatch, cancel, timeouts, restarts by policy) in `queue.rs`.
+mod queue;
+
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -14,15 +18,15 @@ use crate::config::Config;
 use crate::process::cgroup::Containment;
 use crate::process::pidfd::ExitKind;
 use crate::process::reaper::Reaper;
-use crate::process::signals::{parse_signal, signal_name_raw};
-use crate::process::spawn::HEARTBEAT_FD;
-use crate::run::agent::{AgentSpec, AgentState};
+use crate::process::signals::signal_name_raw;
+use crate::run::agent::AgentState;
 use crate::run::output::OutputProgress;
-use crate::run::task::{self, describe_exit, Control, RunContext};
-use crate::run::{KillPhase, KillReport, RunRecord, RunSpec, RunStatus};
+use crate::run::task::{describe_exit, Control};
+use crate::run::{KillPhase, KillReport, RunRecord, RunStatus};
 use crate::store::{AuditRecord, Batch, Caller, LoadedRun, Store};
 use crate::supervisor::handle::restart_request;
 use crate::supervisor::handle::{ApiError, KillOutcome, LogSource, SpawnRequest};
+use crate::supervisor::validate::Validator;
 use crate::supervisor::{EndIntent, Msg, RunEvent, SupervisorHandle};
 use crate::time::now_ms;
 
@@ -84,6 +88,26 @@ struct Core {
     /// Stuck-rule timers: when each agent run's earliest rule could fire.
     deadlines: BTreeSet<(i64, String)>,
     armed: HashMap<String, i64>,
+    /// Runs in QUEUED.
+    queued: BTreeSet<String>,
+    /// Live runs per queue.
+    live_by_queue: HashMap<String, usize>,
+    /// Queues paused by UpdateQueue, and live limits (until the next reload).
+    paused: HashSet<String>,
+    live_limits: HashMap<String, usize>,
+    /// Idempotency key -> the run its first spawn made.
+    idempotency: HashMap<String, String>,
+    /// Run -> the run that restarted it (any restart: operator, stuck rule, policy).
+    successors: HashMap<String, String>,
+    /// Wall-clock timeouts of running runs.
+    timeouts: BTreeSet<(i64, String)>,
+    timeout_armed: HashMap<String, i64>,
+    /// When the scheduler wants to plan again (a not_before, a queue deadline, an alert wait).
+    sched_wake: Option<i64>,
+    /// Something changed that the scheduler must see before the next message.
+    dispatch_needed: bool,
+    /// Dedup keys of alerts this core fired and has not resolved.
+    firing: HashSet<String>,
 }
 
 type Done = Box<dyn FnOnce(Result<(), String>) + Send>;
@@ -111,8 +135,64 @@ pub fn start(settings: CoreSettings) -> SupervisorHandle {
         shutdown_waiters: Vec::new(),
         deadlines: BTreeSet::new(),
         armed: HashMap::new(),
+        queued: BTreeSet::new(),
+        live_by_queue: HashMap::new(),
+        paused: HashSet::new(),
+        live_limits: HashMap::new(),
+        idempotency: HashMap::new(),
+        successors: HashMap::new(),
+        timeouts: BTreeSet::new(),
+        timeout_armed: HashMap::new(),
+        sched_wake: None,
+        dispatch_needed: false,
+        firing: HashSet::new(),
     };
+    // Alerts an earlier daemon left firing are resolved by this one once their condition is gone.
+    if let Ok(open) = core
+        .s
+        .store
+        .alerts_of_kinds(crate::schedule::QUEUE_ALERT_KINDS, i64::MAX)
+    {
+        core.firing.extend(
+            open.into_iter()
+                .map(|a| a.dedup_key)
+                .filter(|k| !k.is_empty()),
+        );
+    }
+    // No run of an earlier daemon is live: its stuck-run alerts are over.
+    let over: Vec<String> = core
+        .firing
+        .iter()
+        .filter(|k| k.starts_with("stuck:"))
+        .cloned()
+        .collect();
+    if !over.is_empty() {
+        core.firing.retain(|k| !k.starts_with("stuck:"));
+        core.s.store.write(
+            Batch {
+                resolve: over,
+                ..Batch::default()
+            },
+            None,
+        );
+    }
     for h in history {
+        let r = &h.record;
+        if r.status == RunStatus::Queued {
+            core.queued.insert(r.run_id.clone());
+        }
+        if !r.restart_of.is_empty() {
+            core.successors
+                .insert(r.restart_of.clone(), r.run_id.clone());
+        }
+        if !r.restarted_as.is_empty() {
+            core.successors
+                .insert(r.run_id.clone(), r.restarted_as.clone());
+        }
+        if !r.spec.policy.idempotency_key.is_empty() {
+            core.idempotency
+                .insert(r.spec.policy.idempotency_key.clone(), r.run_id.clone());
+        }
         core.next_seq = core.next_seq.max(h.seq);
         let done = OutputProgress {
             stdout: h.record.stdout_bytes,
@@ -155,9 +235,19 @@ impl Core {
         let mut status_tick = tokio::time::interval(Duration::from_secs(1));
         status_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_status = String::new();
+        // What the earlier daemon left: LOST runs restarted by policy, queued runs started.
+        self.restart_lost();
+        self.dispatch();
         loop {
-            // One timer for all stuck rules: the earliest deadline of any run.
-            let next = self.deadlines.first().map(|(at, _)| *at);
+            // One timer for all stuck rules, run timeouts and the scheduler: the earliest.
+            let next = [
+                self.deadlines.first().map(|(at, _)| *at),
+                self.timeouts.first().map(|(at, _)| *at),
+                self.sched_wake,
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let sleep = async {
                 match next {
                     Some(at) => {
@@ -173,7 +263,14 @@ impl Core {
                     None => break,
                 },
                 _ = flush.tick() => self.flush_dirty(),
-                _ = sleep => self.fire_due_rules(),
+                _ = sleep => {
+                    self.fire_due_rules();
+                    self.fire_due_timeouts();
+                    if self.sched_wake.is_some_and(|at| at <= now_ms()) {
+                        self.sched_wake = None;
+                        self.dispatch_needed = true;
+                    }
+                }
                 _ = dog.tick(), if self.s.watchdog.is_some() => crate::systemd::watchdog(),
                 _ = status_tick.tick() => {
                     let line = self.status_line();
@@ -182,6 +279,10 @@ impl Core {
                         last_status = line;
                     }
                 }
+            }
+            if self.dispatch_needed {
+                self.dispatch_needed = false;
+                self.dispatch();
             }
         }
         self.flush_dirty();
@@ -231,7 +332,25 @@ impl Core {
 
     fn handle(&mut self, msg: Msg) {
         match msg {
-            Msg::Spawn { req, reply } => self.spawn(req, reply),
+            Msg::Spawn { req, reply } => {
+                self.spawn(req, reply);
+            }
+            Msg::Cancel {
+                run_id,
+                reason,
+                reply,
+            } => self.cancel(run_id, reason, reply),
+            Msg::UpdateQueue {
+                queue,
+                paused,
+                max_concurrent,
+                reply,
+            } => {
+                let _ = reply.send(self.update_queue(queue, paused, max_concurrent));
+            }
+            Msg::QueueHealth { reply } => {
+                let _ = reply.send(self.queue_figures());
+            }
             Msg::Get { run_id, reply } => {
                 let r = self
                     .runs
@@ -241,14 +360,14 @@ impl Core {
                 let _ = reply.send(r);
             }
             Msg::List {
-                statuses,
+                filter,
                 limit,
                 reply,
             } => {
                 let mut entries: Vec<&Entry> = self
                     .runs
                     .values()
-                    .filter(|e| statuses.is_empty() || statuses.contains(&e.record.status))
+                    .filter(|e| filter.matches(&e.record))
                     .collect();
                 entries.sort_by_key(|e| std::cmp::Reverse(e.seq));
                 if limit > 0 {
@@ -281,7 +400,7 @@ impl Core {
                 reply,
             } => self.purge(run_id, status, ended_before, reply),
             Msg::Counts { reply } => {
-                let _ = reply.send((self.live, self.runs.len()));
+                let _ = reply.send((self.live, self.runs.len(), self.queued.len()));
             }
             Msg::Workflows { reply } => {
                 let _ = reply.send(self.s.config.workflows.values().cloned().collect());
@@ -305,6 +424,10 @@ impl Core {
                 if e.record.status == RunStatus::Starting {
                     e.record.status = RunStatus::Running;
                 }
+                self.arm_timeout(&run_id);
+                let Some(e) = self.runs.get_mut(&run_id) else {
+                    return;
+                };
                 let rec = snapshot(e);
                 let reply = e.spawn_reply.take();
                 let audits = spawn_audit_outcome(e.spawn_audit.take(), &rec);
@@ -346,7 +469,7 @@ impl Core {
                         }
                     })),
                 );
-                self.live -= 1;
+                self.release_slot(&run_id);
                 warn!(run_id, error, "run failed to start");
                 self.emit(&run_id, "failed", error, rec);
                 self.check_shutdown();
@@ -478,6 +601,10 @@ impl Core {
         for id in ids {
             self.arm_health(&id);
         }
+        // Live limit changes last until a reload; pauses stay (an incident's pause must not end
+        // with an unrelated reload).
+        self.live_limits.clear();
+        self.dispatch_needed = true;
         needs_restart
     }
 
@@ -530,11 +657,17 @@ impl Core {
         let input = Self::health_input(e, now_ms());
         let health = assess(&rules, &input);
         let next = next_deadline(&rules, &input);
+        let mut recovered = Vec::new();
         if let Some(e) = self.runs.get_mut(run_id) {
             if let Some(a) = e.record.agent.as_mut() {
                 set_health(a, &health);
             }
+            // A stuck run that shows signs of life again: its alerts resolve.
+            if !matches!(health, Health::Stuck { .. }) && !e.alerted.is_empty() {
+                recovered = e.alerted.drain(..).map(|r| stuck_key(run_id, r)).collect();
+            }
         }
+        self.resolve_alerts(recovered);
         if let Some(at) = next {
             self.deadlines.insert((at, run_id.to_string()));
             self.armed.insert(run_id.to_string(), at);
@@ -607,9 +740,24 @@ impl Core {
                     reason,
                     "run is stuck (alert only)"
                 );
+                let mut labels = std::collections::BTreeMap::new();
+                labels.insert("run_id".to_string(), run_id.to_string());
+                labels.insert("rule".to_string(), rule.as_str().to_string());
+                labels.insert("queue".to_string(), rec.spec.policy.queue.clone());
+                if let Some(a) = &rec.spec.agent {
+                    labels.insert("workflow".to_string(), a.workflow.clone());
+                }
+                let key = stuck_key(run_id, rule);
+                self.firing.insert(key.clone());
                 self.s.store.write(
                     Batch {
                         audits: vec![audit("stuck_alert", reason.clone())],
+                        fire: vec![crate::store::AlertFire {
+                            kind: "stuck_run".into(),
+                            dedup_key: key,
+                            message: format!("run {run_id} is stuck: {reason}"),
+                            labels,
+                        }],
                         ..Batch::default()
                     },
                     None,
@@ -717,43 +865,81 @@ impl Core {
         });
     }
 
+    /// Admit a spawn: validate it, record the run QUEUED, and let the scheduler start it at
+    /// once if it may. A run that stays queued is answered once its QUEUED record is durable; a
+    /// started one once it runs (or failed to start). Returns the new run's id.
     fn spawn(
         &mut self,
         mut req: SpawnRequest,
         reply: oneshot::Sender<Result<RunRecord, ApiError>>,
-    ) {
+    ) -> Option<String> {
         let spawn_audit = req.audit.take();
         if self.shutting_down {
             let _ = reply.send(Err(ApiError::Unavailable(
                 "the daemon is shutting down".into(),
             )));
-            return;
+            return None;
         }
-        let spec = match self.validate(&req) {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = reply.send(Err(e));
-                return;
+        let now = now_ms();
+        if !req.idempotency_key.is_empty() {
+            if let Some(first) = self.idempotent_run(&req.idempotency_key, now) {
+                // A retried call: the run the first call made, whatever became of it.
+                info!(
+                    run_id = first.run_id,
+                    "spawn with a known idempotency key: returning its run"
+                );
+                let audits = spawn_audit
+                    .map(|mut a| {
+                        a.run_id = first.run_id.clone();
+                        vec![a.outcome(
+                            "ok",
+                            format!(
+                                "idempotency key seen before: returned the first run ({})",
+                                first.status.as_str()
+                            ),
+                        )]
+                    })
+                    .unwrap_or_default();
+                self.s.store.write(
+                    Batch {
+                        audits,
+                        ..Batch::default()
+                    },
+                    Some(Box::new(move |r| {
+                        let _ = reply.send(committed(r, first));
+                    })),
+                );
+                return None;
+            }
+        }
+        let spec = {
+            let runs = &self.runs;
+            let known = |id: &str| runs.contains_key(id);
+            let v = Validator {
+                config: &self.s.config,
+                default_cwd: &self.s.default_cwd,
+                known_run: &known,
+                now_ms: now,
+            };
+            match v.validate(&req) {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                    return None;
+                }
             }
         };
-        if self.live >= self.s.config.max_live_runs {
-            let _ = reply.send(Err(ApiError::ResourceExhausted(format!(
-                "{} runs are live, the configured maximum (runs.max_live_runs)",
-                self.live
-            ))));
-            return;
-        }
         if let Some((old, _)) = &req.restart_of {
             // One successor per run: a retried Restart, or an operator's Restart racing the stuck
-            // rule's, must not start a second agent on the same work.
-            if let Some(next) = self.runs.values().find(|e| &e.record.restart_of == old) {
+            // rule's or the policy's, must not start a second agent on the same work.
+            if let Some(next) = self.successors.get(old).and_then(|id| self.runs.get(id)) {
                 let _ = reply.send(Err(ApiError::FailedPrecondition(format!(
                     "run {old} was already restarted as {} (attempt {}, {}); restart that run instead",
                     next.record.run_id,
                     next.record.attempt,
                     next.record.status.as_str()
                 ))));
-                return;
+                return None;
             }
         }
         let mut run_id = crate::ids::new_run_id();
@@ -761,20 +947,22 @@ impl Core {
             run_id = crate::ids::new_run_id();
         }
         let (restart_of, attempt) = req.restart_of.clone().unwrap_or_default();
+        let queue = spec.policy.queue.clone();
+        let key = spec.policy.idempotency_key.clone();
         let record = RunRecord {
             run_id: run_id.clone(),
-            spec: std::sync::Arc::new(spec.clone()),
-            status: RunStatus::Starting,
+            spec: std::sync::Arc::new(spec),
+            status: RunStatus::Queued,
             pid: 0,
             pgid: 0,
-            created_at: now_ms(),
+            created_at: now,
             started_at: 0,
             ended_at: 0,
             exit_code: None,
             signal: None,
             error: String::new(),
             attempt: attempt.max(1),
-            restart_of,
+            restart_of: restart_of.clone(),
             last_heartbeat_at: 0,
             heartbeats: 0,
             containment: self.s.containment.name().to_string(),
@@ -783,68 +971,22 @@ impl Core {
             end_reason: String::new(),
             output_truncated: false,
             logs_missing: false,
-            agent: spec.agent.as_ref().map(|_| AgentState {
-                phase: "STARTING".into(),
-                health: "OK".into(),
-                ..AgentState::default()
-            }),
-        };
-        let mut child_env = crate::process::spawn::base_env();
-        if let Some(u) = &self.s.agent_user {
-            child_env.insert("HOME".into(), u.home.display().to_string());
-            child_env.insert("USER".into(), u.name.clone());
-            child_env.insert("LOGNAME".into(), u.name.clone());
-        }
-        if let Some(wf) = spec
-            .agent
-            .as_ref()
-            .and_then(|a| self.s.config.workflows.get(&a.workflow))
-        {
-            child_env.extend(wf.env.clone());
-        }
-        child_env.extend(spec.env.clone());
-        child_env.insert("WF_RUN_ID".into(), run_id.clone());
-        child_env.insert("WF_HEARTBEAT_FD".into(), HEARTBEAT_FD.to_string());
-        let (control_tx, control_rx) = mpsc::unbounded_channel();
-        let (progress_tx, progress_rx) = watch::channel(OutputProgress::default());
-        let spec_has_agent = spec.agent.is_some();
-        let critical_graces = spec
-            .agent
-            .as_ref()
-            .and_then(|a| self.s.config.workflows.get(&a.workflow))
-            .map(|w| w.critical)
-            .unwrap_or_default();
-        let ctx = RunContext {
-            run_id: run_id.clone(),
-            spec,
-            child_env,
-            log_dir: self.log_dir(&run_id),
-            containment: self.s.containment.clone(),
-            reaper: self.s.reaper.clone(),
-            kill_deadline: self.s.config.kill_deadline,
-            core: self.tx.clone(),
-            control: control_rx,
-            progress: progress_tx,
-            uid_gid: self.s.agent_user.as_ref().map(|u| (u.uid, u.gid)),
-            limits: (self.s.config.memory_max_bytes, self.s.config.pids_max),
-            spawn_method: self.s.config.spawn_method,
-            log_cap: self.s.config.log_max_bytes_per_stream,
-            agent_stdout: spec_has_agent,
-            max_line_bytes: self.s.config.max_line_bytes,
-            critical_graces,
+            agent: None,
+            queued_at: 0,
+            timeout_at: 0,
+            waiting_reason: String::new(),
+            policy_restarts: req.policy_restarts,
+            restarted_as: String::new(),
         };
         self.next_seq += 1;
-        self.live += 1;
-        debug!(run_id, argv = ?record.spec.argv, attempt = record.attempt, "spawning");
-        self.emit(&run_id, "spawned", String::new(), record.clone());
-        let record_id = run_id.clone();
+        let (_progress_tx, progress) = watch::channel(OutputProgress::default());
         self.runs.insert(
-            run_id,
+            run_id.clone(),
             Entry {
                 seq: self.next_seq,
                 record,
-                control: Some(control_tx),
-                progress: progress_rx,
+                control: None,
+                progress,
                 intent: None,
                 kill_sent: false,
                 force_sent: false,
@@ -857,232 +999,81 @@ impl Core {
                 written_bytes: (0, 0),
             },
         );
-        // Fork only once the run is on record: a daemon killed in between must not leave an
-        // agent that no later daemon knows about.
-        let rt = tokio::runtime::Handle::current();
-        let core = self.tx.clone();
-        let key = record_id.clone();
-        self.persist(
-            &key,
-            Some(Box::new(move |r| match r {
-                Ok(()) => {
-                    rt.spawn(task::run(ctx));
-                }
-                Err(e) => {
-                    rt.spawn(async move {
-                        let msg = Msg::SpawnFailed {
-                            run_id: record_id,
-                            error: format!(
-                                "the run could not be recorded, so it was not started: {e}"
-                            ),
-                        };
-                        let _ = core.send(msg).await;
-                    });
+        self.queued.insert(run_id.clone());
+        if !restart_of.is_empty() {
+            self.successors.insert(restart_of, run_id.clone());
+        }
+        if !key.is_empty() {
+            self.idempotency.insert(key.clone(), run_id.clone());
+        }
+        self.dispatch();
+        let Some(e) = self.runs.get_mut(&run_id) else {
+            return Some(run_id);
+        };
+        if e.record.status != RunStatus::Queued || e.spawn_reply.is_none() {
+            // Started (answered once it runs) or already ended (answered by that path).
+            return Some(run_id);
+        }
+        let max_queued = self
+            .s
+            .config
+            .queues
+            .get(&queue)
+            .map(|q| q.max_queued)
+            .unwrap_or(0);
+        let waiting = self
+            .queued
+            .iter()
+            .filter(|id| *id != &run_id)
+            .filter(|id| {
+                self.runs
+                    .get(*id)
+                    .is_some_and(|o| o.record.spec.policy.queue == queue)
+            })
+            .count();
+        if waiting >= max_queued {
+            // No room to wait: the run never existed.
+            let e = self.runs.remove(&run_id);
+            self.queued.remove(&run_id);
+            self.successors.retain(|_, v| v != &run_id);
+            if !key.is_empty() {
+                self.idempotency.remove(&key);
+            }
+            if let Some(reply) = e.and_then(|mut e| e.spawn_reply.take()) {
+                let _ = reply.send(Err(ApiError::ResourceExhausted(format!(
+                    "queue {queue} is full: {waiting} runs wait, its max_queued is {max_queued}"
+                ))));
+            }
+            return None;
+        }
+        let e = self.runs.get_mut(&run_id)?;
+        e.record.queued_at = e.record.created_at;
+        let rec = snapshot(e);
+        let reply = e.spawn_reply.take();
+        let audits = e
+            .spawn_audit
+            .take()
+            .map(|mut a| {
+                a.run_id = run_id.clone();
+                vec![a.outcome(
+                    "ok",
+                    format!("QUEUED in queue {queue}: {}", rec.waiting_reason),
+                )]
+            })
+            .unwrap_or_default();
+        let answer = rec.clone();
+        debug!(run_id, queue, reason = rec.waiting_reason, "queued");
+        self.persist_with(
+            &run_id,
+            audits,
+            Some(Box::new(move |r| {
+                if let Some(reply) = reply {
+                    let _ = reply.send(committed(r, answer));
                 }
             })),
         );
-    }
-
-    fn validate(&self, req: &SpawnRequest) -> Result<RunSpec, ApiError> {
-        if !req.workflow.is_empty() {
-            return self.validate_workflow(req);
-        }
-        if !req.prompt.is_empty() {
-            return Err(ApiError::invalid(
-                "prompt",
-                "a prompt goes with a workflow; name one",
-            ));
-        }
-        if req.argv.is_empty() {
-            return Err(ApiError::invalid("argv", "must name a program to run"));
-        }
-        if req.argv[0].is_empty() {
-            return Err(ApiError::invalid("argv", "argv[0] (the program) is empty"));
-        }
-        if let Some(i) = req.argv.iter().position(|a| a.contains('\0')) {
-            return Err(ApiError::invalid(
-                "argv",
-                format!("argv[{i}] contains a NUL byte"),
-            ));
-        }
-        for (k, v) in &req.env {
-            if k.is_empty() || k.contains('=') || k.contains('\0') {
-                return Err(ApiError::invalid(
-                    "env",
-                    format!("{k:?} is not a valid variable name"),
-                ));
-            }
-            if v.contains('\0') {
-                return Err(ApiError::invalid(
-                    "env",
-                    format!("the value of {k} contains a NUL byte"),
-                ));
-            }
-            if k == "WF_RUN_ID" || k == "WF_HEARTBEAT_FD" {
-                return Err(ApiError::invalid(
-                    "env",
-                    format!("{k} is set by the daemon"),
-                ));
-            }
-        }
-        for k in req.labels.keys() {
-            if k.is_empty() {
-                return Err(ApiError::invalid("labels", "a label key is empty"));
-            }
-        }
-        let cwd = if req.cwd.is_empty() {
-            self.s.default_cwd.clone()
-        } else {
-            let p = PathBuf::from(&req.cwd);
-            if !p.is_absolute() {
-                return Err(ApiError::invalid(
-                    "cwd",
-                    format!("{:?} is not an absolute path", req.cwd),
-                ));
-            }
-            if !p.is_dir() {
-                return Err(ApiError::invalid(
-                    "cwd",
-                    format!("{:?} is not an existing directory", req.cwd),
-                ));
-            }
-            // Resolve `..` and symlinks: the run records (and rules check) where it really runs.
-            std::fs::canonicalize(&p).map_err(|e| {
-                ApiError::invalid("cwd", format!("cannot resolve {:?}: {e}", req.cwd))
-            })?
-        };
-        let stop_signals = if req.stop_signals.is_empty() {
-            self.s.config.stop_signals.clone()
-        } else {
-            req.stop_signals.clone()
-        };
-        let stop_signals = stop_signals
-            .iter()
-            .map(|s| {
-                parse_signal(s)
-                    .map(crate::process::signals::signal_name)
-                    .map_err(|e| ApiError::invalid("stop_signals", e))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        if req.grace_ms > 3_600_000 {
-            return Err(ApiError::invalid(
-                "grace_ms",
-                format!("{} is over the limit of 3600000 (one hour)", req.grace_ms),
-            ));
-        }
-        let grace = if req.grace_ms == 0 {
-            self.s.config.grace
-        } else {
-            Duration::from_millis(req.grace_ms)
-        };
-        Ok(RunSpec {
-            argv: req.argv.clone(),
-            cwd,
-            env: req.env.clone(),
-            labels: req.labels.clone(),
-            stop_signals,
-            grace,
-            agent: None,
-        })
-    }
-
-    /// A spawn from a workflow template: the daemon builds the Claude argv itself.
-    fn validate_workflow(&self, req: &SpawnRequest) -> Result<RunSpec, ApiError> {
-        let Some(wf) = self.s.config.workflows.get(&req.workflow) else {
-            let known: Vec<&str> = self.s.config.workflows.keys().map(|k| k.as_str()).collect();
-            return Err(ApiError::invalid(
-                "workflow",
-                format!(
-                    "unknown workflow {:?}; known: {}",
-                    req.workflow,
-                    if known.is_empty() {
-                        "none configured".to_string()
-                    } else {
-                        known.join(", ")
-                    }
-                ),
-            ));
-        };
-        if !req.argv.is_empty() {
-            return Err(ApiError::invalid(
-                "argv",
-                "give argv or a workflow, not both",
-            ));
-        }
-        if req.prompt.trim().is_empty() {
-            return Err(ApiError::invalid(
-                "prompt",
-                format!("workflow {} needs a prompt", wf.name),
-            ));
-        }
-        if req.prompt.contains('\0') {
-            return Err(ApiError::invalid("prompt", "contains a NUL byte"));
-        }
-        let mut template = wf.template.clone();
-        let o = &req.overrides;
-        if let Some(m) = &o.model {
-            template.model = Some(m.clone()).filter(|m| !m.is_empty());
-        }
-        if let Some(t) = o.max_turns {
-            template.max_turns = Some(t).filter(|t| *t > 0);
-        }
-        if let Some(p) = &o.permission_mode {
-            template.permission_mode = Some(p.clone()).filter(|p| !p.is_empty());
-        }
-        if let Some(t) = &o.allowed_tools {
-            template.allowed_tools = t.clone();
-        }
-        if let Some(a) = &o.append_system_prompt {
-            template.append_system_prompt = Some(a.clone()).filter(|a| !a.is_empty());
-        }
-        template
-            .validate()
-            .map_err(|e| ApiError::invalid("overrides", e.to_string()))?;
-        let argv =
-            crate::agent::claude::build_argv(&template, &req.prompt, req.resume_session.as_deref());
-        // The workflow's own env (API keys, HOME) stays in the config: it is added at spawn and
-        // never recorded with the run. The spec keeps only what the caller passed.
-        let mut plain = req.clone();
-        plain.workflow.clear();
-        plain.prompt.clear();
-        plain.argv = argv;
-        if plain.cwd.is_empty() {
-            if let Some(c) = &wf.cwd {
-                plain.cwd = c.display().to_string();
-            }
-        }
-        if plain.stop_signals.is_empty() {
-            plain.stop_signals = wf.stop_signals.clone();
-        }
-        if plain.grace_ms == 0 {
-            plain.grace_ms = wf.grace.as_millis() as u64;
-        }
-        let mut spec = self.validate(&plain)?;
-        let allowed = |p: &PathBuf| {
-            let real = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
-            spec.cwd.starts_with(real)
-        };
-        if !wf.allowed_cwds.is_empty() && !wf.allowed_cwds.iter().any(allowed) {
-            return Err(ApiError::invalid(
-                "cwd",
-                format!(
-                    "{} is outside the workflow's allowed directories ({})",
-                    spec.cwd.display(),
-                    wf.allowed_cwds
-                        .iter()
-                        .map(|p| p.display().to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            ));
-        }
-        spec.agent = Some(AgentSpec {
-            workflow: wf.name.clone(),
-            prompt: req.prompt.clone(),
-            template,
-            resume_session: req.resume_session.clone(),
-        });
-        Ok(spec)
+        self.emit(&run_id, "spawned", rec.waiting_reason.clone(), rec);
+        Some(run_id)
     }
 
     fn kill(
@@ -1102,6 +1093,21 @@ impl Core {
                 "run {run_id} has already ended ({})",
                 e.record.status.as_str()
             ))));
+            return;
+        }
+        if e.record.status == RunStatus::Queued {
+            // Nothing to kill: a queued run is cancelled, and its process never exists.
+            let why = match &intent {
+                EndIntent::Kill { reason } if reason.is_empty() => "cancelled by a kill".into(),
+                EndIntent::Kill { reason } => format!("cancelled by a kill: {reason}"),
+                EndIntent::Complete { reason, .. } => {
+                    format!("cancelled by force-complete: {reason}")
+                }
+                EndIntent::Cancel { reason } | EndIntent::TimedOut { reason, .. } => reason.clone(),
+                EndIntent::Shutdown => "daemon shutdown".into(),
+            };
+            e.kill_waiters.push(reply);
+            self.end_queued(&run_id, why, Vec::new(), None);
             return;
         }
         let Some(control) = e.control.clone() else {
@@ -1128,6 +1134,7 @@ impl Core {
                 EndIntent::Kill { reason } | EndIntent::Complete { reason, .. } => reason.clone(),
                 EndIntent::Shutdown => "daemon shutdown".into(),
                 EndIntent::TimedOut { reason, .. } => reason.clone(),
+                EndIntent::Cancel { reason } => reason.clone(),
             };
             if !e.exited_on_own {
                 e.record.status = RunStatus::Stopping;
@@ -1164,6 +1171,7 @@ impl Core {
             Some(EndIntent::Kill { reason }) => (RunStatus::Killed, reason.clone()),
             Some(EndIntent::Shutdown) => (RunStatus::Killed, "daemon shutdown".to_string()),
             Some(EndIntent::TimedOut { reason, .. }) => (RunStatus::TimedOut, reason.clone()),
+            Some(EndIntent::Cancel { reason }) => (RunStatus::Cancelled, reason.clone()),
             Some(EndIntent::Complete { outcome, reason }) => {
                 (*outcome, format!("force-completed: {reason}"))
             }
@@ -1191,6 +1199,19 @@ impl Core {
             a.current_tool.clear();
         }
         let restart_policy = matches!(&e.intent, Some(EndIntent::TimedOut { restart: true, .. }));
+        // An operator's (or the daemon's own shutdown's) end of a run is never retried.
+        let by_operator = matches!(
+            &e.intent,
+            Some(EndIntent::Kill { .. })
+                | Some(EndIntent::Complete { .. })
+                | Some(EndIntent::Shutdown)
+                | Some(EndIntent::Cancel { .. })
+        );
+        let stuck_keys: Vec<String> = e
+            .alerted
+            .drain(..)
+            .map(|rule| stuck_key(&run_id, rule))
+            .collect();
         if r.error.is_empty() {
             if report.phase == KillPhase::Survivors {
                 r.error = report.message.clone();
@@ -1214,10 +1235,11 @@ impl Core {
                 }
             })),
         );
-        self.live -= 1;
+        self.release_slot(&run_id);
         if let Some(at) = self.armed.remove(&run_id) {
             self.deadlines.remove(&(at, run_id.clone()));
         }
+        self.resolve_alerts(stuck_keys);
         info!(
             run_id,
             status = status.as_str(),
@@ -1225,6 +1247,9 @@ impl Core {
             "run finished"
         );
         self.emit(&run_id, "ended", status.as_str().to_string(), rec.clone());
+        if !restart_policy && !self.shutting_down {
+            self.apply_restart_policy(&run_id, by_operator);
+        }
         if restart_policy && !self.shutting_down {
             // The stuck rule's action was restart: a new linked run, resuming the session.
             let (req, note) = restart_request(&rec, true);
@@ -1293,8 +1318,15 @@ impl Core {
             }
         };
         for id in &ids {
-            self.runs.remove(id);
+            if let Some(e) = self.runs.remove(id) {
+                let key = &e.record.spec.policy.idempotency_key;
+                if self.idempotency.get(key) == Some(id) {
+                    self.idempotency.remove(key);
+                }
+            }
         }
+        // Dependents of a purged run see it as missing; a purged successor keeps its link.
+        self.dispatch_needed = true;
         let dirs: Vec<PathBuf> = ids.iter().map(|id| self.log_dir(id)).collect();
         let answer = ids.clone();
         info!(count = ids.len(), "purging runs");
@@ -1321,13 +1353,18 @@ impl Core {
     fn shutdown(&mut self, reply: oneshot::Sender<()>) {
         self.shutting_down = true;
         self.shutdown_waiters.push(reply);
+        // Queued runs stay queued, on record, for the next start.
         let live: Vec<String> = self
             .runs
             .iter()
-            .filter(|(_, e)| !e.record.status.is_terminal())
+            .filter(|(_, e)| !e.record.status.is_terminal() && e.record.status != RunStatus::Queued)
             .map(|(id, _)| id.clone())
             .collect();
-        info!(live = live.len(), "shutting down: ending every live run");
+        info!(
+            live = live.len(),
+            queued = self.queued.len(),
+            "shutting down: ending every live run"
+        );
         for id in live {
             let (tx, _rx) = oneshot::channel();
             self.kill(id, false, None, EndIntent::Shutdown, tx);
@@ -1342,6 +1379,11 @@ impl Core {
             }
         }
     }
+}
+
+/// The dedup key of a stuck-rule alert.
+fn stuck_key(run_id: &str, rule: RuleKind) -> String {
+    format!("stuck:{run_id}:{}", rule.as_str())
 }
 
 /// The record with the output counters as of now.

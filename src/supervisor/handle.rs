@@ -55,6 +55,18 @@ pub struct SpawnRequest {
     /// The caller's audit record for this spawn, committed together with the run's start (so a
     /// started run costs one commit less). A refused or failed request is audited by the caller.
     pub audit: Option<crate::store::AuditRecord>,
+    /// Queue and policy; an empty queue means the workflow's, else `default`.
+    pub queue: String,
+    pub priority: i32,
+    pub after: Vec<String>,
+    pub not_before: i64,
+    pub timeout_ms: u64,
+    pub queue_timeout_ms: u64,
+    /// None: the workflow's policy (if any).
+    pub restart: Option<crate::schedule::RestartPolicy>,
+    pub idempotency_key: String,
+    /// For restarts by policy: the new run's place in the backoff.
+    pub policy_restarts: u32,
 }
 
 /// Per-spawn changes to a workflow template.
@@ -74,6 +86,62 @@ pub struct KillOutcome {
     pub run: RunRecord,
 }
 
+/// What a cancel did: whether a process had to be ended (and the kill's report), and the run.
+#[derive(Debug, Clone)]
+pub struct CancelOutcome {
+    pub killed: bool,
+    pub report: Option<KillReport>,
+    pub run: RunRecord,
+}
+
+/// Which runs a List, or a bulk Kill or Cancel, is about: every given part must match.
+#[derive(Debug, Clone, Default)]
+pub struct Selector {
+    pub labels: BTreeMap<String, String>,
+    pub workflow: String,
+    pub queue: String,
+    pub statuses: Vec<RunStatus>,
+}
+
+impl Selector {
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+            && self.workflow.is_empty()
+            && self.queue.is_empty()
+            && self.statuses.is_empty()
+    }
+
+    pub fn matches(&self, r: &RunRecord) -> bool {
+        (self.statuses.is_empty() || self.statuses.contains(&r.status))
+            && (self.queue.is_empty() || r.spec.policy.queue == self.queue)
+            && (self.workflow.is_empty()
+                || r.spec
+                    .agent
+                    .as_ref()
+                    .is_some_and(|a| a.workflow == self.workflow))
+            && self
+                .labels
+                .iter()
+                .all(|(k, v)| r.spec.labels.get(k) == Some(v))
+    }
+}
+
+/// One queue's figures, as GetQueueHealth reports them.
+#[derive(Debug, Clone, Default)]
+pub struct QueueFigures {
+    pub name: String,
+    pub running: usize,
+    pub queued: usize,
+    pub max_concurrent: usize,
+    pub max_queued: usize,
+    pub paused: bool,
+    pub ended_last_hour: BTreeMap<String, u32>,
+    pub ended_last_day: BTreeMap<String, u32>,
+    pub oldest_running_ms: u64,
+    pub longest_queued_wait_ms: u64,
+    pub stuck: usize,
+}
+
 /// Where a run's logs are and how far they have been written.
 #[derive(Debug, Clone)]
 pub struct LogSource {
@@ -81,9 +149,13 @@ pub struct LogSource {
     pub progress: watch::Receiver<OutputProgress>,
 }
 
-/// The spawn that restarts `old`, and a note saying how.
+/// The spawn that restarts `old`, and a note saying how. This is the one place that copies an
+/// old run's fields into its successor (by an operator's Restart, a stuck rule or the restart
+/// policy): the same queue, priority, deadlines and restart policy; not its dependencies (they
+/// were met) nor its idempotency key (that names the first run).
 pub fn restart_request(old: &RunRecord, resume: bool) -> (SpawnRequest, String) {
     let spec = &old.spec;
+    let p = &spec.policy;
     let mut req = SpawnRequest {
         argv: spec.argv.clone(),
         cwd: spec.cwd.display().to_string(),
@@ -92,6 +164,11 @@ pub fn restart_request(old: &RunRecord, resume: bool) -> (SpawnRequest, String) 
         stop_signals: spec.stop_signals.clone(),
         grace_ms: spec.grace.as_millis() as u64,
         restart_of: Some((old.run_id.clone(), old.attempt + 1)),
+        queue: p.queue.clone(),
+        priority: p.priority,
+        timeout_ms: p.timeout_ms,
+        queue_timeout_ms: p.queue_timeout_ms,
+        restart: p.restart.clone(),
         ..SpawnRequest::default()
     };
     let Some(agent) = &spec.agent else {
@@ -159,17 +236,48 @@ impl SupervisorHandle {
         self.ask(|reply| Msg::Get { run_id, reply }).await?
     }
 
-    pub async fn list(
-        &self,
-        statuses: Vec<RunStatus>,
-        limit: usize,
-    ) -> Result<Vec<RunRecord>, ApiError> {
+    /// Runs matching `filter`, newest first.
+    pub async fn list(&self, filter: Selector, limit: usize) -> Result<Vec<RunRecord>, ApiError> {
         self.ask(|reply| Msg::List {
-            statuses,
+            filter,
             limit,
             reply,
         })
         .await
+    }
+
+    /// Cancel a queued or live run.
+    pub async fn cancel(&self, run_id: &str, reason: &str) -> Result<CancelOutcome, ApiError> {
+        let run_id = run_id.to_string();
+        let reason = reason.to_string();
+        self.ask(|reply| Msg::Cancel {
+            run_id,
+            reason,
+            reply,
+        })
+        .await?
+    }
+
+    /// Pause or resume a queue, or set its limit until the next reload.
+    pub async fn update_queue(
+        &self,
+        queue: &str,
+        paused: Option<bool>,
+        max_concurrent: Option<usize>,
+    ) -> Result<QueueFigures, ApiError> {
+        let queue = queue.to_string();
+        self.ask(|reply| Msg::UpdateQueue {
+            queue,
+            paused,
+            max_concurrent,
+            reply,
+        })
+        .await?
+    }
+
+    /// Figures of every configured queue.
+    pub async fn queue_health(&self) -> Result<Vec<QueueFigures>, ApiError> {
+        self.ask(|reply| Msg::QueueHealth { reply }).await
     }
 
     pub async fn kill(
@@ -297,8 +405,8 @@ impl SupervisorHandle {
         .await?
     }
 
-    /// (live runs, all runs).
-    pub async fn counts(&self) -> Result<(usize, usize), ApiError> {
+    /// (live runs, all runs, queued runs).
+    pub async fn counts(&self) -> Result<(usize, usize, usize), ApiError> {
         self.ask(|reply| Msg::Counts { reply }).await
     }
 

@@ -4,11 +4,14 @@
 mod core;
 mod handle;
 pub mod recover;
+mod validate;
 
 pub use self::core::{start, AgentUser, CoreSettings};
 pub use self::handle::{
-    restart_request, ApiError, KillOutcome, LogSource, Overrides, SpawnRequest, SupervisorHandle,
+    restart_request, ApiError, CancelOutcome, KillOutcome, LogSource, Overrides, QueueFigures,
+    Selector, SpawnRequest, SupervisorHandle,
 };
+pub use self::validate::{restart_policy, MAX_IDEMPOTENCY_KEY};
 
 use tokio::sync::oneshot;
 
@@ -24,8 +27,10 @@ pub enum EndIntent {
     Complete { outcome: RunStatus, reason: String },
     /// The daemon is stopping: KILLED.
     Shutdown,
-    /// A stuck rule fired with action kill or restart: TIMED_OUT.
+    /// A stuck rule fired with action kill or restart, or the run's timeout passed: TIMED_OUT.
     TimedOut { reason: String, restart: bool },
+    /// An operator's or orchestrator's Cancel (or a Kill of a queued run): CANCELLED.
+    Cancel { reason: String },
 }
 
 /// A state change, as Watch streams it.
@@ -56,9 +61,26 @@ pub enum Msg {
         reply: oneshot::Sender<Result<RunRecord, ApiError>>,
     },
     List {
-        statuses: Vec<RunStatus>,
+        filter: Selector,
         limit: usize,
         reply: oneshot::Sender<Vec<RunRecord>>,
+    },
+    /// End a queued run (CANCELLED, never started) or a live one (graceful kill, CANCELLED).
+    Cancel {
+        run_id: String,
+        reason: String,
+        reply: oneshot::Sender<Result<CancelOutcome, ApiError>>,
+    },
+    /// Pause or resume a queue, or change its limit live.
+    UpdateQueue {
+        queue: String,
+        paused: Option<bool>,
+        max_concurrent: Option<usize>,
+        reply: oneshot::Sender<Result<QueueFigures, ApiError>>,
+    },
+    /// Figures per queue (the total is the caller's sum).
+    QueueHealth {
+        reply: oneshot::Sender<Vec<QueueFigures>>,
     },
     Kill {
         run_id: String,
@@ -81,9 +103,9 @@ pub enum Msg {
         ended_before: i64,
         reply: oneshot::Sender<Result<Vec<String>, ApiError>>,
     },
-    /// Live and total run counts.
+    /// Live, total and queued run counts.
     Counts {
-        reply: oneshot::Sender<(usize, usize)>,
+        reply: oneshot::Sender<(usize, usize, usize)>,
     },
     /// The workflow templates in force.
     Workflows {

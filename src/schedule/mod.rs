@@ -1,0 +1,490 @@
+//! The queue's decisions, apart from I/O: which queued runs start now, which are cancelled
+//! without ever starting (a failed dependency, a passed `queue_timeout`), why each of the others
+//! waits, and when the next time-based change is due. The core owns the queue (invariant 6) and
+//! carries a [`Plan`] out; this module only decides, from the state it is given, so every rule is
+//! unit-tested without a daemon.
+//!
+//! Theory of operation: the core calls [`plan`] after anything that can change the answer (a
+//! spawn, a run ending, a cancel, a config reload, UpdateQueue, or the plan's own `wake_at`
+//! passing), never on a poll. Waiting runs are considered highest priority first, then oldest
+//! first, across all queues; a run starts when it is eligible (every dependency SUCCEEDED,
+//! `not_before` passed, its queue not paused) and both its queue's `max_concurrent` and the
+//! host-wide ceiling (`runs.max_live_runs`) have room. A queue that is full holds back only its
+//! own runs.
+pub mod backoff;
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+/// The queue a run goes to when neither the spawn nor its workflow names one.
+pub const DEFAULT_QUEUE: &str = "default";
+
+/// Alert kinds of the queue and its runs, as GetQueueHealth lists them.
+pub const QUEUE_ALERT_KINDS: &[&str] =
+    &["queue_depth", "queue_wait", "stuck_run", "restart_gave_up"];
+
+/// Terminal statuses a restart policy can act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestartOn {
+    Failed,
+    TimedOut,
+    Lost,
+}
+
+impl RestartOn {
+    pub fn parse(s: &str) -> Option<RestartOn> {
+        match s.to_ascii_lowercase().replace('-', "_").as_str() {
+            "failed" => Some(RestartOn::Failed),
+            "timed_out" => Some(RestartOn::TimedOut),
+            "lost" => Some(RestartOn::Lost),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestartOn::Failed => "failed",
+            RestartOn::TimedOut => "timed_out",
+            RestartOn::Lost => "lost",
+        }
+    }
+}
+
+/// Retry a run that FAILED, TIMED_OUT or was LOST, as a new linked run after a backoff.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RestartPolicy {
+    pub on: Vec<RestartOn>,
+    pub max_restarts: u32,
+    pub backoff_ms: u64,
+    pub max_backoff_ms: u64,
+    /// A run that lived this long starts the count of restarts again (0: never).
+    pub reset_after_ms: u64,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        RestartPolicy {
+            on: Vec::new(),
+            max_restarts: 3,
+            backoff_ms: 10_000,
+            max_backoff_ms: 300_000,
+            reset_after_ms: 600_000,
+        }
+    }
+}
+
+/// Where and when a run may start, and what happens to it afterwards; fixed at spawn.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunPolicy {
+    pub queue: String,
+    pub priority: i32,
+    /// Run ids that must all have SUCCEEDED first.
+    pub after: Vec<String>,
+    /// Unix ms: not started earlier (0: no such limit).
+    pub not_before: i64,
+    /// Wall-clock limit once running (0: none): the run ends TIMED_OUT.
+    pub timeout_ms: u64,
+    /// Longest wait to start (0: none): past it the run ends CANCELLED, never started.
+    pub queue_timeout_ms: u64,
+    pub restart: Option<RestartPolicy>,
+    pub idempotency_key: String,
+}
+
+/// A queue's limits as they are in force now (config plus live changes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueLimits {
+    pub max_concurrent: usize,
+    pub paused: bool,
+}
+
+/// What became of one dependency, following restarts by policy to the newest attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dep {
+    Succeeded,
+    /// Queued or live (or ended and about to be restarted by policy).
+    Pending {
+        run_id: String,
+    },
+    /// Ended in anything but SUCCEEDED, with no restart to come.
+    Failed {
+        run_id: String,
+        status: String,
+    },
+    /// Purged: nothing to wait for.
+    Missing {
+        run_id: String,
+    },
+}
+
+/// One queued run as the planner sees it.
+#[derive(Debug, Clone)]
+pub struct Waiting {
+    pub run_id: String,
+    pub queue: String,
+    pub priority: i32,
+    /// Spawn order: lower is older.
+    pub seq: u64,
+    pub not_before: i64,
+    /// Unix ms when its queue_timeout passes (0: never).
+    pub expires_at: i64,
+    /// How long it had waited when it expires, for the reason.
+    pub queue_timeout_ms: u64,
+    pub deps: Vec<Dep>,
+}
+
+/// How full things are now.
+#[derive(Debug, Clone, Default)]
+pub struct Occupancy {
+    /// Live runs per queue.
+    pub running: HashMap<String, usize>,
+    pub host_live: usize,
+    pub host_max: usize,
+}
+
+/// What the core is to do.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Start these, in this order.
+    pub start: Vec<String>,
+    /// End these CANCELLED, never started, for the given reason.
+    pub cancel: Vec<(String, String)>,
+    /// Why each run that stays queued waits.
+    pub waiting: Vec<(String, String)>,
+    /// Plan again at this Unix ms (the earliest `not_before` or queue deadline among the waiting).
+    pub wake_at: Option<i64>,
+}
+
+/// Decide what happens to the queued runs now.
+pub fn plan(
+    now: i64,
+    queues: &BTreeMap<String, QueueLimits>,
+    occupancy: &Occupancy,
+    mut waiting: Vec<Waiting>,
+) -> Plan {
+    let mut out = Plan::default();
+    let mut running = occupancy.running.clone();
+    let mut host_live = occupancy.host_live;
+    waiting.sort_by_key(|w| (std::cmp::Reverse(w.priority), w.seq));
+    let wake = |at: i64, out: &mut Plan| {
+        if at > now {
+            out.wake_at = Some(out.wake_at.map_or(at, |w| w.min(at)));
+        }
+    };
+    for w in waiting {
+        if w.expires_at > 0 && now >= w.expires_at {
+            out.cancel.push((
+                w.run_id,
+                format!(
+                    "waited {} in queue {} without starting, past its queue_timeout; never started",
+                    human_ms(w.queue_timeout_ms),
+                    w.queue
+                ),
+            ));
+            continue;
+        }
+        let ended = w.deps.iter().find_map(|d| match d {
+            Dep::Failed { run_id, status } => {
+                Some(format!("dependency {run_id} ended {status}; never started"))
+            }
+            Dep::Missing { run_id } => Some(format!(
+                "dependency {run_id} no longer exists (purged); never started"
+            )),
+            _ => None,
+        });
+        if let Some(reason) = ended {
+            out.cancel.push((w.run_id, reason));
+            continue;
+        }
+        if w.expires_at > 0 {
+            wake(w.expires_at, &mut out);
+        }
+        let pending: Vec<&str> = w
+            .deps
+            .iter()
+            .filter_map(|d| match d {
+                Dep::Pending { run_id } => Some(run_id.as_str()),
+                _ => None,
+            })
+            .collect();
+        if !pending.is_empty() {
+            out.waiting
+                .push((w.run_id, format!("waiting for {}", pending.join(", "))));
+            continue;
+        }
+        if w.not_before > now {
+            wake(w.not_before, &mut out);
+            out.waiting
+                .push((w.run_id, format!("not before {}", clock(w.not_before))));
+            continue;
+        }
+        let Some(limits) = queues.get(&w.queue) else {
+            out.waiting.push((
+                w.run_id,
+                format!("queue {} is not configured (any more)", w.queue),
+            ));
+            continue;
+        };
+        if limits.paused {
+            out.waiting
+                .push((w.run_id, format!("queue {} is paused", w.queue)));
+            continue;
+        }
+        let busy = running.get(&w.queue).copied().unwrap_or(0);
+        if busy >= limits.max_concurrent {
+            out.waiting.push((
+                w.run_id,
+                format!(
+                    "queue {} full: {busy}/{} running",
+                    w.queue, limits.max_concurrent
+                ),
+            ));
+            continue;
+        }
+        if host_live >= occupancy.host_max {
+            out.waiting.push((
+                w.run_id,
+                format!(
+                    "host full: {host_live}/{} live runs (runs.max_live_runs)",
+                    occupancy.host_max
+                ),
+            ));
+            continue;
+        }
+        *running.entry(w.queue.clone()).or_default() += 1;
+        host_live += 1;
+        out.start.push(w.run_id);
+    }
+    out
+}
+
+/// "14:05:00 UTC" for a Unix ms time.
+pub fn clock(ms: i64) -> String {
+    let s = ms.div_euclid(1000).rem_euclid(86_400);
+    format!("{:02}:{:02}:{:02} UTC", s / 3600, s / 60 % 60, s % 60)
+}
+
+/// "1m 30s" for milliseconds.
+pub fn human_ms(ms: u64) -> String {
+    humantime::format_duration(std::time::Duration::from_millis(ms)).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(max: usize) -> QueueLimits {
+        QueueLimits {
+            max_concurrent: max,
+            paused: false,
+        }
+    }
+
+    fn w(id: &str, queue: &str, priority: i32, seq: u64) -> Waiting {
+        Waiting {
+            run_id: id.into(),
+            queue: queue.into(),
+            priority,
+            seq,
+            not_before: 0,
+            expires_at: 0,
+            queue_timeout_ms: 0,
+            deps: Vec::new(),
+        }
+    }
+
+    fn occ(running: &[(&str, usize)], host_max: usize) -> Occupancy {
+        Occupancy {
+            running: running.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            host_live: running.iter().map(|(_, v)| v).sum(),
+            host_max,
+        }
+    }
+
+    fn queues(list: &[(&str, QueueLimits)]) -> BTreeMap<String, QueueLimits> {
+        list.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    }
+
+    #[test]
+    fn priority_first_then_age() {
+        let p = plan(
+            0,
+            &queues(&[("default", q(2))]),
+            &occ(&[], 100),
+            vec![
+                w("a", "default", 0, 1),
+                w("b", "default", 5, 3),
+                w("c", "default", 0, 2),
+                w("d", "default", 5, 4),
+            ],
+        );
+        assert_eq!(p.start, vec!["b", "d"]);
+        assert_eq!(
+            p.waiting,
+            vec![
+                (
+                    "a".to_string(),
+                    "queue default full: 2/2 running".to_string()
+                ),
+                (
+                    "c".to_string(),
+                    "queue default full: 2/2 running".to_string()
+                ),
+            ]
+        );
+        assert!(p.cancel.is_empty());
+    }
+
+    #[test]
+    fn a_full_queue_never_blocks_another() {
+        let p = plan(
+            0,
+            &queues(&[("heavy", q(2)), ("light", q(1))]),
+            &occ(&[("heavy", 2)], 100),
+            vec![w("h", "heavy", 9, 1), w("l", "light", 0, 2)],
+        );
+        assert_eq!(p.start, vec!["l"]);
+        assert_eq!(p.waiting[0].1, "queue heavy full: 2/2 running");
+    }
+
+    #[test]
+    fn the_host_ceiling_holds_over_all_queues() {
+        let p = plan(
+            0,
+            &queues(&[("a", q(10)), ("b", q(10))]),
+            &occ(&[("a", 2)], 3),
+            vec![w("x", "a", 0, 1), w("y", "b", 0, 2)],
+        );
+        assert_eq!(p.start, vec!["x"]);
+        assert_eq!(
+            p.waiting[0].1,
+            "host full: 3/3 live runs (runs.max_live_runs)"
+        );
+    }
+
+    #[test]
+    fn paused_queues_start_nothing() {
+        let paused = QueueLimits {
+            max_concurrent: 4,
+            paused: true,
+        };
+        let p = plan(
+            0,
+            &queues(&[("a", paused)]),
+            &occ(&[], 100),
+            vec![w("x", "a", 0, 1)],
+        );
+        assert!(p.start.is_empty());
+        assert_eq!(p.waiting[0].1, "queue a is paused");
+        assert_eq!(p.wake_at, None);
+    }
+
+    #[test]
+    fn not_before_waits_and_sets_the_wake_time() {
+        let mut later = w("x", "default", 0, 1);
+        later.not_before = 50_000_000 + 60_000;
+        let mut soon = w("y", "default", 0, 2);
+        soon.not_before = 50_000_000 + 1_000;
+        let p = plan(
+            50_000_000,
+            &queues(&[("default", q(4))]),
+            &occ(&[], 100),
+            vec![later.clone(), soon],
+        );
+        assert!(p.start.is_empty());
+        assert_eq!(p.wake_at, Some(50_001_000));
+        assert_eq!(p.waiting[0].1, "not before 13:54:20 UTC");
+        // Once the time has come it starts.
+        let p = plan(
+            later.not_before,
+            &queues(&[("default", q(4))]),
+            &occ(&[], 100),
+            vec![later],
+        );
+        assert_eq!(p.start, vec!["x"]);
+    }
+
+    #[test]
+    fn dependencies_wait_start_or_cancel() {
+        let mut b = w("b", "default", 0, 2);
+        b.deps = vec![Dep::Succeeded, Dep::Pending { run_id: "a".into() }];
+        let p = plan(
+            0,
+            &queues(&[("default", q(4))]),
+            &occ(&[], 100),
+            vec![b.clone()],
+        );
+        assert_eq!(p.waiting, vec![("b".into(), "waiting for a".into())]);
+        b.deps = vec![Dep::Succeeded];
+        let p = plan(
+            0,
+            &queues(&[("default", q(4))]),
+            &occ(&[], 100),
+            vec![b.clone()],
+        );
+        assert_eq!(p.start, vec!["b"]);
+        b.deps = vec![
+            Dep::Pending { run_id: "z".into() },
+            Dep::Failed {
+                run_id: "a".into(),
+                status: "FAILED".into(),
+            },
+        ];
+        let p = plan(
+            0,
+            &queues(&[("default", q(4))]),
+            &occ(&[], 100),
+            vec![b.clone()],
+        );
+        assert_eq!(
+            p.cancel,
+            vec![(
+                "b".into(),
+                "dependency a ended FAILED; never started".into()
+            )]
+        );
+        b.deps = vec![Dep::Missing { run_id: "a".into() }];
+        let p = plan(0, &queues(&[("default", q(4))]), &occ(&[], 100), vec![b]);
+        assert!(p.cancel[0].1.contains("no longer exists"), "{p:?}");
+    }
+
+    #[test]
+    fn queue_timeout_cancels_and_is_a_wake_time() {
+        let mut x = w("x", "default", 0, 1);
+        x.expires_at = 10_000;
+        x.queue_timeout_ms = 5_000;
+        let p = plan(
+            9_000,
+            &queues(&[("default", q(0))]),
+            &occ(&[], 100),
+            vec![x.clone()],
+        );
+        assert!(p.cancel.is_empty());
+        assert_eq!(p.wake_at, Some(10_000));
+        let p = plan(
+            10_000,
+            &queues(&[("default", q(0))]),
+            &occ(&[], 100),
+            vec![x],
+        );
+        assert_eq!(p.cancel.len(), 1);
+        assert!(p.cancel[0].1.contains("queue_timeout"), "{p:?}");
+        assert!(p.cancel[0].1.contains("5s"), "{p:?}");
+    }
+
+    #[test]
+    fn an_unconfigured_queue_waits() {
+        let p = plan(0, &queues(&[]), &occ(&[], 100), vec![w("x", "gone", 0, 1)]);
+        assert!(p.start.is_empty());
+        assert!(p.waiting[0].1.contains("not configured"), "{p:?}");
+    }
+
+    #[test]
+    fn clock_is_utc() {
+        assert_eq!(clock(0), "00:00:00 UTC");
+        assert_eq!(clock((14 * 3600 + 5 * 60) * 1000 + 999), "14:05:00 UTC");
+    }
+}

@@ -1,0 +1,800 @@
+//! The core's side of the work queue: it carries out the scheduler's decisions
+//! (`crate::schedule`) on the run table it owns. Starting a queued run, ending one that never
+//! started, a run's wall-clock timeout, restarts by policy (also of runs LOST in a crash), queue
+//! control and figures, and the queue alerts (fired and resolved through the store's alert
+//! model). Nothing here awaits; every change is written before it is acknowledged.
+use std::collections::{BTreeMap, HashMap};
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{info, warn};
+
+use super::{committed, snapshot, Core};
+use crate::process::spawn::HEARTBEAT_FD;
+use crate::run::agent::AgentState;
+use crate::run::output::OutputProgress;
+use crate::run::task::{self, RunContext};
+use crate::run::{KillPhase, KillReport, RunRecord, RunStatus};
+use crate::schedule::backoff::{self, Decision, Ending};
+use crate::schedule::{self, Dep, Occupancy, QueueLimits, RestartOn, Waiting};
+use crate::store::{AlertFire, AuditRecord, Batch, Caller};
+use crate::supervisor::handle::{
+    restart_request, ApiError, CancelOutcome, KillOutcome, QueueFigures,
+};
+use crate::supervisor::{EndIntent, Msg};
+use crate::time::now_ms;
+
+/// How long an idempotency key names its run.
+pub const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
+
+impl Core {
+    /// The run an idempotency key named within the last 24 hours.
+    pub(super) fn idempotent_run(&self, key: &str, now: i64) -> Option<RunRecord> {
+        let id = self.idempotency.get(key)?;
+        let e = self.runs.get(id)?;
+        (now - e.record.created_at < IDEMPOTENCY_WINDOW_MS).then(|| snapshot(e))
+    }
+
+    /// Each queue's limits as in force: the config's, with live changes from UpdateQueue.
+    pub(super) fn queue_limits(&self) -> BTreeMap<String, QueueLimits> {
+        self.s
+            .config
+            .queues
+            .iter()
+            .map(|(name, q)| {
+                (
+                    name.clone(),
+                    QueueLimits {
+                        max_concurrent: self
+                            .live_limits
+                            .get(name)
+                            .copied()
+                            .unwrap_or(q.max_concurrent),
+                        paused: self.paused.contains(name),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// What became of a dependency, following restarts to the newest attempt.
+    fn dep_state(&self, id: &str) -> Dep {
+        let mut cur = id.to_string();
+        for _ in 0..10_000 {
+            let Some(e) = self.runs.get(&cur) else {
+                return Dep::Missing { run_id: cur };
+            };
+            match e.record.status {
+                RunStatus::Succeeded => return Dep::Succeeded,
+                s if !s.is_terminal() => return Dep::Pending { run_id: cur },
+                s => match self.successors.get(&cur) {
+                    Some(next) => cur = next.clone(),
+                    None => {
+                        return Dep::Failed {
+                            run_id: cur,
+                            status: s.as_str().to_string(),
+                        }
+                    }
+                },
+            }
+        }
+        Dep::Pending { run_id: cur }
+    }
+
+    /// Ask the scheduler what to do with the queued runs and do it. Called after every event
+    /// that can change the answer; never on a poll.
+    pub(super) fn dispatch(&mut self) {
+        if self.shutting_down {
+            return;
+        }
+        // Cancelling a run can fail its dependents: plan again until nothing more is cancelled.
+        for _ in 0..64 {
+            let now = now_ms();
+            let waiting: Vec<Waiting> = self
+                .queued
+                .iter()
+                .filter_map(|id| self.runs.get(id))
+                .map(|e| {
+                    let p = &e.record.spec.policy;
+                    let since = if e.record.queued_at > 0 {
+                        e.record.queued_at
+                    } else {
+                        e.record.created_at
+                    };
+                    Waiting {
+                        run_id: e.record.run_id.clone(),
+                        queue: p.queue.clone(),
+                        priority: p.priority,
+                        seq: e.seq,
+                        not_before: p.not_before,
+                        expires_at: if p.queue_timeout_ms > 0 {
+                            since.saturating_add(p.queue_timeout_ms as i64)
+                        } else {
+                            0
+                        },
+                        queue_timeout_ms: p.queue_timeout_ms,
+                        deps: p.after.iter().map(|d| self.dep_state(d)).collect(),
+                    }
+                })
+                .collect();
+            let occupancy = Occupancy {
+                running: self.live_by_queue.clone(),
+                host_live: self.live,
+                host_max: self.s.config.max_live_runs,
+            };
+            let plan = schedule::plan(now, &self.queue_limits(), &occupancy, waiting);
+            for (id, reason) in plan.waiting {
+                if let Some(e) = self.runs.get_mut(&id) {
+                    e.record.waiting_reason = reason;
+                }
+            }
+            self.sched_wake = plan.wake_at;
+            for id in plan.start {
+                self.start_run(&id);
+            }
+            if plan.cancel.is_empty() {
+                break;
+            }
+            for (id, reason) in plan.cancel {
+                info!(run_id = id, reason, "queued run cancelled by policy");
+                let audit = AuditRecord::new(
+                    Caller::Daemon,
+                    "cancel_by_policy",
+                    &id,
+                    serde_json::json!({}),
+                )
+                .outcome("ok", reason.clone());
+                self.end_queued(&id, reason, vec![audit], None);
+            }
+        }
+        self.check_queue_alerts(now_ms());
+    }
+
+    /// Start a queued run: STARTING on record first, then the fork (a daemon killed in between
+    /// must not leave an agent no later daemon knows about).
+    fn start_run(&mut self, run_id: &str) {
+        let Some(e) = self.runs.get_mut(run_id) else {
+            return;
+        };
+        self.queued.remove(run_id);
+        e.record.status = RunStatus::Starting;
+        e.record.waiting_reason.clear();
+        let spec = (*e.record.spec).clone();
+        if spec.agent.is_some() {
+            e.record.agent = Some(AgentState {
+                phase: "STARTING".into(),
+                health: "OK".into(),
+                ..AgentState::default()
+            });
+        }
+        let mut child_env = crate::process::spawn::base_env();
+        if let Some(u) = &self.s.agent_user {
+            child_env.insert("HOME".into(), u.home.display().to_string());
+            child_env.insert("USER".into(), u.name.clone());
+            child_env.insert("LOGNAME".into(), u.name.clone());
+        }
+        let workflow = spec
+            .agent
+            .as_ref()
+            .and_then(|a| self.s.config.workflows.get(&a.workflow));
+        if let Some(wf) = workflow {
+            child_env.extend(wf.env.clone());
+        }
+        child_env.extend(spec.env.clone());
+        child_env.insert("WF_RUN_ID".into(), run_id.to_string());
+        child_env.insert("WF_HEARTBEAT_FD".into(), HEARTBEAT_FD.to_string());
+        let (control_tx, control_rx) = mpsc::unbounded_channel();
+        let (progress_tx, progress_rx) = watch::channel(OutputProgress::default());
+        let critical_graces = workflow.map(|w| w.critical).unwrap_or_default();
+        let queue = spec.policy.queue.clone();
+        let ctx = RunContext {
+            run_id: run_id.to_string(),
+            agent_stdout: spec.agent.is_some(),
+            spec,
+            child_env,
+            log_dir: self.s.state_dir.join("runs").join(run_id),
+            containment: self.s.containment.clone(),
+            reaper: self.s.reaper.clone(),
+            kill_deadline: self.s.config.kill_deadline,
+            core: self.tx.clone(),
+            control: control_rx,
+            progress: progress_tx,
+            uid_gid: self.s.agent_user.as_ref().map(|u| (u.uid, u.gid)),
+            limits: (self.s.config.memory_max_bytes, self.s.config.pids_max),
+            spawn_method: self.s.config.spawn_method,
+            log_cap: self.s.config.log_max_bytes_per_stream,
+            max_line_bytes: self.s.config.max_line_bytes,
+            critical_graces,
+        };
+        e.control = Some(control_tx);
+        e.progress = progress_rx;
+        let waited = e.record.queued_at > 0;
+        let rec = snapshot(e);
+        self.live += 1;
+        *self.live_by_queue.entry(queue).or_default() += 1;
+        tracing::debug!(run_id, argv = ?rec.spec.argv, attempt = rec.attempt, "spawning");
+        if waited {
+            self.emit(run_id, "dequeued", String::new(), rec);
+        } else {
+            self.emit(run_id, "spawned", String::new(), rec);
+        }
+        let rt = tokio::runtime::Handle::current();
+        let core = self.tx.clone();
+        let id = run_id.to_string();
+        self.persist(
+            run_id,
+            Some(Box::new(move |r| match r {
+                Ok(()) => {
+                    rt.spawn(task::run(ctx));
+                }
+                Err(e) => {
+                    rt.spawn(async move {
+                        let msg = Msg::SpawnFailed {
+                            run_id: id,
+                            error: format!(
+                                "the run could not be recorded, so it was not started: {e}"
+                            ),
+                        };
+                        let _ = core.send(msg).await;
+                    });
+                }
+            })),
+        );
+    }
+
+    /// A live run's slot is free again.
+    pub(super) fn release_slot(&mut self, run_id: &str) {
+        self.live -= 1;
+        if let Some(e) = self.runs.get(run_id) {
+            if let Some(n) = self.live_by_queue.get_mut(&e.record.spec.policy.queue) {
+                *n = n.saturating_sub(1);
+            }
+        }
+        if let Some(at) = self.timeout_armed.remove(run_id) {
+            self.timeouts.remove(&(at, run_id.to_string()));
+        }
+        self.dispatch_needed = true;
+    }
+
+    /// End a queued run CANCELLED: its process never exists. `reply` gets the run once durable.
+    pub(super) fn end_queued(
+        &mut self,
+        run_id: &str,
+        reason: String,
+        mut audits: Vec<AuditRecord>,
+        reply: Option<Box<dyn FnOnce(Result<RunRecord, ApiError>) + Send>>,
+    ) {
+        let Some(e) = self.runs.get_mut(run_id) else {
+            return;
+        };
+        self.queued.remove(run_id);
+        e.record.status = RunStatus::Cancelled;
+        e.record.ended_at = now_ms();
+        e.record.end_reason = reason.clone();
+        e.record.waiting_reason.clear();
+        let rec = snapshot(e);
+        // A spawn still waiting for its answer (its dependency had already failed) gets it now.
+        let spawn_reply = e.spawn_reply.take();
+        audits.extend(e.spawn_audit.take().map(|mut a| {
+            a.run_id = run_id.to_string();
+            a.outcome("ok", format!("CANCELLED at once: {reason}"))
+        }));
+        let waiters: Vec<_> = e.kill_waiters.drain(..).collect();
+        let answer = rec.clone();
+        self.persist_with(
+            run_id,
+            audits,
+            Some(Box::new(move |r| {
+                if let Some(s) = spawn_reply {
+                    let _ = s.send(committed(r.clone(), answer.clone()));
+                }
+                for w in waiters {
+                    let _ = w.send(committed(
+                        r.clone(),
+                        KillOutcome {
+                            report: not_started_report(),
+                            run: answer.clone(),
+                        },
+                    ));
+                }
+                if let Some(reply) = reply {
+                    reply(committed(r, answer));
+                }
+            })),
+        );
+        self.emit(run_id, "ended", "CANCELLED".into(), rec);
+        self.dispatch_needed = true;
+    }
+
+    /// Cancel: a queued run at once, a live one through the graceful kill.
+    pub(super) fn cancel(
+        &mut self,
+        run_id: String,
+        reason: String,
+        reply: oneshot::Sender<Result<CancelOutcome, ApiError>>,
+    ) {
+        let Some(e) = self.runs.get(&run_id) else {
+            let _ = reply.send(Err(ApiError::NotFound(run_id)));
+            return;
+        };
+        let why = if reason.is_empty() {
+            "cancelled".to_string()
+        } else {
+            format!("cancelled: {reason}")
+        };
+        if e.record.status == RunStatus::Queued {
+            info!(run_id, reason = why, "cancelling a queued run");
+            self.end_queued(
+                &run_id,
+                why,
+                Vec::new(),
+                Some(Box::new(move |r| {
+                    let _ = reply.send(r.map(|run| CancelOutcome {
+                        killed: false,
+                        report: None,
+                        run,
+                    }));
+                })),
+            );
+            return;
+        }
+        let (tx, rx) = oneshot::channel();
+        self.kill(run_id, false, None, EndIntent::Cancel { reason: why }, tx);
+        tokio::spawn(async move {
+            let r = match rx.await {
+                Ok(r) => r.map(|o| CancelOutcome {
+                    killed: o.report.phase != KillPhase::NotStarted,
+                    report: Some(o.report),
+                    run: o.run,
+                }),
+                Err(_) => Err(ApiError::Unavailable("the daemon is shutting down".into())),
+            };
+            let _ = reply.send(r);
+        });
+    }
+
+    /// Arm the wall-clock timeout of a run that just started running.
+    pub(super) fn arm_timeout(&mut self, run_id: &str) {
+        let Some(e) = self.runs.get_mut(run_id) else {
+            return;
+        };
+        let ms = e.record.spec.policy.timeout_ms;
+        if ms == 0 || e.record.started_at == 0 {
+            return;
+        }
+        let at = e.record.started_at.saturating_add(ms as i64);
+        e.record.timeout_at = at;
+        self.timeouts.insert((at, run_id.to_string()));
+        self.timeout_armed.insert(run_id.to_string(), at);
+    }
+
+    /// Time out every run whose timeout has passed: TIMED_OUT through the kill state machine.
+    pub(super) fn fire_due_timeouts(&mut self) {
+        let now = now_ms();
+        let due: Vec<(i64, String)> = self
+            .timeouts
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .cloned()
+            .collect();
+        for (at, id) in due {
+            self.timeouts.remove(&(at, id.clone()));
+            self.timeout_armed.remove(&id);
+            let Some(e) = self.runs.get(&id) else {
+                continue;
+            };
+            let ms = e.record.spec.policy.timeout_ms;
+            let reason = format!(
+                "timeout_ms: ran longer than its timeout of {}",
+                schedule::human_ms(ms)
+            );
+            warn!(run_id = id, reason, "run timed out");
+            let audit = AuditRecord::new(
+                Caller::Daemon,
+                "timeout",
+                &id,
+                serde_json::json!({"timeout_ms": ms}),
+            )
+            .outcome("ok", reason.clone());
+            self.s.store.write(
+                Batch {
+                    audits: vec![audit],
+                    ..Batch::default()
+                },
+                None,
+            );
+            let (tx, _rx) = oneshot::channel();
+            self.kill(
+                id,
+                false,
+                None,
+                EndIntent::TimedOut {
+                    reason,
+                    restart: false,
+                },
+                tx,
+            );
+        }
+    }
+
+    /// A run just ended (or was found LOST): restart it by policy, or record that the policy
+    /// gave up. Returns the note for the end reason, if any.
+    pub(super) fn apply_restart_policy(&mut self, run_id: &str, by_operator: bool) {
+        let Some(e) = self.runs.get(run_id) else {
+            return;
+        };
+        let r = &e.record;
+        if !r.restarted_as.is_empty() || self.successors.contains_key(run_id) {
+            return;
+        }
+        let status = match r.status {
+            RunStatus::Failed => Some(RestartOn::Failed),
+            RunStatus::TimedOut => Some(RestartOn::TimedOut),
+            RunStatus::Lost => Some(RestartOn::Lost),
+            _ => None,
+        };
+        let now = now_ms();
+        let lived = if r.started_at > 0 {
+            r.ended_at.max(r.started_at) - r.started_at
+        } else {
+            0
+        };
+        let decision = backoff::decide(
+            r.spec.policy.restart.as_ref(),
+            Ending {
+                status,
+                by_operator,
+                lived_ms: lived,
+                streak: r.policy_restarts,
+                now,
+            },
+        );
+        match decision {
+            Decision::No => {}
+            Decision::GaveUp { restarts } => {
+                if r.end_reason.contains("gave up after") {
+                    return;
+                }
+                let note = format!("gave up after {restarts} restarts");
+                let mut labels = BTreeMap::new();
+                labels.insert("run_id".to_string(), run_id.to_string());
+                labels.insert("queue".to_string(), r.spec.policy.queue.clone());
+                let fire = AlertFire {
+                    kind: "restart_gave_up".into(),
+                    dedup_key: format!("restart_gave_up:{run_id}"),
+                    message: format!(
+                        "run {run_id} ended {} and its restart policy {note}",
+                        r.status.as_str()
+                    ),
+                    labels,
+                };
+                warn!(run_id, note, "restart policy gave up");
+                let audit = AuditRecord::new(
+                    Caller::Daemon,
+                    "restart_gave_up",
+                    run_id,
+                    serde_json::json!({"restarts": restarts}),
+                )
+                .outcome("ok", note.clone());
+                let Some(e) = self.runs.get_mut(run_id) else {
+                    return;
+                };
+                e.record.end_reason = if e.record.end_reason.is_empty() {
+                    note
+                } else {
+                    format!("{}; {note}", e.record.end_reason)
+                };
+                let rec = snapshot(e);
+                self.s.store.write(
+                    Batch {
+                        runs: vec![(e.seq, rec.clone())],
+                        audits: vec![audit],
+                        fire: vec![fire],
+                        ..Batch::default()
+                    },
+                    None,
+                );
+                self.emit(run_id, "gave_up", rec.end_reason.clone(), rec);
+            }
+            Decision::Restart {
+                not_before,
+                delay_ms,
+                streak,
+            } => {
+                let old = snapshot(e);
+                let (mut req, note) = restart_request(&old, true);
+                req.not_before = not_before;
+                req.policy_restarts = streak;
+                let (tx, _rx) = oneshot::channel();
+                let new = self.spawn(req, tx);
+                let msg = match &new {
+                    Some(id) => format!(
+                        "new run {id} (attempt {}, restart {streak}) queued not before {} (backoff {}): {note}",
+                        old.attempt + 1,
+                        schedule::clock(not_before),
+                        schedule::human_ms(delay_ms)
+                    ),
+                    None => "restart refused".to_string(),
+                };
+                info!(run_id, msg, "restarting by policy");
+                let audit = AuditRecord::new(
+                    Caller::Daemon,
+                    "restart_by_policy",
+                    run_id,
+                    serde_json::json!({"on": old.status.as_str(), "backoff_ms": delay_ms}),
+                )
+                .outcome(if new.is_some() { "ok" } else { "failed" }, msg);
+                let Some(e) = self.runs.get_mut(run_id) else {
+                    return;
+                };
+                if let Some(id) = new {
+                    e.record.restarted_as = id;
+                }
+                let rec = snapshot(e);
+                self.s.store.write(
+                    Batch {
+                        runs: vec![(e.seq, rec)],
+                        audits: vec![audit],
+                        ..Batch::default()
+                    },
+                    None,
+                );
+            }
+        }
+    }
+
+    /// At start: runs an earlier daemon lost (crashed with them live) are restarted where their
+    /// policy says so, once: a run with a successor (on record before this start) is not.
+    pub(super) fn restart_lost(&mut self) {
+        let mut lost: Vec<(u64, String)> = self
+            .runs
+            .values()
+            .filter(|e| e.record.status == RunStatus::Lost && e.record.restarted_as.is_empty())
+            .filter(|e| {
+                e.record
+                    .spec
+                    .policy
+                    .restart
+                    .as_ref()
+                    .is_some_and(|p| p.on.contains(&RestartOn::Lost))
+            })
+            .map(|e| (e.seq, e.record.run_id.clone()))
+            .collect();
+        lost.sort();
+        for (_, id) in lost {
+            self.apply_restart_policy(&id, false);
+        }
+    }
+
+    /// Resolve the alerts of these dedup keys that this core has firing.
+    pub(super) fn resolve_alerts(&mut self, keys: Vec<String>) {
+        let resolve: Vec<String> = keys.into_iter().filter(|k| self.firing.remove(k)).collect();
+        if resolve.is_empty() {
+            return;
+        }
+        for k in &resolve {
+            info!(key = k, "alert resolved");
+        }
+        self.s.store.write(
+            Batch {
+                resolve,
+                ..Batch::default()
+            },
+            None,
+        );
+    }
+
+    /// Pause or resume a queue, or change its limit until the next reload.
+    pub(super) fn update_queue(
+        &mut self,
+        queue: String,
+        paused: Option<bool>,
+        max_concurrent: Option<usize>,
+    ) -> Result<QueueFigures, ApiError> {
+        if !self.s.config.queues.contains_key(&queue) {
+            return Err(ApiError::invalid(
+                "queue",
+                format!(
+                    "unknown queue {queue:?}; queues: {}",
+                    self.s
+                        .config
+                        .queues
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+        if let Some(m) = max_concurrent {
+            if m == 0 || m > 1_000_000 {
+                return Err(ApiError::invalid(
+                    "max_concurrent",
+                    format!("{m} must be between 1 and 1000000"),
+                ));
+            }
+            self.live_limits.insert(queue.clone(), m);
+        }
+        match paused {
+            Some(true) => {
+                self.paused.insert(queue.clone());
+            }
+            Some(false) => {
+                self.paused.remove(&queue);
+            }
+            None => {}
+        }
+        info!(queue, ?paused, ?max_concurrent, "queue updated");
+        self.dispatch();
+        Ok(self
+            .queue_figures()
+            .into_iter()
+            .find(|f| f.name == queue)
+            .unwrap_or_default())
+    }
+
+    /// Figures of every configured queue, from the run table.
+    pub(super) fn queue_figures(&self) -> Vec<QueueFigures> {
+        let now = now_ms();
+        let limits = self.queue_limits();
+        let mut out: BTreeMap<String, QueueFigures> = self
+            .s
+            .config
+            .queues
+            .iter()
+            .map(|(name, q)| {
+                let l = limits[name];
+                (
+                    name.clone(),
+                    QueueFigures {
+                        name: name.clone(),
+                        max_concurrent: l.max_concurrent,
+                        max_queued: q.max_queued,
+                        paused: l.paused,
+                        ..QueueFigures::default()
+                    },
+                )
+            })
+            .collect();
+        for e in self.runs.values() {
+            let r = &e.record;
+            let Some(f) = out.get_mut(&r.spec.policy.queue) else {
+                continue;
+            };
+            match r.status {
+                RunStatus::Queued => {
+                    f.queued += 1;
+                    let since = if r.queued_at > 0 {
+                        r.queued_at
+                    } else {
+                        r.created_at
+                    };
+                    f.longest_queued_wait_ms =
+                        f.longest_queued_wait_ms.max((now - since).max(0) as u64);
+                }
+                RunStatus::Starting | RunStatus::Running | RunStatus::Stopping => {
+                    f.running += 1;
+                    if r.started_at > 0 {
+                        f.oldest_running_ms =
+                            f.oldest_running_ms.max((now - r.started_at).max(0) as u64);
+                    }
+                    if r.agent.as_ref().is_some_and(|a| a.health == "STUCK") {
+                        f.stuck += 1;
+                    }
+                }
+                s => {
+                    let ago = now - r.ended_at;
+                    if ago <= 24 * 3600 * 1000 {
+                        *f.ended_last_day.entry(s.as_str().to_string()).or_default() += 1;
+                        if ago <= 3600 * 1000 {
+                            *f.ended_last_hour.entry(s.as_str().to_string()).or_default() += 1;
+                        }
+                    }
+                }
+            }
+        }
+        out.into_values().collect()
+    }
+
+    /// Fire the queue alerts whose condition holds and resolve those whose condition is gone;
+    /// arm a wake-up for the next run to cross its queue's wait threshold.
+    pub(super) fn check_queue_alerts(&mut self, now: i64) {
+        let mut depth: HashMap<&str, usize> = HashMap::new();
+        let mut oldest: HashMap<&str, i64> = HashMap::new();
+        for id in &self.queued {
+            let Some(e) = self.runs.get(id) else { continue };
+            let q = e.record.spec.policy.queue.as_str();
+            *depth.entry(q).or_default() += 1;
+            let since = if e.record.queued_at > 0 {
+                e.record.queued_at
+            } else {
+                e.record.created_at
+            };
+            let o = oldest.entry(q).or_insert(since);
+            *o = (*o).min(since);
+        }
+        let mut fire = Vec::new();
+        let mut resolve = Vec::new();
+        let mut wake: Option<i64> = None;
+        for (name, q) in &self.s.config.queues {
+            let d = depth.get(name.as_str()).copied().unwrap_or(0);
+            let key = format!("queue_depth:{name}");
+            let deep = d > q.alert_queue_depth;
+            let mut labels = BTreeMap::new();
+            labels.insert("queue".to_string(), name.clone());
+            if deep && self.firing.insert(key.clone()) {
+                fire.push(AlertFire {
+                    kind: "queue_depth".into(),
+                    dedup_key: key,
+                    message: format!(
+                        "queue {name} has {d} runs waiting, more than its alert_queue_depth of {}",
+                        q.alert_queue_depth
+                    ),
+                    labels: labels.clone(),
+                });
+            } else if !deep && self.firing.remove(&key) {
+                resolve.push(key);
+            }
+            let key = format!("queue_wait:{name}");
+            let limit = q.alert_queue_wait.as_millis() as i64;
+            let waited = oldest.get(name.as_str()).map(|s| now - s);
+            let long = waited.is_some_and(|w| w >= limit);
+            if long && self.firing.insert(key.clone()) {
+                fire.push(AlertFire {
+                    kind: "queue_wait".into(),
+                    dedup_key: key,
+                    message: format!(
+                        "a run in queue {name} has waited {}, longer than its alert_queue_wait of {}",
+                        schedule::human_ms(waited.unwrap_or(0).max(0) as u64 / 1000 * 1000),
+                        schedule::human_ms(limit as u64)
+                    ),
+                    labels,
+                });
+            } else if !long && self.firing.remove(&key) {
+                resolve.push(key);
+            }
+            if let (false, Some(s)) = (long, oldest.get(name.as_str())) {
+                let at = s + limit;
+                wake = Some(wake.map_or(at, |w| w.min(at)));
+            }
+        }
+        if let Some(at) = wake {
+            self.sched_wake = Some(self.sched_wake.map_or(at, |w| w.min(at)));
+        }
+        if !fire.is_empty() || !resolve.is_empty() {
+            for f in &fire {
+                warn!(
+                    kind = f.kind,
+                    key = f.dedup_key,
+                    message = f.message,
+                    "alert"
+                );
+            }
+            for k in &resolve {
+                info!(key = k, "alert resolved");
+            }
+            self.s.store.write(
+                Batch {
+                    fire,
+                    resolve,
+                    ..Batch::default()
+                },
+                None,
+            );
+        }
+    }
+}
+
+/// The report of a kill that found the run still queued.
+pub(super) fn not_started_report() -> KillReport {
+    let now = now_ms();
+    KillReport {
+        phase: KillPhase::NotStarted,
+        signals_sent: Vec::new(),
+        started_at: now,
+        killed_at: now,
+        duration: std::time::Duration::ZERO,
+        survivors: Vec::new(),
+        cleanup: Vec::new(),
+        message: "the run was queued: cancelled before it started, no process existed".into(),
+    }
+}
