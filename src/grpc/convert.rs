@@ -80,6 +80,11 @@ pub fn run_to_proto(r: &RunRecord) -> proto::Run {
             .agent
             .as_ref()
             .map(|a| agent_to_proto(a, r.spec.agent.as_ref())),
+        owner: r.spec.owner.as_ref().map(|o| proto::RunOwner {
+            kind: o.kind.clone(),
+            uid: o.uid,
+            name: o.name.clone(),
+        }),
         ..Default::default()
     }
 }
@@ -164,7 +169,8 @@ pub fn audit_to_proto(a: &crate::store::AuditRecord) -> proto::AuditRecord {
         request: a.request.clone(),
         outcome: a.outcome.clone(),
         message: a.message.clone(),
-        ..Default::default()
+        identity: a.identity.clone(),
+        role: a.role.clone(),
     }
 }
 

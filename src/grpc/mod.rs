@@ -1,7 +1,10 @@
-//! The gRPC API: `wf.supervisor.v1.Supervisor`. Handlers check the request's shape, turn it into
-//! a message for the core through `SupervisorHandle`, and convert the answer; errors become
-//! statuses in `status.rs` only.
+//! The gRPC API: `wf.supervisor.v1.Supervisor`. Each handler first authorizes the call through
+//! `auth` (one table of RPC -> role), then checks the request's shape, turns it into a message
+//! for the core through `SupervisorHandle`, and converts the answer; errors become statuses in
+//! `status.rs` only.
+pub mod auth;
 mod convert;
+pub mod listen;
 mod logs;
 mod status;
 mod uds_authority;
@@ -13,15 +16,16 @@ use futures::Stream;
 use serde_json::json;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::UdsConnectInfo;
 use tonic::{Code, Request, Response, Status};
 
+use crate::access::{self, Facts, Role};
 use crate::proto;
 use crate::proto::supervisor_server::Supervisor;
 use crate::run::RunStatus;
-use crate::store::{AuditRecord, Caller, Store};
+use crate::store::{AuditRecord, Store};
 use crate::supervisor::{ApiError, Overrides, SpawnRequest, SupervisorHandle};
 
+pub use auth::{Access, Who};
 pub use convert::{run_to_proto, status_from_proto, status_to_proto};
 pub use uds_authority::{rewrite_authority, AuthorityRewrite};
 
@@ -33,6 +37,7 @@ pub struct SupervisorService {
     containment: &'static str,
     /// Fired at shutdown so that endless streams (Watch, Logs --follow) end.
     shutdown: CancellationToken,
+    access: Access,
 }
 
 impl SupervisorService {
@@ -41,26 +46,80 @@ impl SupervisorService {
         store: Store,
         containment: &'static str,
         shutdown: CancellationToken,
+        access: Access,
     ) -> Self {
         SupervisorService {
             handle,
             store,
             containment,
             shutdown,
+            access,
         }
+    }
+
+    /// Authenticate and authorize a call (see `auth`); a refusal is audited with `run_id` and
+    /// `fields`.
+    async fn authorize<T>(
+        &self,
+        request: &Request<T>,
+        method: &str,
+        facts: Facts,
+        run_id: &str,
+        fields: impl FnOnce() -> serde_json::Value,
+    ) -> Result<Who, Status> {
+        self.access
+            .authorize(request, method, facts, run_id, fields, &self.store)
+            .await
+    }
+
+    /// With `[access] operators_own_runs_only`, an operator may act on its own runs only. An
+    /// unknown run passes (the call itself reports NOT_FOUND).
+    async fn check_owner(&self, who: &Who, method: &str, run_id: &str) -> Result<(), Status> {
+        let state = self.access.current();
+        if who.role == Some(Role::Admin) || !state.policy.operators_own_runs_only {
+            return Ok(());
+        }
+        if run_id.is_empty() {
+            return Err(Status::permission_denied(format!(
+                "{} needs role admin for {method} of more than one run: operators act only on                  their own runs ([access] operators_own_runs_only)",
+                who.identity
+            )));
+        }
+        let run = match self.handle.get(run_id).await {
+            Ok(run) => run,
+            Err(_) => return Ok(()),
+        };
+        let owner = run.spec.owner.as_ref();
+        if access::may_act_on(&who.subject, who.role, owner, &state.policy) {
+            return Ok(());
+        }
+        let whose = match owner {
+            Some(o) if o.kind == "unix" => match o.uid {
+                Some(uid) if o.name.is_empty() => format!("uid {uid}"),
+                Some(uid) => format!("uid {uid} ({})", o.name),
+                None => o.name.clone(),
+            },
+            Some(o) => format!("{} {}", o.kind, o.name),
+            None => "nobody on record".to_string(),
+        };
+        Err(Status::permission_denied(format!(
+            "{} may not {method} run {run_id}: it was started by {whose}, and operators act only \
+             on their own runs ([access] operators_own_runs_only)",
+            who.identity
+        )))
     }
 
     /// Record a mutating call (accepted or refused) durably, then hand back its result.
     async fn audited<T>(
         &self,
-        caller: Caller,
+        who: &Who,
         action: &str,
         run_id: &str,
         request: serde_json::Value,
         result: Result<T, Status>,
         describe: impl FnOnce(&T) -> (String, String),
     ) -> Result<T, Status> {
-        let mut rec = AuditRecord::new(caller, action, run_id, request);
+        let mut rec = who.record(action, run_id, request);
         match &result {
             Ok(v) => {
                 let (id, message) = describe(v);
@@ -92,23 +151,6 @@ fn refusal(rec: AuditRecord, st: &Status) -> AuditRecord {
     rec.outcome(outcome, format!("{:?}: {}", st.code(), st.message()))
 }
 
-/// Who is calling: the peer's credentials on the unix socket, its address on TCP.
-fn caller<T>(req: &Request<T>) -> Caller {
-    if let Some(info) = req.extensions().get::<UdsConnectInfo>() {
-        if let Some(c) = &info.peer_cred {
-            return Caller::Unix {
-                uid: c.uid(),
-                gid: c.gid(),
-                pid: c.pid(),
-            };
-        }
-    }
-    match req.remote_addr() {
-        Some(a) => Caller::Tcp(a),
-        None => Caller::Unknown,
-    }
-}
-
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 fn need_run_id(run_id: &str) -> Result<(), Status> {
@@ -124,8 +166,7 @@ impl Supervisor for SupervisorService {
         &self,
         request: Request<proto::SpawnRequest>,
     ) -> Result<Response<proto::SpawnResponse>, Status> {
-        let who = caller(&request);
-        let r = request.into_inner();
+        let r = request.get_ref();
         // Env values may hold secrets: the audit records their names only.
         let env_keys: Vec<&String> = r.env.keys().collect();
         let fields = json!({"argv": r.argv, "cwd": r.cwd, "env_keys": env_keys, "labels": r.labels,
@@ -138,6 +179,27 @@ impl Supervisor for SupervisorService {
             }
             f
         };
+        let facts = Facts {
+            argv: r.workflow.is_empty(),
+            ..Facts::default()
+        };
+        let who = self
+            .authorize(&request, "Spawn", facts, "", || fields.clone())
+            .await?;
+        let r = request.into_inner();
+        if let Some(key) = access::restricted_env_key(r.env.keys(), who.role) {
+            let st: Status = ApiError::invalid(
+                "env",
+                format!(
+                    "{key} may be set only by an admin ({} is the daemon's or the loader's)",
+                    key
+                ),
+            )
+            .into();
+            self.write_audit(refusal(who.record("spawn", "", fields), &st))
+                .await;
+            return Err(st);
+        }
         let o = r.overrides.unwrap_or_default();
         let result = self
             .handle
@@ -159,7 +221,8 @@ impl Supervisor for SupervisorService {
                     append_system_prompt: o.append_system_prompt,
                 },
                 resume_session: None,
-                audit: Some(AuditRecord::new(who.clone(), "spawn", "", fields.clone())),
+                owner: Some(who.owner()),
+                audit: Some(who.record("spawn", "", fields.clone())),
             })
             .await
             .map_err(Status::from);
@@ -167,7 +230,7 @@ impl Supervisor for SupervisorService {
         let run = match result {
             Ok(run) => run,
             Err(st) => {
-                let rec = refusal(AuditRecord::new(who, "spawn", "", fields), &st);
+                let rec = refusal(who.record("spawn", "", fields), &st);
                 self.write_audit(rec).await;
                 return Err(st);
             }
@@ -181,6 +244,9 @@ impl Supervisor for SupervisorService {
         &self,
         request: Request<proto::GetRequest>,
     ) -> Result<Response<proto::Run>, Status> {
+        let id = request.get_ref().run_id.clone();
+        self.authorize(&request, "Get", Facts::default(), &id, || json!({}))
+            .await?;
         let r = request.into_inner();
         need_run_id(&r.run_id)?;
         let run = self.handle.get(&r.run_id).await?;
@@ -191,6 +257,8 @@ impl Supervisor for SupervisorService {
         &self,
         request: Request<proto::ListRequest>,
     ) -> Result<Response<proto::ListResponse>, Status> {
+        self.authorize(&request, "List", Facts::default(), "", || json!({}))
+            .await?;
         let r = request.into_inner();
         let mut statuses = Vec::new();
         for (i, s) in r.statuses.iter().enumerate() {
@@ -215,11 +283,16 @@ impl Supervisor for SupervisorService {
         &self,
         request: Request<proto::KillRequest>,
     ) -> Result<Response<proto::KillResponse>, Status> {
-        let who = caller(&request);
-        let r = request.into_inner();
+        let r = request.get_ref();
         let fields = json!({"force": r.force, "grace_ms": r.grace_ms, "reason": r.reason});
+        let id = r.run_id.clone();
+        let who = self
+            .authorize(&request, "Kill", Facts::default(), &id, || fields.clone())
+            .await?;
+        let r = request.into_inner();
         let result = async {
             need_run_id(&r.run_id)?;
+            self.check_owner(&who, "Kill", &r.run_id).await?;
             if r.grace_ms > 3_600_000 {
                 return Err(ApiError::invalid(
                     "grace_ms",
@@ -235,7 +308,7 @@ impl Supervisor for SupervisorService {
         }
         .await;
         let out = self
-            .audited(who, "kill", &r.run_id, fields, result, |o| {
+            .audited(&who, "kill", &r.run_id, fields, result, |o| {
                 (
                     String::new(),
                     format!("{:?}: {}", o.report.phase, o.report.message),
@@ -249,16 +322,23 @@ impl Supervisor for SupervisorService {
         &self,
         request: Request<proto::RestartRequest>,
     ) -> Result<Response<proto::RestartResponse>, Status> {
-        let who = caller(&request);
-        let r = request.into_inner();
+        let r = request.get_ref();
         let fields = json!({"reason": r.reason, "resume": r.resume});
+        let id = r.run_id.clone();
+        let who = self
+            .authorize(&request, "Restart", Facts::default(), &id, || {
+                fields.clone()
+            })
+            .await?;
+        let r = request.into_inner();
         let result = async {
             need_run_id(&r.run_id)?;
+            self.check_owner(&who, "Restart", &r.run_id).await?;
             Ok(self.handle.restart(&r.run_id, &r.reason, r.resume).await?)
         }
         .await;
         let (run, note) = self
-            .audited(who, "restart", &r.run_id, fields, result, |(run, note)| {
+            .audited(&who, "restart", &r.run_id, fields, result, |(run, note)| {
                 (
                     String::new(),
                     format!("new run {} (attempt {}): {note}", run.run_id, run.attempt),
@@ -276,11 +356,18 @@ impl Supervisor for SupervisorService {
         &self,
         request: Request<proto::ForceCompleteRequest>,
     ) -> Result<Response<proto::Run>, Status> {
-        let who = caller(&request);
-        let r = request.into_inner();
+        let r = request.get_ref();
         let fields = json!({"outcome": r.outcome, "reason": r.reason});
+        let id = r.run_id.clone();
+        let who = self
+            .authorize(&request, "ForceComplete", Facts::default(), &id, || {
+                fields.clone()
+            })
+            .await?;
+        let r = request.into_inner();
         let result = async {
             need_run_id(&r.run_id)?;
+            self.check_owner(&who, "ForceComplete", &r.run_id).await?;
             let outcome = match proto::Outcome::try_from(r.outcome) {
                 Ok(proto::Outcome::Succeeded) => RunStatus::Succeeded,
                 Ok(proto::Outcome::Failed) => RunStatus::Failed,
@@ -299,7 +386,7 @@ impl Supervisor for SupervisorService {
         }
         .await;
         let run = self
-            .audited(who, "force_complete", &r.run_id, fields, result, |run| {
+            .audited(&who, "force_complete", &r.run_id, fields, result, |run| {
                 (String::new(), run.status.as_str().to_string())
             })
             .await?;
@@ -310,13 +397,17 @@ impl Supervisor for SupervisorService {
         &self,
         request: Request<proto::PurgeRequest>,
     ) -> Result<Response<proto::PurgeResponse>, Status> {
-        let who = caller(&request);
-        let r = request.into_inner();
+        let r = request.get_ref();
         let status_name = status_from_proto(r.status)
             .map(|s| s.as_str())
             .unwrap_or("");
         let fields = json!({"force": r.force, "status": status_name, "older_than_ms": r.older_than_ms,
             "reason": r.reason});
+        let id = r.run_id.clone();
+        let who = self
+            .authorize(&request, "Purge", Facts::default(), &id, || fields.clone())
+            .await?;
+        let r = request.into_inner();
         let result: Result<Vec<String>, Status> = async {
             if !r.run_id.is_empty() {
                 return Ok(self.handle.purge_run(&r.run_id, r.force, &r.reason).await?);
@@ -347,19 +438,12 @@ impl Supervisor for SupervisorService {
         }
         .await;
         let ids = self
-            .audited(
-                who.clone(),
-                "purge",
-                &r.run_id,
-                fields.clone(),
-                result,
-                |ids| {
-                    (
-                        String::new(),
-                        format!("purged {}: {}", ids.len(), ids.join(" ")),
-                    )
-                },
-            )
+            .audited(&who, "purge", &r.run_id, fields.clone(), result, |ids| {
+                (
+                    String::new(),
+                    format!("purged {}: {}", ids.len(), ids.join(" ")),
+                )
+            })
             .await?;
         // A purge by status is also on record under each run it removed.
         if r.run_id.is_empty() && !ids.is_empty() {
@@ -367,7 +451,7 @@ impl Supervisor for SupervisorService {
                 audits: ids
                     .iter()
                     .map(|id| {
-                        AuditRecord::new(who.clone(), "purge", id, fields.clone())
+                        who.record("purge", id, fields.clone())
                             .outcome("ok", "purged by status")
                     })
                     .collect(),
@@ -387,6 +471,8 @@ impl Supervisor for SupervisorService {
         &self,
         request: Request<proto::ListAuditRequest>,
     ) -> Result<Response<proto::ListAuditResponse>, Status> {
+        self.authorize(&request, "ListAudit", Facts::default(), "", || json!({}))
+            .await?;
         let r = request.into_inner();
         let limit = if r.limit == 0 { 1000 } else { r.limit as usize };
         let store = self.store.clone();
@@ -402,8 +488,10 @@ impl Supervisor for SupervisorService {
 
     async fn get_health(
         &self,
-        _request: Request<proto::GetHealthRequest>,
+        request: Request<proto::GetHealthRequest>,
     ) -> Result<Response<proto::GetHealthResponse>, Status> {
+        self.authorize(&request, "GetHealth", Facts::default(), "", || json!({}))
+            .await?;
         let (live, total) = self.handle.counts().await?;
         let store = self.store.clone();
         let alerts = tokio::task::spawn_blocking(move || store.open_alerts())
@@ -414,7 +502,20 @@ impl Supervisor for SupervisorService {
             live_runs: live as u32,
             total_runs: total as u32,
             containment: self.containment.to_string(),
-            alerts: alerts.iter().map(convert::alert_to_proto).collect(),
+            alerts: alerts
+                .iter()
+                .map(convert::alert_to_proto)
+                .chain(self.access.current().root_agents.as_ref().map(|m| {
+                    // A standing condition of the config, not a stored alert: it goes only when
+                    // runs.user or runs.allow_root_agents is set.
+                    proto::Alert {
+                        kind: "agents_run_as_root".into(),
+                        dedup_key: "agents_run_as_root".into(),
+                        message: m.clone(),
+                        ..Default::default()
+                    }
+                }))
+                .collect(),
             ..Default::default()
         }))
     }
@@ -423,14 +524,19 @@ impl Supervisor for SupervisorService {
         &self,
         request: Request<proto::AckAlertRequest>,
     ) -> Result<Response<proto::Alert>, Status> {
-        let who = caller(&request);
-        let r = request.into_inner();
+        let r = request.get_ref();
         let fields = json!({"alert_id": r.id, "note": r.note});
+        let who = self
+            .authorize(&request, "AckAlert", Facts::default(), "", || {
+                fields.clone()
+            })
+            .await?;
+        let r = request.into_inner();
         let store = self.store.clone();
         let by = if r.note.is_empty() {
-            who.describe()
+            who.identity.clone()
         } else {
-            format!("{}: {}", who.describe(), r.note)
+            format!("{}: {}", who.identity, r.note)
         };
         let id = r.id;
         let result: Result<proto::Alert, Status> = async {
@@ -465,7 +571,7 @@ impl Supervisor for SupervisorService {
         }
         .await;
         let alert = self
-            .audited(who, "ack_alert", "", fields, result, |a| {
+            .audited(&who, "ack_alert", "", fields, result, |a| {
                 (String::new(), a.kind.clone())
             })
             .await?;
@@ -474,8 +580,16 @@ impl Supervisor for SupervisorService {
 
     async fn list_workflows(
         &self,
-        _request: Request<proto::ListWorkflowsRequest>,
+        request: Request<proto::ListWorkflowsRequest>,
     ) -> Result<Response<proto::ListWorkflowsResponse>, Status> {
+        self.authorize(
+            &request,
+            "ListWorkflows",
+            Facts::default(),
+            "",
+            || json!({}),
+        )
+        .await?;
         let workflows = self.handle.workflows().await?;
         Ok(Response::new(proto::ListWorkflowsResponse {
             workflows: workflows.iter().map(convert::workflow_to_proto).collect(),
@@ -488,6 +602,9 @@ impl Supervisor for SupervisorService {
         &self,
         request: Request<proto::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        let id = request.get_ref().run_id.clone();
+        self.authorize(&request, "Watch", Facts::default(), &id, || json!({}))
+            .await?;
         let r = request.into_inner();
         // Subscribe first, then look the run up, so no change falls between the two.
         let mut events = self.handle.subscribe();
@@ -555,6 +672,9 @@ impl Supervisor for SupervisorService {
         &self,
         request: Request<proto::LogsRequest>,
     ) -> Result<Response<Self::LogsStream>, Status> {
+        let id = request.get_ref().run_id.clone();
+        self.authorize(&request, "Logs", Facts::default(), &id, || json!({}))
+            .await?;
         let r = request.into_inner();
         need_run_id(&r.run_id)?;
         let source = self.handle.logs(&r.run_id).await?;
@@ -577,22 +697,42 @@ impl Supervisor for SupervisorService {
     // Queue control: implemented by the queue work (issue: work queue and run policy).
     async fn cancel(
         &self,
-        _request: Request<proto::CancelRequest>,
+        request: Request<proto::CancelRequest>,
     ) -> Result<Response<proto::CancelResponse>, Status> {
+        let r = request.get_ref();
+        let fields = json!({"reason": r.reason, "dry_run": r.dry_run});
+        let id = r.run_id.clone();
+        let who = self
+            .authorize(&request, "Cancel", Facts::default(), &id, || fields.clone())
+            .await?;
+        self.check_owner(&who, "Cancel", &id).await?;
         Err(Status::unimplemented("Cancel is not implemented yet"))
     }
 
     async fn update_queue(
         &self,
-        _request: Request<proto::UpdateQueueRequest>,
+        request: Request<proto::UpdateQueueRequest>,
     ) -> Result<Response<proto::QueueHealth>, Status> {
+        let r = request.get_ref();
+        let fields =
+            json!({"queue": r.queue, "paused": r.paused, "max_concurrent": r.max_concurrent});
+        let facts = Facts {
+            changes_limit: r.max_concurrent.is_some(),
+            ..Facts::default()
+        };
+        self.authorize(&request, "UpdateQueue", facts, "", || fields.clone())
+            .await?;
         Err(Status::unimplemented("UpdateQueue is not implemented yet"))
     }
 
     async fn get_queue_health(
         &self,
-        _request: Request<proto::GetQueueHealthRequest>,
+        request: Request<proto::GetQueueHealthRequest>,
     ) -> Result<Response<proto::GetQueueHealthResponse>, Status> {
+        self.authorize(&request, "GetQueueHealth", Facts::default(), "", || {
+            json!({})
+        })
+        .await?;
         Err(Status::unimplemented(
             "GetQueueHealth is not implemented yet",
         ))

@@ -65,6 +65,8 @@ pub struct RunSpec {
     pub grace: Duration,
     /// For runs started from a workflow template.
     pub agent: Option<agent::AgentSpec>,
+    /// Who started the run (kept by its restarts); None for runs from before owners existed.
+    pub owner: Option<crate::access::RunOwner>,
 }
 
 /// Everything the daemon records of one run.

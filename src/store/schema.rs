@@ -65,6 +65,13 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE runs ADD COLUMN agent_spec TEXT NOT NULL DEFAULT '';
     ALTER TABLE runs ADD COLUMN agent_state TEXT NOT NULL DEFAULT '';
     "#,
+    // 3: access: who started each run (JSON, '' for runs from before), and the authenticated
+    // identity and role of each audited call.
+    r#"
+    ALTER TABLE runs ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+    ALTER TABLE audit ADD COLUMN identity TEXT NOT NULL DEFAULT '';
+    ALTER TABLE audit ADD COLUMN role TEXT NOT NULL DEFAULT '';
+    "#,
 ];
 
 /// The schema version this daemon writes.

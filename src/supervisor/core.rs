@@ -730,7 +730,10 @@ impl Core {
             return;
         }
         let spec = match self.validate(&req) {
-            Ok(s) => s,
+            Ok(s) => RunSpec {
+                owner: req.owner.clone(),
+                ..s
+            },
             Err(e) => {
                 let _ = reply.send(Err(e));
                 return;
@@ -983,6 +986,7 @@ impl Core {
             stop_signals,
             grace,
             agent: None,
+            owner: None,
         })
     }
 

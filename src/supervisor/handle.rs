@@ -52,6 +52,8 @@ pub struct SpawnRequest {
     pub overrides: Overrides,
     /// Resume this Claude session (`--resume`).
     pub resume_session: Option<String>,
+    /// Who asked for the run; a restart keeps the old run's owner.
+    pub owner: Option<crate::access::RunOwner>,
     /// The caller's audit record for this spawn, committed together with the run's start (so a
     /// started run costs one commit less). A refused or failed request is audited by the caller.
     pub audit: Option<crate::store::AuditRecord>,
@@ -92,6 +94,7 @@ pub fn restart_request(old: &RunRecord, resume: bool) -> (SpawnRequest, String) 
         stop_signals: spec.stop_signals.clone(),
         grace_ms: spec.grace.as_millis() as u64,
         restart_of: Some((old.run_id.clone(), old.attempt + 1)),
+        owner: spec.owner.clone(),
         ..SpawnRequest::default()
     };
     let Some(agent) = &spec.agent else {
