@@ -16,6 +16,7 @@ mod ps;
 mod purge;
 mod restart;
 mod spawn;
+mod token;
 mod watch;
 mod workflows;
 
@@ -27,8 +28,9 @@ use clap::{CommandFactory, Parser, Subcommand};
 use wf_supervisor::proto::RunStatus;
 
 /// The client every subcommand talks through.
-pub type Client =
-    wf_supervisor::proto::supervisor_client::SupervisorClient<tonic::transport::Channel>;
+pub type Client = wf_supervisor::proto::supervisor_client::SupervisorClient<
+    tonic::codegen::InterceptedService<tonic::transport::Channel, connect::Bearer>,
+>;
 
 /// Exit code when a kill ran but did not leave the run empty (`success: false`).
 pub const EXIT_KILL_INCOMPLETE: u8 = 3;
@@ -53,9 +55,25 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "PATH", conflicts_with = "addr")]
     pub socket: Option<PathBuf>,
 
-    /// Reach the daemon's TCP listener instead of the socket, e.g. http://127.0.0.1:7443.
+    /// Reach the daemon's TCP listener instead of the socket, e.g. https://host:7443.
     #[arg(long, global = true, value_name = "URL")]
     pub addr: Option<String>,
+
+    /// On TCP: a file whose first line is the token (default: $WF_SUPERVISOR_TOKEN).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+
+    /// With an https:// --addr: the CA certificate (PEM) that signed the daemon's certificate.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+
+    /// With an https:// --addr: a client certificate (PEM) for mTLS, with --key.
+    #[arg(long, global = true, value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+
+    /// The client certificate's private key (PEM).
+    #[arg(long, global = true, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
 
     /// Print machine-readable JSON (one object per response; one per line for streams).
     #[arg(long, global = true)]
@@ -93,6 +111,9 @@ pub enum Command {
     Ack(ack::AckArgs),
     /// List the workflow templates the daemon's config defines.
     Workflows(workflows::WorkflowsArgs),
+    /// Make a token for TCP callers: wfctl token create NAME --role ROLE.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
 }
 
 /// Parse the command line (usage errors exit 2 through clap), run the subcommand, and turn any
@@ -120,8 +141,18 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // Making a token needs no daemon.
+    if let Command::Token(t) = cli.command {
+        return token::run(t);
+    }
     let target = connect::resolve_target(cli.socket, cli.addr)?;
-    let mut client = connect::connect(&target).await?;
+    let creds = connect::Credentials {
+        token_file: cli.token_file,
+        ca: cli.ca,
+        cert: cli.cert,
+        key: cli.key,
+    };
+    let mut client = connect::connect_with(&target, &creds).await?;
     let json = cli.json;
     match cli.command {
         Command::Spawn(a) => spawn::run(&mut client, a, json).await,
@@ -137,6 +168,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Health(a) => health::run(&mut client, a, json).await,
         Command::Ack(a) => ack::run(&mut client, a, json).await,
         Command::Workflows(a) => workflows::run(&mut client, a, json).await,
+        Command::Token(_) => unreachable!("handled before connecting"),
     }
 }
 

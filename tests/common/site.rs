@@ -45,6 +45,8 @@ pub struct Options {
     pub extra_toml: String,
     /// More `key = value` lines inside `[runs]`.
     pub runs_toml: String,
+    /// More `key = value` lines inside `[daemon]`.
+    pub daemon_toml: String,
 }
 
 impl Default for Options {
@@ -55,6 +57,7 @@ impl Default for Options {
             shutdown_timeout_ms: 30_000,
             extra_toml: String::new(),
             runs_toml: String::new(),
+            daemon_toml: String::new(),
         }
     }
 }
@@ -136,9 +139,13 @@ impl Site {
             "allow_root_agents = true\n"
         };
         let mut toml = format!(
-            "[daemon]\nshutdown_timeout_ms = {}\n\n[runs]\ngrace_ms = {}\nkill_deadline_ms = 10000\n{}{}\n\
+            "[daemon]\nshutdown_timeout_ms = {}\n{}\n[runs]\ngrace_ms = {}\nkill_deadline_ms = 10000\n{}{}\n\
              [containment]\nmode = \"{mode}\"\n",
-            options.shutdown_timeout_ms, options.grace_ms, root_agents, options.runs_toml
+            options.shutdown_timeout_ms,
+            options.daemon_toml,
+            options.grace_ms,
+            root_agents,
+            options.runs_toml
         );
         if let Some(root) = &cgroup_root {
             toml.push_str(&format!(
