@@ -790,6 +790,31 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_systemd_config_runs_agents_as_wf_agent_and_makes_wf_operators_operators() {
+        let c = Config::parse(
+            include_str!("../systemd/config.toml.example"),
+            "systemd/config.toml.example",
+        )
+        .expect("the shipped example is valid");
+        assert_eq!(c.user.as_deref(), Some("wf-agent"));
+        assert!(!c.allow_root_agents);
+        assert_eq!(c.access.operator, vec![Grant::Group("wf-operators".into())]);
+        assert_eq!(c.access.argv_spawn, Role::Admin);
+        let p = c.access.policy(0);
+        let member = crate::access::Subject::Unix(crate::access::UnixPeer {
+            uid: 1001,
+            gid: 1001,
+            pid: None,
+            user: Some("alice".into()),
+            groups: vec![
+                (1001, Some("alice".into())),
+                (990, Some("wf-operators".into())),
+            ],
+        });
+        assert_eq!(p.role_of(&member), Some(Role::Operator));
+    }
+
+    #[test]
     fn wrong_type_names_line_and_key() {
         let err = Config::parse("[runs]\n\ngrace_ms = \"soon\"\n", "t.toml").unwrap_err();
         let s = err.to_string();
