@@ -46,7 +46,9 @@ pub const EXIT_UNACKNOWLEDGED_ALERTS: u8 = 4;
              agent runs; read the audit trail; check the daemon's health.",
     after_help = "The socket is, in order: --socket, $WF_SUPERVISOR_SOCKET, \
                   $RUNTIME_DIRECTORY/wf.sock, /run/wf-supervisor/wf.sock (as root), \
-                  $XDG_RUNTIME_DIR/wf-supervisor/wf.sock.\n\
+                  $XDG_RUNTIME_DIR/wf-supervisor/wf.sock. On TCP (--addr) the daemon wants \
+                  a token (--token-file, $WF_SUPERVISOR_TOKEN) or, over https:// (with --ca), a \
+                  client certificate (--cert/--key).\n\
                   Exit codes: 0 ok, 1 API or connection error, 2 usage error, 3 kill left \
                   survivors, 4 health found unacknowledged alerts."
 )]

@@ -13,7 +13,7 @@ pub enum Caller {
         gid: u32,
         pid: Option<i32>,
     },
-    /// A peer on TCP, by address (until tokens exist).
+    /// A peer on TCP, by address (its token or certificate is the record's `identity`).
     Tcp(SocketAddr),
     /// The daemon itself (stuck rules, recovery, restart policy).
     Daemon,
