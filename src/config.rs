@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::access::{Grant, Policy, Role};
 use crate::agent::claude::ClaudeTemplate;
 use crate::agent::health::{Action, Rule, StuckRules};
 use crate::agent::heartbeat::CriticalSection;
@@ -53,6 +54,33 @@ struct RawConfig {
     queues: BTreeMap<String, RawQueue>,
     #[serde(default)]
     debug: RawDebug,
+    #[serde(default)]
+    access: RawAccess,
+    #[serde(default)]
+    tls: RawTls,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccess {
+    #[serde(default)]
+    admin: Vec<String>,
+    #[serde(default)]
+    operator: Vec<String>,
+    #[serde(default)]
+    viewer: Vec<String>,
+    /// "admin" (default) or "operator": who may Spawn an arbitrary argv.
+    argv_spawn: Option<String>,
+    operators_own_runs_only: Option<bool>,
+    tokens_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    client_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -130,6 +158,9 @@ struct RawDaemon {
     state_dir: Option<PathBuf>,
     listen: Option<String>,
     shutdown_timeout_ms: Option<u64>,
+    /// Group and mode of the socket when the daemon binds it itself (not socket-activated).
+    socket_group: Option<String>,
+    socket_mode: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -147,6 +178,8 @@ struct RawRuns {
     pids_max: Option<u64>,
     /// "vfork" (default) or "fork".
     spawn_method: Option<String>,
+    /// Say that agents running as root (no `user`, daemon root) is intended: no warning, no alert.
+    allow_root_agents: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -248,6 +281,48 @@ pub struct Config {
     pub memory_max_bytes: Option<u64>,
     pub pids_max: Option<u64>,
     pub spawn_method: SpawnMethod,
+    pub allow_root_agents: bool,
+    /// Group of the socket the daemon binds itself (default: the daemon's group).
+    pub socket_group: Option<String>,
+    /// Mode of the socket the daemon binds itself (default 0660).
+    pub socket_mode: u32,
+    pub access: AccessConfig,
+    /// TLS for the TCP listener (cert and key; client_ca asks for client certificates).
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[access]`: who holds which role, and the access switches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessConfig {
+    pub admin: Vec<Grant>,
+    pub operator: Vec<Grant>,
+    pub viewer: Vec<Grant>,
+    pub argv_spawn: Role,
+    pub operators_own_runs_only: bool,
+    pub tokens_file: Option<PathBuf>,
+}
+
+impl AccessConfig {
+    /// The policy this config gives a daemon running as `daemon_uid`.
+    pub fn policy(&self, daemon_uid: u32) -> Policy {
+        Policy {
+            daemon_uid,
+            admin: self.admin.clone(),
+            operator: self.operator.clone(),
+            viewer: self.viewer.clone(),
+            argv_spawn: self.argv_spawn,
+            operators_own_runs_only: self.operators_own_runs_only,
+        }
+    }
+}
+
+/// `[tls]`: the server's certificate and key (PEM), and the CA that client certificates must
+/// chain to (mTLS) when given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
 }
 
 /// One queue's limits and alert thresholds.
@@ -536,10 +611,76 @@ impl RawConfig {
                 ))
             }
         };
+        let socket_mode = match self.daemon.socket_mode.as_deref() {
+            None => 0o660,
+            Some(m) => match u32::from_str_radix(m.trim_start_matches("0o"), 8) {
+                Ok(v) if v <= 0o777 => v,
+                _ => {
+                    return Err(bad(
+                        "daemon.socket_mode",
+                        format!("{m:?} is not an octal file mode such as \"0660\""),
+                    ))
+                }
+            },
+        };
+        if self.daemon.socket_group.as_deref() == Some("") {
+            return Err(bad(
+                "daemon.socket_group",
+                "is empty; leave it out for the daemon's own group".into(),
+            ));
+        }
+        let grants = |key: &str, list: &[String]| -> Result<Vec<Grant>, ConfigError> {
+            list.iter()
+                .map(|g| Grant::parse(g).map_err(|e| bad(key, e)))
+                .collect()
+        };
+        let access = AccessConfig {
+            admin: grants("access.admin", &self.access.admin)?,
+            operator: grants("access.operator", &self.access.operator)?,
+            viewer: grants("access.viewer", &self.access.viewer)?,
+            argv_spawn: match self.access.argv_spawn.as_deref().unwrap_or("admin") {
+                "admin" => Role::Admin,
+                "operator" => Role::Operator,
+                other => {
+                    return Err(bad(
+                        "access.argv_spawn",
+                        format!("{other:?} is not one of \"admin\", \"operator\""),
+                    ))
+                }
+            },
+            operators_own_runs_only: self.access.operators_own_runs_only.unwrap_or(false),
+            tokens_file: self
+                .access
+                .tokens_file
+                .filter(|p| !p.as_os_str().is_empty()),
+        };
+        let tls = match (self.tls.cert, self.tls.key) {
+            (None, None) => {
+                if self.tls.client_ca.is_some() {
+                    return Err(bad(
+                        "tls.client_ca",
+                        "needs tls.cert and tls.key (the server's own certificate)".into(),
+                    ));
+                }
+                None
+            }
+            (Some(cert), Some(key)) => Some(TlsConfig {
+                cert,
+                key,
+                client_ca: self.tls.client_ca,
+            }),
+            (Some(_), None) => return Err(bad("tls.cert", "needs tls.key beside it".into())),
+            (None, Some(_)) => return Err(bad("tls.key", "needs tls.cert beside it".into())),
+        };
         Ok(Config {
             workflows,
             queues,
             spawn_method,
+            allow_root_agents: self.runs.allow_root_agents.unwrap_or(false),
+            socket_group: self.daemon.socket_group,
+            socket_mode,
+            access,
+            tls,
             user: self.runs.user,
             memory_max_bytes: self.runs.memory_max_bytes,
             pids_max: self.runs.pids_max,
@@ -810,6 +951,93 @@ mod tests {
         assert_eq!(c.grace, Duration::from_millis(5000));
         assert_eq!(c.stop_signals, vec!["TERM".to_string()]);
         assert_eq!(c.containment, ContainmentMode::Auto);
+    }
+
+    #[test]
+    fn access_tls_and_socket_settings_parse_and_bad_ones_are_named() {
+        let c = Config::embedded().expect("embedded");
+        assert_eq!(
+            c.access,
+            AccessConfig {
+                admin: vec![],
+                operator: vec![],
+                viewer: vec![],
+                argv_spawn: Role::Admin,
+                operators_own_runs_only: false,
+                tokens_file: None,
+            }
+        );
+        assert_eq!(
+            (c.socket_mode, c.socket_group.as_deref(), c.tls.is_none()),
+            (0o660, None, true)
+        );
+        assert!(!c.allow_root_agents);
+        let c = Config::parse(
+            "[daemon]\nsocket_group = \"wf-operators\"\nsocket_mode = \"0600\"\n\
+             [runs]\nallow_root_agents = true\n\
+             [access]\nadmin = [\"uid:0\", \"group:wf-admins\"]\noperator = [\"group:wf-operators\", \"alice\"]\n\
+             viewer = [\"gid:3000\", \"cert:dash\"]\nargv_spawn = \"operator\"\noperators_own_runs_only = true\n\
+             tokens_file = \"/etc/wf-supervisor/tokens\"\n\
+             [tls]\ncert = \"/c.pem\"\nkey = \"/k.pem\"\nclient_ca = \"/ca.pem\"\n",
+            "t.toml",
+        )
+        .expect("valid");
+        assert_eq!(c.socket_mode, 0o600);
+        assert_eq!(c.socket_group.as_deref(), Some("wf-operators"));
+        assert!(c.allow_root_agents);
+        assert_eq!(
+            c.access.admin,
+            vec![Grant::Uid(0), Grant::Group("wf-admins".into())]
+        );
+        assert_eq!(c.access.operator[1], Grant::User("alice".into()));
+        assert_eq!(
+            c.access.viewer,
+            vec![Grant::Gid(3000), Grant::Cert("dash".into())]
+        );
+        assert_eq!(c.access.argv_spawn, Role::Operator);
+        assert!(c.access.operators_own_runs_only);
+        let tls = c.tls.expect("tls");
+        assert_eq!(tls.client_ca, Some(PathBuf::from("/ca.pem")));
+
+        let e = Config::parse("[access]\n\noperator = [\"uid:bob\"]\n", "t.toml").unwrap_err();
+        let e = e.to_string();
+        assert!(
+            e.contains("line 3: key `access.operator`") && e.contains("not a uid"),
+            "{e}"
+        );
+        let e = Config::parse("[access]\nargv_spawn = \"viewer\"\n", "t.toml").unwrap_err();
+        assert!(e.to_string().contains("access.argv_spawn"), "{e}");
+        let e = Config::parse("[daemon]\nsocket_mode = \"rw\"\n", "t.toml").unwrap_err();
+        assert!(e.to_string().contains("daemon.socket_mode"), "{e}");
+        let e = Config::parse("[tls]\ncert = \"/c.pem\"\n", "t.toml").unwrap_err();
+        assert!(e.to_string().contains("needs tls.key"), "{e}");
+        let e = Config::parse("[tls]\nclient_ca = \"/c.pem\"\n", "t.toml").unwrap_err();
+        assert!(e.to_string().contains("tls.client_ca"), "{e}");
+    }
+
+    #[test]
+    fn the_shipped_systemd_config_runs_agents_as_wf_agent_and_makes_wf_operators_operators() {
+        let c = Config::parse(
+            include_str!("../systemd/config.toml.example"),
+            "systemd/config.toml.example",
+        )
+        .expect("the shipped example is valid");
+        assert_eq!(c.user.as_deref(), Some("wf-agent"));
+        assert!(!c.allow_root_agents);
+        assert_eq!(c.access.operator, vec![Grant::Group("wf-operators".into())]);
+        assert_eq!(c.access.argv_spawn, Role::Admin);
+        let p = c.access.policy(0);
+        let member = crate::access::Subject::Unix(crate::access::UnixPeer {
+            uid: 1001,
+            gid: 1001,
+            pid: None,
+            user: Some("alice".into()),
+            groups: vec![
+                (1001, Some("alice".into())),
+                (990, Some("wf-operators".into())),
+            ],
+        });
+        assert_eq!(p.role_of(&member), Some(Role::Operator));
     }
 
     #[test]

@@ -7,12 +7,13 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use futures::StreamExt;
 use tokio::net::UnixListener;
-use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tokio_stream::wrappers::UnixListenerStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::Config;
-use crate::grpc::SupervisorService;
+use crate::grpc::listen::{self, TlsSettings};
+use crate::grpc::{Access, SupervisorService};
 use crate::process::cgroup::{CgroupEntry, Containment};
 use crate::process::reaper::Reaper;
 use crate::proto::supervisor_server::SupervisorServer;
@@ -160,7 +161,9 @@ pub fn main() -> anyhow::Result<()> {
     runtime.block_on(serve(args, config))
 }
 
-async fn bind_socket(path: &Path) -> anyhow::Result<UnixListener> {
+/// Bind the API socket with the configured mode and group (`[daemon] socket_mode`,
+/// `socket_group`): who may connect at all; roles then decide what each caller may do.
+async fn bind_socket(path: &Path, config: &Config) -> anyhow::Result<UnixListener> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("cannot create socket directory {}", parent.display()))?;
@@ -177,8 +180,19 @@ async fn bind_socket(path: &Path) -> anyhow::Result<UnixListener> {
     }
     let listener = UnixListener::bind(path)
         .with_context(|| format!("cannot bind socket {}", path.display()))?;
+    if let Some(group) = &config.socket_group {
+        let g = nix::unistd::Group::from_name(group)
+            .with_context(|| format!("cannot look up daemon.socket_group {group:?}"))?
+            .with_context(|| format!("daemon.socket_group {group:?} does not exist"))?;
+        nix::unistd::chown(path, None, Some(g.gid)).with_context(|| {
+            format!(
+                "cannot give socket {} to group {group} (daemon.socket_group)",
+                path.display()
+            )
+        })?;
+    }
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(config.socket_mode))
         .with_context(|| format!("cannot set permissions on {}", path.display()))?;
     Ok(listener)
 }
@@ -193,6 +207,24 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
         None => default_state_dir()?,
     };
     let listen = args.listen.or(config.listen);
+    // Refuse an unauthenticated or cleartext TCP listener before anything else happens.
+    if let Some(addr) = listen {
+        crate::access::check_tcp(
+            addr,
+            config.tls.is_some(),
+            config.access.tokens_file.is_some(),
+        )
+        .map_err(anyhow::Error::msg)?;
+    }
+    let access = Access::new(&config, nix::unistd::geteuid().as_raw(), is_root())
+        .context("cannot load the access settings")?;
+    let tls = match (&config.tls, listen) {
+        (Some(t), Some(_)) => Some(TlsSettings::load(t).context("cannot load the TLS settings")?),
+        _ => None,
+    };
+    if let Some(m) = &access.current().root_agents {
+        warn!(reason = m.as_str(), "agents run as root");
+    }
     for d in [
         state_dir.clone(),
         state_dir.join("runs"),
@@ -315,6 +347,7 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
         store.clone(),
         containment.name(),
         end_streams.clone(),
+        access.clone(),
     )
     .with_host(host.clone());
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -349,7 +382,7 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
             info!("using the socket systemd passed (socket activation)");
             UnixListener::from_std(l).context("cannot use the socket systemd passed")?
         }
-        None => bind_socket(&socket).await?,
+        None => bind_socket(&socket, &config).await?,
     };
     info!(socket = %socket.display(), state_dir = %state_dir.display(), "listening");
     let mut servers = tokio::task::JoinSet::new();
@@ -361,7 +394,10 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
                 .serve_with_incoming_shutdown(
                     routes,
                     // Clients that send the socket path as :authority would be refused by h2.
-                    crate::grpc::rewrite_authority(UnixListenerStream::new(listener)),
+                    // Each connection's peer is resolved (SO_PEERCRED, groups) when accepted.
+                    crate::grpc::rewrite_authority(listen::unix_incoming(UnixListenerStream::new(
+                        listener,
+                    ))),
                     stop.cancelled_owned(),
                 )
                 .await
@@ -371,17 +407,33 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
         let tcp = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
-        info!(%addr, "listening on TCP");
         let stop = shutdown.clone();
-        servers.spawn(async move {
-            tonic::transport::Server::builder()
-                .serve_with_incoming_shutdown(
-                    routes,
-                    TcpListenerStream::new(tcp),
-                    stop.cancelled_owned(),
-                )
-                .await
-        });
+        match tls.clone() {
+            Some(tls) => {
+                info!(%addr, "listening on TCP with TLS");
+                servers.spawn(async move {
+                    tonic::transport::Server::builder()
+                        .serve_with_incoming_shutdown(
+                            routes,
+                            listen::tls_incoming(tcp, tls),
+                            stop.cancelled_owned(),
+                        )
+                        .await
+                });
+            }
+            None => {
+                info!(%addr, "listening on TCP (plaintext, loopback, tokens required)");
+                servers.spawn(async move {
+                    tonic::transport::Server::builder()
+                        .serve_with_incoming_shutdown(
+                            routes,
+                            listen::tcp_incoming(tcp),
+                            stop.cancelled_owned(),
+                        )
+                        .await
+                });
+            }
+        }
     }
 
     let mut signals = signal_hook_tokio::Signals::new([
@@ -396,7 +448,9 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
     loop {
         tokio::select! {
             sig = signals.next() => match sig {
-                Some(signal_hook::consts::SIGHUP) => reload(&args, &handle, &host).await,
+                Some(signal_hook::consts::SIGHUP) => {
+                    reload(&args, &handle, &host, &access, tls.as_ref()).await
+                }
                 Some(signal_hook::consts::SIGUSR2) => {
                     if config.debug_wedge_on_sigusr2 {
                         handle.wedge().await;
@@ -452,12 +506,31 @@ async fn reload(
     args: &Args,
     handle: &supervisor::SupervisorHandle,
     host: &crate::process::limits::Host,
+    access: &Access,
+    tls: Option<&TlsSettings>,
 ) {
     crate::systemd::reloading();
     let loaded = match &args.config {
         Some(path) => Config::load(path),
         None => Config::embedded(),
     };
+    let loaded = loaded.map_err(anyhow::Error::from).and_then(|new| {
+        // A bad tokens file or certificate refuses the whole reload: read both, then apply.
+        let new_access = access
+            .prepare(&new)
+            .context("refusing the new access settings")?;
+        let new_tls = match (tls, &new.tls) {
+            (Some(_), Some(t)) => {
+                Some(TlsSettings::prepare(t).context("refusing the new TLS settings")?)
+            }
+            _ => None,
+        };
+        access.install(new_access);
+        if let (Some(tls), Some(cfg)) = (tls, new_tls) {
+            tls.install(cfg);
+        }
+        Ok(new)
+    });
     match loaded {
         Ok(new) => match {
             let max_live_runs = new.max_live_runs;
@@ -475,7 +548,10 @@ async fn reload(
             ),
             Err(e) => error!(error = %e, "reload failed"),
         },
-        Err(e) => error!(error = %e, "refusing the new config; still running on the old one"),
+        Err(e) => error!(
+            error = format!("{e:#}"),
+            "refusing the new config; still running on the old one"
+        ),
     }
     // READY=1 alone: the STATUS line with the live counts stays as the core last set it.
     crate::systemd::ready_again();

@@ -7,6 +7,7 @@
 //! messages for the core and errors into statuses in one place.
 #![deny(unsafe_code)]
 
+pub mod access;
 pub mod agent;
 pub mod config;
 pub mod daemon;

@@ -3,17 +3,78 @@
 //! /run/wf-supervisor/wf.sock as root, else $XDG_RUNTIME_DIR/wf-supervisor/wf.sock); --addr picks
 //! the TCP listener instead. A daemon that cannot be reached is reported in one sentence that
 //! says where we looked and what to try.
+//!
+//! On TCP the daemon wants credentials: a bearer token (`--token-file`, else
+//! `$WF_SUPERVISOR_TOKEN`) sent as `authorization: Bearer TOKEN` on every call, and/or a client
+//! certificate (`--cert`/`--key`) over TLS (`--addr https://...`, with `--ca` naming the CA that
+//! signed the daemon's certificate). Over the unix socket no token is sent: the kernel tells the
+//! daemon who we are.
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{anyhow, Context};
-use tonic::transport::Endpoint;
+use anyhow::{anyhow, bail, Context};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
 use super::Client;
 
 /// The environment variable that names the socket when --socket is not given.
 pub const SOCKET_ENV: &str = "WF_SUPERVISOR_SOCKET";
+
+/// The environment variable that holds a token when --token-file is not given.
+pub const TOKEN_ENV: &str = "WF_SUPERVISOR_TOKEN";
+
+/// What a TCP connection authenticates with.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    /// File whose first line is the token's secret.
+    pub token_file: Option<PathBuf>,
+    /// CA certificate (PEM) that the daemon's certificate must chain to (for https://).
+    pub ca: Option<PathBuf>,
+    /// Client certificate and key (PEM) for mTLS.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+/// Adds the bearer token (if any) to every call.
+#[derive(Clone, Default)]
+pub struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// The token from the file, else from the environment; None without either.
+fn token(creds: &Credentials) -> anyhow::Result<Option<String>> {
+    let secret = match &creds.token_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read --token-file {}", path.display()))?;
+            let first = text
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .with_context(|| format!("--token-file {} is empty", path.display()))?;
+            first.to_string()
+        }
+        None => match std::env::var(TOKEN_ENV) {
+            Ok(t) if !t.trim().is_empty() => t.trim().to_string(),
+            _ => return Ok(None),
+        },
+    };
+    Ok(Some(secret))
+}
+
+fn read(what: &str, path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))
+}
 
 /// How long to wait for the connection itself.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -86,7 +147,8 @@ pub fn resolve(
 }
 
 /// Connect to the daemon; the error names the target and suggests what to check.
-pub async fn connect(target: &Target) -> anyhow::Result<Client> {
+pub async fn connect_with(target: &Target, creds: &Credentials) -> anyhow::Result<Client> {
+    let mut bearer = Bearer::default();
     let channel = match target {
         Target::Unix(path) => {
             let path: PathBuf = path.clone();
@@ -103,14 +165,44 @@ pub async fn connect(target: &Target) -> anyhow::Result<Client> {
                 .await
                 .map_err(|e| unreachable(target, &e))?
         }
-        Target::Tcp(addr) => Endpoint::from_shared(addr.clone())
-            .with_context(|| format!("--addr {addr:?} is not a URL like http://127.0.0.1:7443"))?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .connect()
-            .await
-            .map_err(|e| unreachable(target, &e))?,
+        Target::Tcp(addr) => {
+            let mut endpoint = Endpoint::from_shared(addr.clone())
+                .with_context(|| format!("--addr {addr:?} is not a URL like https://host:7443"))?
+                .connect_timeout(CONNECT_TIMEOUT);
+            let https = addr.starts_with("https://");
+            if https {
+                let Some(ca) = &creds.ca else {
+                    bail!("--addr {addr} is https: give --ca FILE, the CA that signed the daemon's certificate");
+                };
+                let mut tls =
+                    ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read("--ca", ca)?));
+                match (&creds.cert, &creds.key) {
+                    (Some(c), Some(k)) => {
+                        tls =
+                            tls.identity(Identity::from_pem(read("--cert", c)?, read("--key", k)?))
+                    }
+                    (None, None) => {}
+                    _ => bail!("--cert and --key go together"),
+                }
+                endpoint = endpoint.tls_config(tls).context("cannot set up TLS")?;
+            } else if creds.ca.is_some() || creds.cert.is_some() || creds.key.is_some() {
+                bail!("--ca, --cert and --key need an https:// --addr");
+            }
+            if let Some(secret) = token(creds)? {
+                let v: MetadataValue<Ascii> = format!("Bearer {secret}")
+                    .parse()
+                    .context("the token has characters a header cannot carry")?;
+                bearer = Bearer(Some(v));
+            }
+            endpoint
+                .connect()
+                .await
+                .map_err(|e| unreachable(target, &e))?
+        }
     };
-    Ok(Client::new(channel))
+    Ok(Client::new(tonic::codegen::InterceptedService::new(
+        channel, bearer,
+    )))
 }
 
 /// The sentence for a daemon we could not reach.
@@ -205,7 +297,9 @@ mod tests {
     #[tokio::test]
     async fn a_missing_socket_is_reported_with_a_hint() {
         let target = unix("/nonexistent/wfctl-test/wf.sock");
-        let err = connect(&target).await.expect_err("no daemon there");
+        let err = connect_with(&target, &Credentials::default())
+            .await
+            .expect_err("no daemon there");
         let msg = format!("{err:#}");
         assert!(
             msg.starts_with("cannot reach wf-supervisor at /nonexistent/wfctl-test/wf.sock: "),

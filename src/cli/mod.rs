@@ -18,6 +18,7 @@ mod purge;
 mod queue;
 mod restart;
 mod spawn;
+mod token;
 mod wait;
 mod watch;
 mod workflows;
@@ -30,8 +31,9 @@ use clap::{CommandFactory, Parser, Subcommand};
 use wf_supervisor::proto::RunStatus;
 
 /// The client every subcommand talks through.
-pub type Client =
-    wf_supervisor::proto::supervisor_client::SupervisorClient<tonic::transport::Channel>;
+pub type Client = wf_supervisor::proto::supervisor_client::SupervisorClient<
+    tonic::codegen::InterceptedService<tonic::transport::Channel, connect::Bearer>,
+>;
 
 /// Exit code when a kill ran but did not leave the run empty (`success: false`).
 pub const EXIT_KILL_INCOMPLETE: u8 = 3;
@@ -47,7 +49,9 @@ pub const EXIT_UNACKNOWLEDGED_ALERTS: u8 = 4;
              agent runs; read the audit trail; check the daemon's health.",
     after_help = "The socket is, in order: --socket, $WF_SUPERVISOR_SOCKET, \
                   $RUNTIME_DIRECTORY/wf.sock, /run/wf-supervisor/wf.sock (as root), \
-                  $XDG_RUNTIME_DIR/wf-supervisor/wf.sock.\n\
+                  $XDG_RUNTIME_DIR/wf-supervisor/wf.sock. On TCP (--addr) the daemon wants \
+                  a token (--token-file, $WF_SUPERVISOR_TOKEN) or, over https:// (with --ca), a \
+                  client certificate (--cert/--key).\n\
                   Exit codes: 0 ok, 1 API or connection error, 2 usage error, 3 kill left \
                   survivors, 4 health found unacknowledged alerts; `wait`: 5 timeout, 10 FAILED, \
                   11 KILLED, 12 CANCELLED, 13 TIMED_OUT, 14 LOST."
@@ -57,9 +61,25 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "PATH", conflicts_with = "addr")]
     pub socket: Option<PathBuf>,
 
-    /// Reach the daemon's TCP listener instead of the socket, e.g. http://127.0.0.1:7443.
+    /// Reach the daemon's TCP listener instead of the socket, e.g. https://host:7443.
     #[arg(long, global = true, value_name = "URL")]
     pub addr: Option<String>,
+
+    /// On TCP: a file whose first line is the token (default: $WF_SUPERVISOR_TOKEN).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+
+    /// With an https:// --addr: the CA certificate (PEM) that signed the daemon's certificate.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+
+    /// With an https:// --addr: a client certificate (PEM) for mTLS, with --key.
+    #[arg(long, global = true, value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+
+    /// The client certificate's private key (PEM).
+    #[arg(long, global = true, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
 
     /// Print machine-readable JSON (one object per response; one per line for streams).
     #[arg(long, global = true)]
@@ -103,6 +123,9 @@ pub enum Command {
     Queue(queue::QueueArgs),
     /// Block until runs have ended; exit 0 if all SUCCEEDED (else see `wfctl wait --help`).
     Wait(wait::WaitArgs),
+    /// Make a token for TCP callers: wfctl token create NAME --role ROLE.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
 }
 
 /// Parse the command line (usage errors exit 2 through clap), run the subcommand, and turn any
@@ -130,8 +153,18 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // Making a token needs no daemon.
+    if let Command::Token(t) = cli.command {
+        return token::run(t);
+    }
     let target = connect::resolve_target(cli.socket, cli.addr)?;
-    let mut client = connect::connect(&target).await?;
+    let creds = connect::Credentials {
+        token_file: cli.token_file,
+        ca: cli.ca,
+        cert: cli.cert,
+        key: cli.key,
+    };
+    let mut client = connect::connect_with(&target, &creds).await?;
     let json = cli.json;
     match cli.command {
         Command::Spawn(a) => spawn::run(&mut client, a, json).await,
@@ -150,6 +183,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cancel(a) => cancel::run(&mut client, a, json).await,
         Command::Queue(a) => queue::run(&mut client, a, json).await,
         Command::Wait(a) => wait::run(&mut client, a, json).await,
+        Command::Token(_) => unreachable!("handled before connecting"),
     }
 }
 

@@ -91,6 +91,11 @@ pub fn run_to_proto(r: &RunRecord) -> proto::Run {
         idempotency_key: r.spec.policy.idempotency_key.clone(),
         timeout_ms: r.spec.policy.timeout_ms,
         queue_timeout_ms: r.spec.policy.queue_timeout_ms,
+        owner: r.spec.owner.as_ref().map(|o| proto::RunOwner {
+            kind: o.kind.clone(),
+            uid: o.uid,
+            name: o.name.clone(),
+        }),
         ..Default::default()
     }
 }
@@ -203,7 +208,8 @@ pub fn audit_to_proto(a: &crate::store::AuditRecord) -> proto::AuditRecord {
         request: a.request.clone(),
         outcome: a.outcome.clone(),
         message: a.message.clone(),
-        ..Default::default()
+        identity: a.identity.clone(),
+        role: a.role.clone(),
     }
 }
 

@@ -1,8 +1,11 @@
-//! The gRPC API: `wf.supervisor.v1.Supervisor`. Handlers check the request's shape, turn it into
-//! a message for the core through `SupervisorHandle`, and convert the answer; errors become
-//! statuses in `status.rs` only.
+//! The gRPC API: `wf.supervisor.v1.Supervisor`. Each handler first authorizes the call through
+//! `auth` (one table of RPC -> role), then checks the request's shape, turns it into a message
+//! for the core through `SupervisorHandle`, and converts the answer; errors become statuses in
+//! `status.rs` only.
+pub mod auth;
 pub mod bounds;
 mod convert;
+pub mod listen;
 mod logs;
 mod queue;
 mod status;
@@ -17,16 +20,17 @@ use futures::Stream;
 use serde_json::json;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::UdsConnectInfo;
 use tonic::{Code, Request, Response, Status};
 
+use crate::access::{self, Facts, Role};
 use crate::process::limits::{self, Host};
 use crate::proto;
 use crate::proto::supervisor_server::Supervisor;
 use crate::run::RunStatus;
-use crate::store::{AuditRecord, Caller, Store};
+use crate::store::{AuditRecord, Store};
 use crate::supervisor::{ApiError, Overrides, SpawnRequest, SupervisorHandle};
 
+pub use auth::{Access, Who};
 pub use convert::{run_to_proto, status_from_proto, status_to_proto};
 pub use uds_authority::{rewrite_authority, AuthorityRewrite};
 
@@ -38,6 +42,7 @@ pub struct SupervisorService {
     containment: &'static str,
     /// Fired at shutdown so that endless streams (Watch, Logs --follow) end.
     shutdown: CancellationToken,
+    access: Access,
     /// The host's limits for GetHealth's capacity fields.
     host: Option<Arc<Host>>,
 }
@@ -48,12 +53,14 @@ impl SupervisorService {
         store: Store,
         containment: &'static str,
         shutdown: CancellationToken,
+        access: Access,
     ) -> Self {
         SupervisorService {
             handle,
             store,
             containment,
             shutdown,
+            access,
             host: None,
         }
     }
@@ -64,17 +71,90 @@ impl SupervisorService {
         self
     }
 
+    /// A mutating call past a field's bound is refused and audited like any refusal, with none
+    /// of its (over-long) fields in the record.
+    async fn within_bounds(
+        &self,
+        who: &Who,
+        action: &str,
+        run_id: &str,
+        checked: Result<(), bounds::Violation>,
+    ) -> Result<(), Status> {
+        let Err(v) = checked else { return Ok(()) };
+        let st = Status::from(v);
+        let run_id = if run_id.len() <= bounds::MAX_RUN_ID_BYTES {
+            run_id
+        } else {
+            ""
+        };
+        let rec = who.record(action, run_id, json!({"out_of_bounds": true}));
+        self.write_audit(refusal(rec, &st)).await;
+        Err(st)
+    }
+
+    /// Authenticate and authorize a call (see `auth`); a refusal is audited with `run_id` and
+    /// `fields`.
+    async fn authorize<T>(
+        &self,
+        request: &Request<T>,
+        method: &str,
+        facts: Facts,
+        run_id: &str,
+        fields: impl FnOnce() -> serde_json::Value,
+    ) -> Result<Who, Status> {
+        self.access
+            .authorize(request, method, facts, run_id, fields, &self.store)
+            .await
+    }
+
+    /// With `[access] operators_own_runs_only`, an operator may act on its own runs only. An
+    /// unknown run passes (the call itself reports NOT_FOUND).
+    async fn check_owner(&self, who: &Who, method: &str, run_id: &str) -> Result<(), Status> {
+        let state = self.access.current();
+        if who.role == Some(Role::Admin) || !state.policy.operators_own_runs_only {
+            return Ok(());
+        }
+        if run_id.is_empty() {
+            return Err(Status::permission_denied(format!(
+                "{} needs role admin for {method} of more than one run: operators act only on                  their own runs ([access] operators_own_runs_only)",
+                who.identity
+            )));
+        }
+        let run = match self.handle.get(run_id).await {
+            Ok(run) => run,
+            Err(_) => return Ok(()),
+        };
+        let owner = run.spec.owner.as_ref();
+        if access::may_act_on(&who.subject, who.role, owner, &state.policy) {
+            return Ok(());
+        }
+        let whose = match owner {
+            Some(o) if o.kind == "unix" => match o.uid {
+                Some(uid) if o.name.is_empty() => format!("uid {uid}"),
+                Some(uid) => format!("uid {uid} ({})", o.name),
+                None => o.name.clone(),
+            },
+            Some(o) => format!("{} {}", o.kind, o.name),
+            None => "nobody on record".to_string(),
+        };
+        Err(Status::permission_denied(format!(
+            "{} may not {method} run {run_id}: it was started by {whose}, and operators act only \
+             on their own runs ([access] operators_own_runs_only)",
+            who.identity
+        )))
+    }
+
     /// Record a mutating call (accepted or refused) durably, then hand back its result.
     async fn audited<T>(
         &self,
-        caller: Caller,
+        who: &Who,
         action: &str,
         run_id: &str,
         request: serde_json::Value,
         result: Result<T, Status>,
         describe: impl FnOnce(&T) -> (String, String),
     ) -> Result<T, Status> {
-        let mut rec = AuditRecord::new(caller, action, run_id, request);
+        let mut rec = who.record(action, run_id, request);
         match &result {
             Ok(v) => {
                 let (id, message) = describe(v);
@@ -87,32 +167,6 @@ impl SupervisorService {
         }
         self.write_audit(rec).await;
         result
-    }
-
-    /// A mutating call past a field's bound is refused and audited like any refusal, with none
-    /// of its (over-long) fields in the record.
-    async fn within_bounds(
-        &self,
-        caller: &Caller,
-        action: &str,
-        run_id: &str,
-        checked: Result<(), bounds::Violation>,
-    ) -> Result<(), Status> {
-        let Err(v) = checked else { return Ok(()) };
-        let st = Status::from(v);
-        let run_id = if run_id.len() <= bounds::MAX_RUN_ID_BYTES {
-            run_id
-        } else {
-            ""
-        };
-        let rec = AuditRecord::new(
-            caller.clone(),
-            action,
-            run_id,
-            json!({"out_of_bounds": true}),
-        );
-        self.write_audit(refusal(rec, &st)).await;
-        Err(st)
     }
 
     async fn write_audit(&self, rec: AuditRecord) {
@@ -132,21 +186,43 @@ fn refusal(rec: AuditRecord, st: &Status) -> AuditRecord {
     rec.outcome(outcome, format!("{:?}: {}", st.code(), st.message()))
 }
 
-/// Who is calling: the peer's credentials on the unix socket, its address on TCP.
-fn caller<T>(req: &Request<T>) -> Caller {
-    if let Some(info) = req.extensions().get::<UdsConnectInfo>() {
-        if let Some(c) = &info.peer_cred {
-            return Caller::Unix {
-                uid: c.uid(),
-                gid: c.gid(),
-                pid: c.pid(),
-            };
+/// The key fields of a Spawn for its audit record. Env values may hold secrets: only their names
+/// are recorded, and of a prompt only its length.
+fn spawn_fields(r: &proto::SpawnRequest) -> serde_json::Value {
+    let env_keys: Vec<&String> = r.env.keys().collect();
+    let mut f = json!({"argv": r.argv, "cwd": r.cwd, "env_keys": env_keys, "labels": r.labels,
+        "stop_signals": r.stop_signals, "grace_ms": r.grace_ms});
+    if !r.workflow.is_empty() {
+        f["workflow"] = json!(r.workflow);
+        f["prompt_chars"] = json!(r.prompt.chars().count());
+    }
+    if !r.queue.is_empty() {
+        f["queue"] = json!(r.queue);
+    }
+    if r.priority != 0 {
+        f["priority"] = json!(r.priority);
+    }
+    if !r.after.is_empty() {
+        f["after"] = json!(r.after);
+    }
+    for (k, v) in [
+        ("not_before", r.not_before.max(0) as u64),
+        ("timeout_ms", r.timeout_ms),
+        ("queue_timeout_ms", r.queue_timeout_ms),
+    ] {
+        if v != 0 {
+            f[k] = json!(v);
         }
     }
-    match req.remote_addr() {
-        Some(a) => Caller::Tcp(a),
-        None => Caller::Unknown,
+    if let Some(p) = &r.restart {
+        f["restart"] = json!({"on": p.on, "max_restarts": p.max_restarts,
+            "backoff_ms": p.backoff_ms, "max_backoff_ms": p.max_backoff_ms,
+            "reset_after_ms": p.reset_after_ms});
     }
+    if !r.idempotency_key.is_empty() {
+        f["idempotency_key"] = json!(r.idempotency_key);
+    }
+    f
 }
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -164,48 +240,36 @@ impl Supervisor for SupervisorService {
         &self,
         request: Request<proto::SpawnRequest>,
     ) -> Result<Response<proto::SpawnResponse>, Status> {
-        let who = caller(&request);
-        let r = request.into_inner();
-        self.within_bounds(&who, "spawn", "", bounds::spawn(&r))
-            .await?;
-        // Env values may hold secrets: the audit records their names only.
-        let env_keys: Vec<&String> = r.env.keys().collect();
-        let fields = json!({"argv": r.argv, "cwd": r.cwd, "env_keys": env_keys, "labels": r.labels,
-            "stop_signals": r.stop_signals, "grace_ms": r.grace_ms});
-        let fields = {
-            let mut f = fields;
-            if !r.workflow.is_empty() {
-                f["workflow"] = json!(r.workflow);
-                f["prompt_chars"] = json!(r.prompt.chars().count());
-            }
-            if !r.queue.is_empty() {
-                f["queue"] = json!(r.queue);
-            }
-            if r.priority != 0 {
-                f["priority"] = json!(r.priority);
-            }
-            if !r.after.is_empty() {
-                f["after"] = json!(r.after);
-            }
-            for (k, v) in [
-                ("not_before", r.not_before.max(0) as u64),
-                ("timeout_ms", r.timeout_ms),
-                ("queue_timeout_ms", r.queue_timeout_ms),
-            ] {
-                if v != 0 {
-                    f[k] = json!(v);
-                }
-            }
-            if let Some(p) = &r.restart {
-                f["restart"] = json!({"on": p.on, "max_restarts": p.max_restarts,
-                    "backoff_ms": p.backoff_ms, "max_backoff_ms": p.max_backoff_ms,
-                    "reset_after_ms": p.reset_after_ms});
-            }
-            if !r.idempotency_key.is_empty() {
-                f["idempotency_key"] = json!(r.idempotency_key);
-            }
-            f
+        let r = request.get_ref();
+        let checked = bounds::spawn(r);
+        // An over-long request is audited without its fields.
+        let fields = if checked.is_ok() {
+            spawn_fields(r)
+        } else {
+            json!({"out_of_bounds": true})
         };
+        let facts = Facts {
+            argv: r.workflow.is_empty(),
+            ..Facts::default()
+        };
+        let who = self
+            .authorize(&request, "Spawn", facts, "", || fields.clone())
+            .await?;
+        self.within_bounds(&who, "spawn", "", checked).await?;
+        let r = request.into_inner();
+        if let Some(key) = access::restricted_env_key(r.env.keys(), who.role) {
+            let st: Status = ApiError::invalid(
+                "env",
+                format!(
+                    "{key} may be set only by an admin ({} is the daemon's or the loader's)",
+                    key
+                ),
+            )
+            .into();
+            self.write_audit(refusal(who.record("spawn", "", fields), &st))
+                .await;
+            return Err(st);
+        }
         let o = r.overrides.unwrap_or_default();
         let restart = match &r.restart {
             None => Ok(None),
@@ -237,7 +301,8 @@ impl Supervisor for SupervisorService {
                         append_system_prompt: o.append_system_prompt,
                     },
                     resume_session: None,
-                    audit: Some(AuditRecord::new(who.clone(), "spawn", "", fields.clone())),
+                    owner: Some(who.owner()),
+                    audit: Some(who.record("spawn", "", fields.clone())),
                     queue: r.queue,
                     priority: r.priority,
                     after: r.after,
@@ -256,7 +321,7 @@ impl Supervisor for SupervisorService {
         let run = match result {
             Ok(run) => run,
             Err(st) => {
-                let rec = refusal(AuditRecord::new(who, "spawn", "", fields), &st);
+                let rec = refusal(who.record("spawn", "", fields), &st);
                 self.write_audit(rec).await;
                 return Err(st);
             }
@@ -270,6 +335,9 @@ impl Supervisor for SupervisorService {
         &self,
         request: Request<proto::GetRequest>,
     ) -> Result<Response<proto::Run>, Status> {
+        let id = request.get_ref().run_id.clone();
+        self.authorize(&request, "Get", Facts::default(), &id, || json!({}))
+            .await?;
         let r = request.into_inner();
         bounds::get(&r)?;
         need_run_id(&r.run_id)?;
@@ -281,6 +349,8 @@ impl Supervisor for SupervisorService {
         &self,
         request: Request<proto::ListRequest>,
     ) -> Result<Response<proto::ListResponse>, Status> {
+        self.authorize(&request, "List", Facts::default(), "", || json!({}))
+            .await?;
         let r = request.into_inner();
         bounds::list(&r)?;
         let mut statuses = Vec::new();
@@ -312,11 +382,15 @@ impl Supervisor for SupervisorService {
         &self,
         request: Request<proto::KillRequest>,
     ) -> Result<Response<proto::KillResponse>, Status> {
-        let who = caller(&request);
+        let r = request.get_ref();
+        let fields = json!({"force": r.force, "grace_ms": r.grace_ms, "reason": r.reason});
+        let id = r.run_id.clone();
+        let who = self
+            .authorize(&request, "Kill", Facts::default(), &id, || fields.clone())
+            .await?;
         let r = request.into_inner();
         self.within_bounds(&who, "kill", &r.run_id, bounds::kill(&r))
             .await?;
-        let fields = json!({"force": r.force, "grace_ms": r.grace_ms, "reason": r.reason});
         let selector = if r.run_id.is_empty() {
             queue::selector_from_proto(r.selector.clone())
         } else if r.selector.is_some() {
@@ -327,21 +401,25 @@ impl Supervisor for SupervisorService {
         let selector = match selector {
             Ok(s) => s,
             Err(st) => {
-                self.write_audit(refusal(
-                    AuditRecord::new(who, "kill", &r.run_id, fields),
-                    &st,
-                ))
-                .await;
+                self.write_audit(refusal(who.record("kill", &r.run_id, fields), &st))
+                    .await;
                 return Err(st);
             }
         };
         if r.grace_ms <= 3_600_000 {
             if let Some(sel) = selector {
-                return Ok(Response::new(self.kill_selected(who, sel, &r).await?));
+                // Many runs at once: with operators_own_runs_only, for admins only.
+                if let Err(st) = self.check_owner(&who, "Kill", "").await {
+                    self.write_audit(refusal(who.record("kill", "", fields), &st))
+                        .await;
+                    return Err(st);
+                }
+                return Ok(Response::new(self.kill_selected(&who, sel, &r).await?));
             }
         }
         let result = async {
             need_run_id(&r.run_id)?;
+            self.check_owner(&who, "Kill", &r.run_id).await?;
             if r.grace_ms > 3_600_000 {
                 return Err(ApiError::invalid(
                     "grace_ms",
@@ -357,7 +435,7 @@ impl Supervisor for SupervisorService {
         }
         .await;
         let out = self
-            .audited(who, "kill", &r.run_id, fields, result, |o| {
+            .audited(&who, "kill", &r.run_id, fields, result, |o| {
                 (
                     String::new(),
                     format!("{:?}: {}", o.report.phase, o.report.message),
@@ -371,18 +449,25 @@ impl Supervisor for SupervisorService {
         &self,
         request: Request<proto::RestartRequest>,
     ) -> Result<Response<proto::RestartResponse>, Status> {
-        let who = caller(&request);
+        let r = request.get_ref();
+        let fields = json!({"reason": r.reason, "resume": r.resume});
+        let id = r.run_id.clone();
+        let who = self
+            .authorize(&request, "Restart", Facts::default(), &id, || {
+                fields.clone()
+            })
+            .await?;
         let r = request.into_inner();
         self.within_bounds(&who, "restart", &r.run_id, bounds::restart(&r))
             .await?;
-        let fields = json!({"reason": r.reason, "resume": r.resume});
         let result = async {
             need_run_id(&r.run_id)?;
+            self.check_owner(&who, "Restart", &r.run_id).await?;
             Ok(self.handle.restart(&r.run_id, &r.reason, r.resume).await?)
         }
         .await;
         let (run, note) = self
-            .audited(who, "restart", &r.run_id, fields, result, |(run, note)| {
+            .audited(&who, "restart", &r.run_id, fields, result, |(run, note)| {
                 (
                     String::new(),
                     format!("new run {} (attempt {}): {note}", run.run_id, run.attempt),
@@ -400,7 +485,14 @@ impl Supervisor for SupervisorService {
         &self,
         request: Request<proto::ForceCompleteRequest>,
     ) -> Result<Response<proto::Run>, Status> {
-        let who = caller(&request);
+        let r = request.get_ref();
+        let fields = json!({"outcome": r.outcome, "reason": r.reason});
+        let id = r.run_id.clone();
+        let who = self
+            .authorize(&request, "ForceComplete", Facts::default(), &id, || {
+                fields.clone()
+            })
+            .await?;
         let r = request.into_inner();
         self.within_bounds(
             &who,
@@ -409,9 +501,9 @@ impl Supervisor for SupervisorService {
             bounds::force_complete(&r),
         )
         .await?;
-        let fields = json!({"outcome": r.outcome, "reason": r.reason});
         let result = async {
             need_run_id(&r.run_id)?;
+            self.check_owner(&who, "ForceComplete", &r.run_id).await?;
             let outcome = match proto::Outcome::try_from(r.outcome) {
                 Ok(proto::Outcome::Succeeded) => RunStatus::Succeeded,
                 Ok(proto::Outcome::Failed) => RunStatus::Failed,
@@ -430,7 +522,7 @@ impl Supervisor for SupervisorService {
         }
         .await;
         let run = self
-            .audited(who, "force_complete", &r.run_id, fields, result, |run| {
+            .audited(&who, "force_complete", &r.run_id, fields, result, |run| {
                 (String::new(), run.status.as_str().to_string())
             })
             .await?;
@@ -441,15 +533,19 @@ impl Supervisor for SupervisorService {
         &self,
         request: Request<proto::PurgeRequest>,
     ) -> Result<Response<proto::PurgeResponse>, Status> {
-        let who = caller(&request);
-        let r = request.into_inner();
-        self.within_bounds(&who, "purge", &r.run_id, bounds::purge(&r))
-            .await?;
+        let r = request.get_ref();
         let status_name = status_from_proto(r.status)
             .map(|s| s.as_str())
             .unwrap_or("");
         let fields = json!({"force": r.force, "status": status_name, "older_than_ms": r.older_than_ms,
             "reason": r.reason});
+        let id = r.run_id.clone();
+        let who = self
+            .authorize(&request, "Purge", Facts::default(), &id, || fields.clone())
+            .await?;
+        let r = request.into_inner();
+        self.within_bounds(&who, "purge", &r.run_id, bounds::purge(&r))
+            .await?;
         let result: Result<Vec<String>, Status> = async {
             if !r.run_id.is_empty() {
                 return Ok(self.handle.purge_run(&r.run_id, r.force, &r.reason).await?);
@@ -480,19 +576,12 @@ impl Supervisor for SupervisorService {
         }
         .await;
         let ids = self
-            .audited(
-                who.clone(),
-                "purge",
-                &r.run_id,
-                fields.clone(),
-                result,
-                |ids| {
-                    (
-                        String::new(),
-                        format!("purged {}: {}", ids.len(), ids.join(" ")),
-                    )
-                },
-            )
+            .audited(&who, "purge", &r.run_id, fields.clone(), result, |ids| {
+                (
+                    String::new(),
+                    format!("purged {}: {}", ids.len(), ids.join(" ")),
+                )
+            })
             .await?;
         // A purge by status is also on record under each run it removed.
         if r.run_id.is_empty() && !ids.is_empty() {
@@ -500,7 +589,7 @@ impl Supervisor for SupervisorService {
                 audits: ids
                     .iter()
                     .map(|id| {
-                        AuditRecord::new(who.clone(), "purge", id, fields.clone())
+                        who.record("purge", id, fields.clone())
                             .outcome("ok", "purged by status")
                     })
                     .collect(),
@@ -520,6 +609,8 @@ impl Supervisor for SupervisorService {
         &self,
         request: Request<proto::ListAuditRequest>,
     ) -> Result<Response<proto::ListAuditResponse>, Status> {
+        self.authorize(&request, "ListAudit", Facts::default(), "", || json!({}))
+            .await?;
         let r = request.into_inner();
         bounds::list_audit(&r)?;
         let limit = if r.limit == 0 { 1000 } else { r.limit as usize };
@@ -536,8 +627,10 @@ impl Supervisor for SupervisorService {
 
     async fn get_health(
         &self,
-        _request: Request<proto::GetHealthRequest>,
+        request: Request<proto::GetHealthRequest>,
     ) -> Result<Response<proto::GetHealthResponse>, Status> {
+        self.authorize(&request, "GetHealth", Facts::default(), "", || json!({}))
+            .await?;
         let (live, total, queued) = self.handle.counts().await?;
         let store = self.store.clone();
         let alerts = tokio::task::spawn_blocking(move || store.open_alerts())
@@ -545,11 +638,24 @@ impl Supervisor for SupervisorService {
             .map_err(|e| Status::internal(format!("alert query failed: {e}")))?
             .map_err(|e| Status::internal(e.to_string()))?;
         let mut response = proto::GetHealthResponse {
+            queued_runs: queued as u32,
             live_runs: live as u32,
             total_runs: total as u32,
             containment: self.containment.to_string(),
-            alerts: alerts.iter().map(convert::alert_to_proto).collect(),
-            queued_runs: queued as u32,
+            alerts: alerts
+                .iter()
+                .map(convert::alert_to_proto)
+                .chain(self.access.current().root_agents.as_ref().map(|m| {
+                    // A standing condition of the config, not a stored alert: it goes only when
+                    // runs.user or runs.allow_root_agents is set.
+                    proto::Alert {
+                        kind: "agents_run_as_root".into(),
+                        dedup_key: "agents_run_as_root".into(),
+                        message: m.clone(),
+                        ..Default::default()
+                    }
+                }))
+                .collect(),
             ..Default::default()
         };
         if let Some(host) = &self.host {
@@ -572,16 +678,21 @@ impl Supervisor for SupervisorService {
         &self,
         request: Request<proto::AckAlertRequest>,
     ) -> Result<Response<proto::Alert>, Status> {
-        let who = caller(&request);
+        let r = request.get_ref();
+        let fields = json!({"alert_id": r.id, "note": r.note});
+        let who = self
+            .authorize(&request, "AckAlert", Facts::default(), "", || {
+                fields.clone()
+            })
+            .await?;
         let r = request.into_inner();
         self.within_bounds(&who, "ack_alert", "", bounds::ack_alert(&r))
             .await?;
-        let fields = json!({"alert_id": r.id, "note": r.note});
         let store = self.store.clone();
         let by = if r.note.is_empty() {
-            who.describe()
+            who.identity.clone()
         } else {
-            format!("{}: {}", who.describe(), r.note)
+            format!("{}: {}", who.identity, r.note)
         };
         let id = r.id;
         let result: Result<proto::Alert, Status> = async {
@@ -616,7 +727,7 @@ impl Supervisor for SupervisorService {
         }
         .await;
         let alert = self
-            .audited(who, "ack_alert", "", fields, result, |a| {
+            .audited(&who, "ack_alert", "", fields, result, |a| {
                 (String::new(), a.kind.clone())
             })
             .await?;
@@ -625,8 +736,16 @@ impl Supervisor for SupervisorService {
 
     async fn list_workflows(
         &self,
-        _request: Request<proto::ListWorkflowsRequest>,
+        request: Request<proto::ListWorkflowsRequest>,
     ) -> Result<Response<proto::ListWorkflowsResponse>, Status> {
+        self.authorize(
+            &request,
+            "ListWorkflows",
+            Facts::default(),
+            "",
+            || json!({}),
+        )
+        .await?;
         let workflows = self.handle.workflows().await?;
         Ok(Response::new(proto::ListWorkflowsResponse {
             workflows: workflows.iter().map(convert::workflow_to_proto).collect(),
@@ -639,6 +758,9 @@ impl Supervisor for SupervisorService {
         &self,
         request: Request<proto::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        let id = request.get_ref().run_id.clone();
+        self.authorize(&request, "Watch", Facts::default(), &id, || json!({}))
+            .await?;
         let r = request.into_inner();
         bounds::watch(&r)?;
         // Subscribe first, then look the run up, so no change falls between the two.
@@ -707,6 +829,9 @@ impl Supervisor for SupervisorService {
         &self,
         request: Request<proto::LogsRequest>,
     ) -> Result<Response<Self::LogsStream>, Status> {
+        let id = request.get_ref().run_id.clone();
+        self.authorize(&request, "Logs", Facts::default(), &id, || json!({}))
+            .await?;
         let r = request.into_inner();
         bounds::logs(&r)?;
         need_run_id(&r.run_id)?;
@@ -727,22 +852,42 @@ impl Supervisor for SupervisorService {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
+    // Queue control: implemented by the queue work (issue: work queue and run policy).
     async fn cancel(
         &self,
         request: Request<proto::CancelRequest>,
     ) -> Result<Response<proto::CancelResponse>, Status> {
-        let who = caller(&request);
         let r = request.get_ref();
-        self.within_bounds(&who, "cancel", &r.run_id, bounds::cancel(r))
+        let fields = json!({"reason": r.reason, "dry_run": r.dry_run});
+        let id = r.run_id.clone();
+        let who = self
+            .authorize(&request, "Cancel", Facts::default(), &id, || fields.clone())
             .await?;
-        Ok(Response::new(self.cancel_call(request).await?))
+        self.within_bounds(&who, "cancel", &id, bounds::cancel(request.get_ref()))
+            .await?;
+        // A selector (no run id) acts on many runs: with operators_own_runs_only, admins only.
+        if let Err(st) = self.check_owner(&who, "Cancel", &id).await {
+            self.write_audit(refusal(who.record("cancel", &id, fields), &st))
+                .await;
+            return Err(st);
+        }
+        Ok(Response::new(self.cancel_call(&who, request).await?))
     }
 
     async fn update_queue(
         &self,
         request: Request<proto::UpdateQueueRequest>,
     ) -> Result<Response<proto::QueueHealth>, Status> {
-        let who = caller(&request);
+        let r = request.get_ref();
+        let fields =
+            json!({"queue": r.queue, "paused": r.paused, "max_concurrent": r.max_concurrent});
+        let facts = Facts {
+            changes_limit: r.max_concurrent.is_some(),
+            ..Facts::default()
+        };
+        let who = self
+            .authorize(&request, "UpdateQueue", facts, "", || fields.clone())
+            .await?;
         self.within_bounds(
             &who,
             "update_queue",
@@ -750,13 +895,17 @@ impl Supervisor for SupervisorService {
             bounds::update_queue(request.get_ref()),
         )
         .await?;
-        Ok(Response::new(self.update_queue_call(request).await?))
+        Ok(Response::new(self.update_queue_call(&who, request).await?))
     }
 
     async fn get_queue_health(
         &self,
         request: Request<proto::GetQueueHealthRequest>,
     ) -> Result<Response<proto::GetQueueHealthResponse>, Status> {
+        self.authorize(&request, "GetQueueHealth", Facts::default(), "", || {
+            json!({})
+        })
+        .await?;
         bounds::get_queue_health(request.get_ref())?;
         Ok(Response::new(self.queue_health_call().await?))
     }

@@ -5,9 +5,8 @@ use serde_json::json;
 use tonic::Status;
 
 use super::SupervisorService;
-use super::{caller, convert, need_run_id, refusal, run_to_proto, status_from_proto};
+use super::{convert, need_run_id, refusal, run_to_proto, status_from_proto, Who};
 use crate::proto;
-use crate::store::{AuditRecord, Caller};
 use crate::supervisor::{ApiError, CancelOutcome, Selector};
 
 /// A selector from the API; `None` when none was given. One that would match every run is
@@ -73,15 +72,15 @@ impl SupervisorService {
 
     pub(super) async fn cancel_call(
         &self,
+        who: &Who,
         request: tonic::Request<proto::CancelRequest>,
     ) -> Result<proto::CancelResponse, Status> {
-        let who = caller(&request);
         let r = request.into_inner();
         let selector = match selector_from_proto(r.selector.clone()) {
             Ok(s) => s,
             Err(st) => {
                 let rec = refusal(
-                    AuditRecord::new(who, "cancel", &r.run_id, json!({"reason": r.reason})),
+                    who.record("cancel", &r.run_id, json!({"reason": r.reason})),
                     &st,
                 );
                 self.write_audit(rec).await;
@@ -109,7 +108,7 @@ impl SupervisorService {
             }
             // A run that ended meanwhile is simply not in the results.
             match self
-                .cancel_one(who.clone(), &run.run_id, &r.reason, Some(&sel))
+                .cancel_one(who, &run.run_id, &r.reason, Some(&sel))
                 .await
             {
                 Ok(one) => out.results.push(one),
@@ -122,7 +121,7 @@ impl SupervisorService {
 
     async fn cancel_one(
         &self,
-        who: Caller,
+        who: &Who,
         run_id: &str,
         reason: &str,
         sel: Option<&Selector>,
@@ -153,7 +152,7 @@ impl SupervisorService {
     /// Kill with a selector: each matching run killed (a queued one cancelled) and audited.
     pub(super) async fn kill_selected(
         &self,
-        who: Caller,
+        who: &Who,
         sel: Selector,
         r: &proto::KillRequest,
     ) -> Result<proto::KillResponse, Status> {
@@ -179,7 +178,7 @@ impl SupervisorService {
                 .await
                 .map_err(Status::from);
             let result = self
-                .audited(who.clone(), "kill", &run.run_id, fields, result, |o| {
+                .audited(who, "kill", &run.run_id, fields, result, |o| {
                     (
                         String::new(),
                         format!("{:?}: {}", o.report.phase, o.report.message),
@@ -201,9 +200,9 @@ impl SupervisorService {
 
     pub(super) async fn update_queue_call(
         &self,
+        who: &Who,
         request: tonic::Request<proto::UpdateQueueRequest>,
     ) -> Result<proto::QueueHealth, Status> {
-        let who = caller(&request);
         let r = request.into_inner();
         let fields =
             json!({"queue": r.queue, "paused": r.paused, "max_concurrent": r.max_concurrent});

@@ -2,6 +2,7 @@
 //! part of the daemon with unsafe code, each block with a `Safety:` note.
 pub mod cgroup;
 pub mod limits;
+pub mod peercred;
 pub mod pidfd;
 pub mod procscan;
 pub mod reaper;

@@ -67,6 +67,8 @@ pub struct RunSpec {
     pub agent: Option<agent::AgentSpec>,
     /// Queue, priority, dependencies, deadlines and restart policy.
     pub policy: crate::schedule::RunPolicy,
+    /// Who started the run (kept by its restarts); None for runs from before owners existed.
+    pub owner: Option<crate::access::RunOwner>,
 }
 
 /// Everything the daemon records of one run.

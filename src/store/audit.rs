@@ -13,7 +13,7 @@ pub enum Caller {
         gid: u32,
         pid: Option<i32>,
     },
-    /// A peer on TCP, by address (until tokens exist).
+    /// A peer on TCP, by address (its token or certificate is the record's `identity`).
     Tcp(SocketAddr),
     /// The daemon itself (stuck rules, recovery, restart policy).
     Daemon,
@@ -48,6 +48,11 @@ pub struct AuditRecord {
     /// "ok", "refused" or "failed".
     pub outcome: String,
     pub message: String,
+    /// The authenticated identity ("uid 1001 (alice)", "token ci-bot", "cert alice"); empty for
+    /// the daemon's own actions.
+    pub identity: String,
+    /// The role the caller held for the call; empty for none.
+    pub role: String,
 }
 
 impl AuditRecord {
@@ -61,7 +66,16 @@ impl AuditRecord {
             request: request.to_string(),
             outcome: "ok".into(),
             message: String::new(),
+            identity: String::new(),
+            role: String::new(),
         }
+    }
+
+    /// The authenticated identity of the caller and the role it held.
+    pub fn by(mut self, identity: impl Into<String>, role: impl Into<String>) -> Self {
+        self.identity = identity.into();
+        self.role = role.into();
+        self
     }
 
     pub fn outcome(mut self, outcome: &str, message: impl Into<String>) -> Self {
@@ -78,8 +92,9 @@ pub fn insert(c: &Connection, a: &AuditRecord) -> rusqlite::Result<()> {
         _ => (None, None, None, String::new()),
     };
     c.prepare_cached(
-        "INSERT INTO audit (at, caller, uid, gid, pid, peer, action, run_id, request, outcome, message)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        "INSERT INTO audit (at, caller, uid, gid, pid, peer, action, run_id, request, outcome, message,
+            identity, role)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )?
     .execute(params![
         a.at,
@@ -92,7 +107,9 @@ pub fn insert(c: &Connection, a: &AuditRecord) -> rusqlite::Result<()> {
         a.run_id,
         a.request,
         a.outcome,
-        a.message
+        a.message,
+        a.identity,
+        a.role
     ])?;
     Ok(())
 }
@@ -104,7 +121,8 @@ pub fn list(
     limit: usize,
 ) -> rusqlite::Result<Vec<AuditRecord>> {
     let mut st = c.prepare_cached(
-        "SELECT id, at, caller, uid, gid, pid, peer, action, run_id, request, outcome, message
+        "SELECT id, at, caller, uid, gid, pid, peer, action, run_id, request, outcome, message,
+            identity, role
          FROM audit WHERE (?1 = '' OR run_id = ?1) AND at >= ?2 ORDER BY id DESC LIMIT ?3",
     )?;
     let rows = st.query_map(params![run_id, since, limit as i64], |r| {
@@ -130,6 +148,8 @@ pub fn list(
             request: r.get(9)?,
             outcome: r.get(10)?,
             message: r.get(11)?,
+            identity: r.get(12)?,
+            role: r.get(13)?,
         })
     })?;
     rows.collect()

@@ -34,9 +34,9 @@ pub fn upsert_run(c: &Connection, seq: u64, r: &RunRecord) -> rusqlite::Result<(
             grace_ms, pid, pgid, created_at, started_at, ended_at, exit_code, signal, error, attempt,
             restart_of, last_heartbeat_at, heartbeats, containment, stdout_bytes, stderr_bytes,
             end_reason, output_truncated, logs_missing, agent_spec, agent_state, policy, queued_at,
-            timeout_at, policy_restarts, restarted_as)
+            timeout_at, policy_restarts, restarted_as, owner)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-            ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34)",
+            ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35)",
     )?
     .execute(params![
         r.run_id,
@@ -73,6 +73,7 @@ pub fn upsert_run(c: &Connection, seq: u64, r: &RunRecord) -> rusqlite::Result<(
         r.timeout_at,
         r.policy_restarts,
         r.restarted_as,
+        r.spec.owner.as_ref().map(json).unwrap_or_default(),
     ])?;
     Ok(())
 }
@@ -107,6 +108,7 @@ fn run_from_row(row: &Row<'_>) -> rusqlite::Result<LoadedRun> {
             grace: Duration::from_millis(grace_ms.max(0) as u64),
             agent: parse_opt(row.get("agent_spec")?),
             policy: parse_opt(row.get("policy")?).unwrap_or_default(),
+            owner: parse_opt(row.get("owner")?),
         }),
         // An unknown status word can only come from a damaged row: treat the run as lost.
         status: status_from_str(&status).unwrap_or(RunStatus::Lost),

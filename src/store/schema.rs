@@ -79,6 +79,13 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE alerts ADD COLUMN labels TEXT NOT NULL DEFAULT '';
     CREATE INDEX alerts_dedup ON alerts(dedup_key, resolved_at);
     "#,
+    // 4: access: who started each run (JSON, '' for runs from before), and the authenticated
+    // identity and role of each audited call.
+    r#"
+    ALTER TABLE runs ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+    ALTER TABLE audit ADD COLUMN identity TEXT NOT NULL DEFAULT '';
+    ALTER TABLE audit ADD COLUMN role TEXT NOT NULL DEFAULT '';
+    "#,
 ];
 
 /// The schema version this daemon writes.

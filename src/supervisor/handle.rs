@@ -52,6 +52,8 @@ pub struct SpawnRequest {
     pub overrides: Overrides,
     /// Resume this Claude session (`--resume`).
     pub resume_session: Option<String>,
+    /// Who asked for the run; a restart keeps the old run's owner.
+    pub owner: Option<crate::access::RunOwner>,
     /// The caller's audit record for this spawn, committed together with the run's start (so a
     /// started run costs one commit less). A refused or failed request is audited by the caller.
     pub audit: Option<crate::store::AuditRecord>,
@@ -169,6 +171,7 @@ pub fn restart_request(old: &RunRecord, resume: bool) -> (SpawnRequest, String) 
         timeout_ms: p.timeout_ms,
         queue_timeout_ms: p.queue_timeout_ms,
         restart: p.restart.clone(),
+        owner: spec.owner.clone(),
         ..SpawnRequest::default()
     };
     let Some(agent) = &spec.agent else {

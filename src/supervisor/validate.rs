@@ -275,6 +275,7 @@ impl Validator<'_> {
             grace,
             agent: None,
             policy: self.policy(req, None)?,
+            owner: req.owner.clone(),
         })
     }
 

@@ -16,6 +16,7 @@
 //! - [`Api`] (`api.rs`): a client of a site's daemon. Every run spawned through it carries the env
 //!   var `WF_TEST_TAG=<unique>` and its id is remembered, for that cleanup.
 //! - `procfs.rs` and `cgroup.rs`: the `/proc` and cgroup evidence.
+//! - `users.rs`: throwaway users and groups, and connections made as them (access tests).
 //!
 //! Tests wait for conditions with [`wait_until`] / [`wait_for`] against generous deadlines and
 //! never assert timings.
@@ -26,10 +27,11 @@ mod cgroup;
 mod daemon;
 mod procfs;
 mod site;
+mod users;
 
 // Each test binary uses a part of the harness.
 #[allow(unused_imports)]
-pub use {api::*, cgroup::*, daemon::*, procfs::*, site::*};
+pub use {api::*, cgroup::*, daemon::*, procfs::*, site::*, users::*};
 
 use std::collections::HashMap;
 use std::future::Future;

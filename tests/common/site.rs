@@ -45,6 +45,8 @@ pub struct Options {
     pub extra_toml: String,
     /// More `key = value` lines inside `[runs]`.
     pub runs_toml: String,
+    /// More `key = value` lines inside `[daemon]`.
+    pub daemon_toml: String,
 }
 
 impl Default for Options {
@@ -55,6 +57,7 @@ impl Default for Options {
             shutdown_timeout_ms: 30_000,
             extra_toml: String::new(),
             runs_toml: String::new(),
+            daemon_toml: String::new(),
         }
     }
 }
@@ -126,10 +129,23 @@ impl Site {
             (Containment::Auto, Some(_)) => "auto",
             _ => "process-group",
         };
+        // The tests run agents as root on purpose (they inspect them through /proc); the
+        // access tests that want the agents_run_as_root alert say so in runs_toml.
+        let root_agents = if options.runs_toml.contains("allow_root_agents")
+            || options.runs_toml.contains("user =")
+        {
+            ""
+        } else {
+            "allow_root_agents = true\n"
+        };
         let mut toml = format!(
-            "[daemon]\nshutdown_timeout_ms = {}\n\n[runs]\ngrace_ms = {}\nkill_deadline_ms = 10000\n{}\n\
+            "[daemon]\nshutdown_timeout_ms = {}\n{}\n[runs]\ngrace_ms = {}\nkill_deadline_ms = 10000\n{}{}\n\
              [containment]\nmode = \"{mode}\"\n",
-            options.shutdown_timeout_ms, options.grace_ms, options.runs_toml
+            options.shutdown_timeout_ms,
+            options.daemon_toml,
+            options.grace_ms,
+            root_agents,
+            options.runs_toml
         );
         if let Some(root) = &cgroup_root {
             toml.push_str(&format!(
