@@ -190,10 +190,7 @@ impl Supervisor for SupervisorService {
         if let Some(key) = access::restricted_env_key(r.env.keys(), who.role) {
             let st: Status = ApiError::invalid(
                 "env",
-                format!(
-                    "{key} may be set only by an admin ({} is the daemon's or the loader's)",
-                    key
-                ),
+                format!("{key} may be set only by an admin (the daemon or the loader owns it)"),
             )
             .into();
             self.write_audit(refusal(who.record("spawn", "", fields), &st))
@@ -533,10 +530,12 @@ impl Supervisor for SupervisorService {
             .await?;
         let r = request.into_inner();
         let store = self.store.clone();
+        // The connection (uid/gid/pid, or the peer address) and the authenticated identity.
+        let by = format!("{} [{}]", who.caller.describe(), who.identity);
         let by = if r.note.is_empty() {
-            who.identity.clone()
+            by
         } else {
-            format!("{}: {}", who.identity, r.note)
+            format!("{by}: {}", r.note)
         };
         let id = r.id;
         let result: Result<proto::Alert, Status> = async {
@@ -705,7 +704,11 @@ impl Supervisor for SupervisorService {
         let who = self
             .authorize(&request, "Cancel", Facts::default(), &id, || fields.clone())
             .await?;
-        self.check_owner(&who, "Cancel", &id).await?;
+        if let Err(st) = self.check_owner(&who, "Cancel", &id).await {
+            self.write_audit(refusal(who.record("cancel", &id, fields), &st))
+                .await;
+            return Err(st);
+        }
         Err(Status::unimplemented("Cancel is not implemented yet"))
     }
 
