@@ -134,12 +134,24 @@ pub fn unix_peer(stream: UnixStream) -> PeerStream<UnixStream> {
     }
 }
 
-/// Every connection of a unix listener, with its peer.
+/// How many unix connections may have their peers resolved at once.
+const RESOLVING: usize = 64;
+
+/// Every connection of a unix listener, with its peer. The user and group names come from the
+/// system's databases (NSS, which may ask a directory server), so each connection is resolved
+/// on a blocking thread and a slow lookup holds up neither the runtime nor other connections.
 pub fn unix_incoming(
     incoming: impl Stream<Item = io::Result<UnixStream>>,
 ) -> impl Stream<Item = io::Result<PeerStream<UnixStream>>> {
     use futures::StreamExt;
-    incoming.map(|conn| conn.map(unix_peer))
+    incoming
+        .map(|conn| async move {
+            let stream = conn?;
+            tokio::task::spawn_blocking(move || unix_peer(stream))
+                .await
+                .map_err(io::Error::other)
+        })
+        .buffer_unordered(RESOLVING)
 }
 
 /// Plaintext TCP connections, with their peer addresses.
