@@ -81,7 +81,8 @@ impl SupervisorService {
         }
         if run_id.is_empty() {
             return Err(Status::permission_denied(format!(
-                "{} needs role admin for {method} of more than one run: operators act only on                  their own runs ([access] operators_own_runs_only)",
+                "{} needs role admin for {method} of more than one run: operators act only on \
+                 their own runs ([access] operators_own_runs_only)",
                 who.identity
             )));
         }
