@@ -222,6 +222,12 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
         (Some(t), Some(_)) => Some(TlsSettings::load(t).context("cannot load the TLS settings")?),
         _ => None,
     };
+    if listen.is_some()
+        && config.access.tokens_file.is_none()
+        && config.tls.as_ref().is_none_or(|t| t.client_ca.is_none())
+    {
+        warn!("the TCP listener has no way to authenticate callers: every TCP call will be UNAUTHENTICATED (set [access] tokens_file or [tls] client_ca)");
+    }
     if let Some(m) = &access.current().root_agents {
         warn!(reason = m.as_str(), "agents run as root");
     }

@@ -664,3 +664,64 @@ async fn agents_running_as_root_raise_an_alert_unless_that_is_intended() {
         "agents run as nobody"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_by_a_stuck_rule_keeps_the_runs_owner() {
+    let Some(mut users) = Users::new() else {
+        return;
+    };
+    let op = users.user("st", &[]);
+    let access = format!("operator = [\"uid:{}\"]\n", op.uid);
+    let mut site =
+        Site::new(access_options(&access, "socket_mode = \"0666\"\n", "")).expect("site");
+    open_site_dir(&site);
+    // An agent that starts up and never takes a turn: the init_timeout rule restarts it.
+    let agent = site.dir.path().join("silent-agent");
+    std::fs::write(
+        &agent,
+        "#!/bin/sh\necho '{\"type\":\"system\",\"subtype\":\"init\",\"session_id\":\"s-1\",\"model\":\"m\",\"cwd\":\"/\",\"tools\":[]}'\nexec sleep 600\n",
+    )
+    .expect("write");
+    std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    site.add_config(&format!(
+        "\n[workflows.silent]\nprogram = {}\ninit_timeout = \"1s\"\non_init_timeout = \"restart\"\nidle_timeout = \"off\"\n",
+        toml_str(agent.display().to_string())
+    ));
+    let root = site.start().await;
+    let mut c = client_as(&site.socket, &op.creds());
+    let first = c
+        .spawn(SpawnRequest {
+            workflow: "silent".into(),
+            prompt: "p".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("an operator spawns a workflow")
+        .into_inner()
+        .run
+        .expect("run");
+    let next = wait_for(TIMEOUT, "the stuck rule's restart", || {
+        let root = root.clone();
+        let id = first.run_id.clone();
+        async move { root.list().await.into_iter().find(|r| r.restart_of == id) }
+    })
+    .await;
+    let owner = next.owner.clone().expect("the restarted run has an owner");
+    assert_eq!(
+        (owner.kind.as_str(), owner.uid, owner.name.as_str()),
+        ("unix", Some(op.uid), op.name.as_str()),
+        "the daemon's restart keeps the owner"
+    );
+    let out = c
+        .kill(KillRequest {
+            run_id: next.run_id.clone(),
+            force: true,
+            ..Default::default()
+        })
+        .await
+        .expect("the operator kills the restarted run")
+        .into_inner();
+    assert!(out.success, "{out:?}");
+    wait_no_env(&next.run_id).await;
+    wait_no_env(&first.run_id).await;
+}

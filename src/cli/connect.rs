@@ -189,6 +189,11 @@ pub async fn connect_with(target: &Target, creds: &Credentials) -> anyhow::Resul
                 bail!("--ca, --cert and --key need an https:// --addr");
             }
             if let Some(secret) = token(creds)? {
+                if !https && !is_loopback_url(addr) {
+                    bail!(
+                        "refusing to send a token in cleartext to {addr}: use https:// (and --ca)"
+                    );
+                }
                 let v: MetadataValue<Ascii> = format!("Bearer {secret}")
                     .parse()
                     .context("the token has characters a header cannot carry")?;
@@ -203,6 +208,22 @@ pub async fn connect_with(target: &Target, creds: &Credentials) -> anyhow::Resul
     Ok(Client::new(tonic::codegen::InterceptedService::new(
         channel, bearer,
     )))
+}
+
+/// Whether the URL's host is a loopback address (or `localhost`).
+fn is_loopback_url(url: &str) -> bool {
+    let Ok(uri) = url.parse::<tonic::transport::Uri>() else {
+        return false;
+    };
+    match uri.host() {
+        Some("localhost") => true,
+        Some(h) => h
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()),
+        None => false,
+    }
 }
 
 /// The sentence for a daemon we could not reach.
@@ -291,6 +312,33 @@ mod tests {
         assert_eq!(
             resolve(None, Some("127.0.0.1:7443".into()), &none, false).expect("r"),
             Target::Tcp("http://127.0.0.1:7443".into())
+        );
+    }
+
+    #[test]
+    fn tokens_go_in_cleartext_only_to_loopback() {
+        assert!(is_loopback_url("http://127.0.0.1:7443"));
+        assert!(is_loopback_url("http://localhost:7443"));
+        assert!(is_loopback_url("http://[::1]:7443"));
+        assert!(!is_loopback_url("http://10.1.2.3:7443"));
+        assert!(!is_loopback_url("http://wf.example:7443"));
+    }
+
+    #[tokio::test]
+    async fn a_token_is_not_sent_in_cleartext_off_loopback() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("token");
+        std::fs::write(&file, "wf_secret\n").expect("write");
+        let creds = Credentials {
+            token_file: Some(file),
+            ..Credentials::default()
+        };
+        let err = connect_with(&Target::Tcp("http://192.0.2.1:7443".into()), &creds)
+            .await
+            .expect_err("refused before connecting");
+        assert!(
+            format!("{err:#}").starts_with("refusing to send a token in cleartext"),
+            "{err:#}"
         );
     }
 

@@ -134,12 +134,24 @@ pub fn unix_peer(stream: UnixStream) -> PeerStream<UnixStream> {
     }
 }
 
-/// Every connection of a unix listener, with its peer.
+/// How many unix connections may have their peers resolved at once.
+const RESOLVING: usize = 64;
+
+/// Every connection of a unix listener, with its peer. The user and group names come from the
+/// system's databases (NSS, which may ask a directory server), so each connection is resolved
+/// on a blocking thread and a slow lookup holds up neither the runtime nor other connections.
 pub fn unix_incoming(
     incoming: impl Stream<Item = io::Result<UnixStream>>,
 ) -> impl Stream<Item = io::Result<PeerStream<UnixStream>>> {
     use futures::StreamExt;
-    incoming.map(|conn| conn.map(unix_peer))
+    incoming
+        .map(|conn| async move {
+            let stream = conn?;
+            tokio::task::spawn_blocking(move || unix_peer(stream))
+                .await
+                .map_err(io::Error::other)
+        })
+        .buffer_unordered(RESOLVING)
 }
 
 /// Plaintext TCP connections, with their peer addresses.
@@ -366,4 +378,54 @@ pub fn tls_incoming(
         }
     });
     tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert(cn: &str, sans: &[&str]) -> (String, String) {
+        let mut p =
+            rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .expect("params");
+        p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        let key = rcgen::KeyPair::generate().expect("key");
+        let c = p.self_signed(&key).expect("cert");
+        (c.pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn a_certificate_names_its_cn_then_its_sans() {
+        let (pem, _) = cert("dash", &["dash.example", "127.0.0.1"]);
+        use rustls::pki_types::pem::PemObject;
+        let der = rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).expect("der");
+        assert_eq!(cert_names(der.as_ref()), vec!["dash", "dash.example"]);
+        assert!(cert_names(b"not a certificate").is_empty());
+    }
+
+    #[test]
+    fn tls_settings_name_the_file_that_is_wrong() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (c, k) = cert("wf", &["localhost"]);
+        let cert_path = dir.path().join("c.pem");
+        let key_path = dir.path().join("k.pem");
+        std::fs::write(&cert_path, c).expect("write");
+        std::fs::write(&key_path, k).expect("write");
+        let mut cfg = TlsConfig {
+            cert: cert_path.clone(),
+            key: key_path.clone(),
+            client_ca: None,
+        };
+        let settings = TlsSettings::load(&cfg).expect("valid");
+        cfg.client_ca = Some(dir.path().join("missing.pem"));
+        let e = settings.reload(&cfg).err().expect("missing CA");
+        assert!(e.to_string().starts_with("tls.client_ca "), "{e}");
+        cfg.client_ca = None;
+        std::fs::write(&key_path, "junk").expect("write");
+        let e = TlsSettings::load(&cfg).err().expect("bad key");
+        assert!(e.to_string().starts_with("tls.key "), "{e}");
+        std::fs::write(&cert_path, "").expect("write");
+        let e = TlsSettings::load(&cfg).err().expect("no cert");
+        assert!(e.to_string().contains("holds no certificate"), "{e}");
+    }
 }

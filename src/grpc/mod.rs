@@ -116,7 +116,8 @@ impl SupervisorService {
         }
         if run_id.is_empty() {
             return Err(Status::permission_denied(format!(
-                "{} needs role admin for {method} of more than one run: operators act only on                  their own runs ([access] operators_own_runs_only)",
+                "{} needs role admin for {method} of more than one run: operators act only on \
+                 their own runs ([access] operators_own_runs_only)",
                 who.identity
             )));
         }
@@ -260,10 +261,7 @@ impl Supervisor for SupervisorService {
         if let Some(key) = access::restricted_env_key(r.env.keys(), who.role) {
             let st: Status = ApiError::invalid(
                 "env",
-                format!(
-                    "{key} may be set only by an admin ({} is the daemon's or the loader's)",
-                    key
-                ),
+                format!("{key} may be set only by an admin (the daemon or the loader owns it)"),
             )
             .into();
             self.write_audit(refusal(who.record("spawn", "", fields), &st))
@@ -689,10 +687,12 @@ impl Supervisor for SupervisorService {
         self.within_bounds(&who, "ack_alert", "", bounds::ack_alert(&r))
             .await?;
         let store = self.store.clone();
+        // The connection (uid/gid/pid, or the peer address) and the authenticated identity.
+        let by = format!("{} [{}]", who.caller.describe(), who.identity);
         let by = if r.note.is_empty() {
-            who.identity.clone()
+            by
         } else {
-            format!("{}: {}", who.identity, r.note)
+            format!("{by}: {}", r.note)
         };
         let id = r.id;
         let result: Result<proto::Alert, Status> = async {
@@ -852,7 +852,6 @@ impl Supervisor for SupervisorService {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    // Queue control: implemented by the queue work (issue: work queue and run policy).
     async fn cancel(
         &self,
         request: Request<proto::CancelRequest>,
