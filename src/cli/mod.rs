@@ -6,7 +6,10 @@
 mod ack;
 mod audit;
 mod complete;
+mod completions;
 mod connect;
+#[cfg(test)]
+mod docs;
 mod get;
 mod health;
 mod kill;
@@ -93,6 +96,8 @@ pub enum Command {
     Ack(ack::AckArgs),
     /// List the workflow templates the daemon's config defines.
     Workflows(workflows::WorkflowsArgs),
+    /// Print the shell completion script for bash, zsh, fish, elvish or powershell.
+    Completions(completions::CompletionsArgs),
 }
 
 /// Parse the command line (usage errors exit 2 through clap), run the subcommand, and turn any
@@ -120,6 +125,9 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Completions(a) = cli.command {
+        return completions::run(a); // needs no daemon
+    }
     let target = connect::resolve_target(cli.socket, cli.addr)?;
     let mut client = connect::connect(&target).await?;
     let json = cli.json;
@@ -137,6 +145,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Health(a) => health::run(&mut client, a, json).await,
         Command::Ack(a) => ack::run(&mut client, a, json).await,
         Command::Workflows(a) => workflows::run(&mut client, a, json).await,
+        Command::Completions(a) => completions::run(a),
     }
 }
 
