@@ -618,14 +618,17 @@ set +e
 argv_out=$(as_op spawn -- sh -c id 2>&1)
 argv_rc=$?
 set -e
-if ct grep -q '^\[access\]' $CONF; then
+# Enforced once access control is in: the shipped config has its [access] table, or wfctl has
+# the access work's --token-file (so that a shipped config that lost its settings still fails).
+if ct grep -q '^\[access\]' $CONF || pwfctl --help | grep -q -- '--token-file'; then
   [ "$AGENT_USER" = wf-agent ] || die "under the shipped config the agent of $RUNW runs as '$AGENT_USER', not wf-agent"
   ok "the agent runs as wf-agent"
   [ "$argv_rc" != 0 ] && echo "$argv_out" | grep -qi 'permission denied' ||
     die "an argv spawn by a wf-operators member was not refused with PERMISSION_DENIED (exit $argv_rc): $argv_out"
   ok "an argv spawn by e2e-op is refused (exit $argv_rc): $argv_out"
 else
-  ts "PENDING the shipped config has no [access] table (access control not merged): the agent" \
+  ts "PENDING neither an [access] table in the shipped config nor wfctl --token-file (access control" \
+    "not merged): the agent" \
     "ran as '$AGENT_USER' (wf-agent required), an argv spawn by e2e-op exited $argv_rc" \
     "(PERMISSION_DENIED required): $(echo "$argv_out" | head -1)"
   r=$(echo "$argv_out" | grep -o 'run_[0-9a-f]\{12\}' | head -1)
@@ -652,6 +655,8 @@ done
 ok "completions installed: bash (loads: $(ct bash -c 'source /usr/share/bash-completion/completions/wfctl && complete -p wfctl')), zsh, fish"
 
 # ---- 18. upgrade to a rebuilt package restarts the service ----------------------------------
+# An edited conffile is kept (the new package ships the same one, so dpkg asks nothing).
+ct sh -c "echo '# edited on this host' >>$CONF"
 OLDPID=$(prop MainPID)
 ended0=$(ct journalctl -u wf-supervisor -o cat --no-pager | grep -c 'every run has ended' || true)
 apt_in install "$PKG2" >"$LOGS/apt-upgrade.txt" 2>&1 ||
@@ -669,6 +674,8 @@ ok "apt-get install $PKG2: $V1 -> $V2, MainPID $OLDPID -> $NEWPID; the old daemo
 [ "$(ct systemctl is-active wf-supervisor.socket || true)" = active ] || die "the socket is not active after the upgrade"
 pwfctl health >/dev/null || die "the API is not reachable through $SOCK after the upgrade"
 ok "after the upgrade the socket is active and the API answers through $SOCK"
+ct grep -q '^# edited on this host$' $CONF || die "the upgrade replaced the edited $CONF"
+ok "the upgrade kept the edited $CONF"
 
 # ---- 19. remove keeps the state, purge removes it ---------------------------------------------
 ct test -f /var/lib/wf-supervisor/wf-supervisor.db || die "no store in /var/lib/wf-supervisor before remove"
@@ -677,12 +684,15 @@ apt_in remove wf-supervisor >"$LOGS/apt-remove.txt" 2>&1 ||
 for u in wf-supervisor.service wf-supervisor.socket; do
   a=$(ct systemctl is-active $u || true)
   [ "$a" != active ] || die "$u is still active after apt-get remove"
+  e=$(ct systemctl is-enabled $u 2>/dev/null || true)
+  [ "$e" != enabled ] || die "$u is still enabled after apt-get remove"
 done
 ct test -e /usr/bin/wf-supervisor && die "/usr/bin/wf-supervisor is still there after remove"
 ct test -f /var/lib/wf-supervisor/wf-supervisor.db || die "apt-get remove deleted the state in /var/lib/wf-supervisor"
 ct test -f /etc/wf-supervisor/config.toml || die "apt-get remove deleted the conffile"
 [ -z "$(ct pgrep -a sleep || true)" ] || die "processes left after apt-get remove: $(ct pgrep -a sleep)"
-ok "apt-get remove: service and socket stopped ($(ct dpkg-query -W -f '${Status}' wf-supervisor));" \
+ok "apt-get remove: service and socket stopped and $(ct systemctl is-enabled wf-supervisor.service 2>/dev/null || true)" \
+  "($(ct dpkg-query -W -f '${Status}' wf-supervisor));" \
   "kept: $(ct ls /var/lib/wf-supervisor | tr '\n' ' ')and /etc/wf-supervisor/config.toml"
 apt_in purge wf-supervisor >"$LOGS/apt-purge.txt" 2>&1 ||
   { cat "$LOGS/apt-purge.txt"; die "apt-get purge failed"; }
@@ -690,6 +700,9 @@ ct test -e /var/lib/wf-supervisor && die "apt-get purge left /var/lib/wf-supervi
 ct test -e /etc/wf-supervisor && die "apt-get purge left /etc/wf-supervisor: $(ct ls -la /etc/wf-supervisor)"
 ct dpkg-query -W -f '${Status}' wf-supervisor 2>/dev/null | grep -q 'installed' &&
   die "wf-supervisor still known to dpkg after purge: $(ct dpkg-query -W -f '${Status}' wf-supervisor)"
-ok "apt-get purge: /var/lib/wf-supervisor and /etc/wf-supervisor are gone"
+links=$(ct find /etc/systemd/system -name 'wf-supervisor*')
+[ -z "$links" ] || die "apt-get purge left enablement links or masks: $links"
+ok "apt-get purge: /var/lib/wf-supervisor and /etc/wf-supervisor are gone, no wf-supervisor link" \
+  "under /etc/systemd/system; users kept: $(ct id wf-agent)"
 
 ts "PASS"
