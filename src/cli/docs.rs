@@ -22,7 +22,7 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 const MANUAL: &str = "wf-supervisor";
 
 /// Every generated file, as (path under `doc/`, content), in a stable order.
-pub fn generated() -> Vec<(PathBuf, Vec<u8>)> {
+fn generated() -> Vec<(PathBuf, Vec<u8>)> {
     let mut files = Vec::new();
     let mut wfctl = Cli::command().disable_help_subcommand(true);
     wfctl.build();
@@ -57,8 +57,8 @@ fn wfctl_pages(cmd: &clap::Command, files: &mut Vec<(PathBuf, Vec<u8>)>) {
         .manual(MANUAL);
     let mut page = Vec::new();
     render(&man, &mut page);
-    let parent = cmd.get_display_name().unwrap_or(cmd.get_name());
-    let mut see_also = if parent == "wfctl" {
+    let name = cmd.get_display_name().unwrap_or(cmd.get_name());
+    let mut see_also = if name == "wfctl" {
         vec![]
     } else {
         vec![("wfctl", "1")]

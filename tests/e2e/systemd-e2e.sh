@@ -672,7 +672,9 @@ ct test -d "/proc/$PIDW" && die "the agent of $RUNW (pid $PIDW) outlived the upg
 st=$(pwfctl get "$RUNW" | sed -n 's/^status: *//p')
 ok "apt-get install $PKG2: $V1 -> $V2, MainPID $OLDPID -> $NEWPID; the old daemon ended $RUNW ($st)"
 [ "$(ct systemctl is-active wf-supervisor.socket || true)" = active ] || die "the socket is not active after the upgrade"
-pwfctl health >/dev/null || die "the API is not reachable through $SOCK after the upgrade"
+# health exits 4 when it answers with unacknowledged alerts: reachable all the same.
+hrc=0; pwfctl health >/dev/null || hrc=$?
+[ "$hrc" = 0 ] || [ "$hrc" = 4 ] || die "the API is not reachable through $SOCK after the upgrade (wfctl health exit $hrc)"
 ok "after the upgrade the socket is active and the API answers through $SOCK"
 ct grep -q '^# edited on this host$' $CONF || die "the upgrade replaced the edited $CONF"
 ok "the upgrade kept the edited $CONF"
