@@ -8,7 +8,7 @@
 //! restart, remove and purge. It leaves nothing on the host. Needs root, cargo-deb (`.ci/run`
 //! installs it) and (on a cold cache) network to the Debian mirror; skipped without root, or when
 //! `WF_E2E_SYSTEMD=0`. Its output is streamed so CI logs show each step as it passes.
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -107,6 +107,11 @@ fn wf_supervisor_under_real_systemd() {
     let out_thread = std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             println!("e2e: {line}");
+            // A check that waits on work not merged yet is reported even when the test passes
+            // (straight to fd 2: the test harness captures println! and eprintln!).
+            if line.contains("PENDING") {
+                let _ = writeln!(std::io::stderr(), "systemd_e2e: {line}");
+            }
         }
     });
     // A watchdog on the script: past the deadline it gets TERM, and its trap tears everything
