@@ -7,7 +7,10 @@ mod ack;
 mod audit;
 mod cancel;
 mod complete;
+mod completions;
 mod connect;
+#[cfg(test)]
+mod docs;
 mod get;
 mod health;
 mod kill;
@@ -126,6 +129,8 @@ pub enum Command {
     /// Make a token for TCP callers: wfctl token create NAME --role ROLE.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Print the shell completion script for bash, zsh, fish, elvish or powershell.
+    Completions(completions::CompletionsArgs),
 }
 
 /// Parse the command line (usage errors exit 2 through clap), run the subcommand, and turn any
@@ -153,9 +158,12 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    // Making a token needs no daemon.
+    // Making a token or printing completions needs no daemon.
     if let Command::Token(t) = cli.command {
         return token::run(t);
+    }
+    if let Command::Completions(a) = cli.command {
+        return completions::run(a);
     }
     let target = connect::resolve_target(cli.socket, cli.addr)?;
     let creds = connect::Credentials {
@@ -183,7 +191,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cancel(a) => cancel::run(&mut client, a, json).await,
         Command::Queue(a) => queue::run(&mut client, a, json).await,
         Command::Wait(a) => wait::run(&mut client, a, json).await,
-        Command::Token(_) => unreachable!("handled before connecting"),
+        Command::Token(_) | Command::Completions(_) => {
+            unreachable!("handled before connecting")
+        }
     }
 }
 

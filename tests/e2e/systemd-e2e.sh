@@ -19,10 +19,27 @@
 #      leaves no process and no cgroup;
 #   7. `journalctl -u wf-supervisor` carries structured run events (RUN_ID=run_...).
 #
+# Then, on the same boot, the package route (the .deb built by `cargo deb`, checked by lintian on
+# the host first): the hand-installed files, users and state are removed, and
+#
+#   8. `apt-get install ./wf-supervisor_*.deb` (offline: every dependency is in the tree) creates
+#      wf-agent and wf-operators, the agents' home, enables and starts the socket and the service;
+#   9. under the shipped config, a member of wf-operators spawns the shipped workflow (the fake
+#      agent stands in for its program) and the agent runs as wf-agent, while an argv spawn of
+#      the same member is refused with PERMISSION_DENIED (the access-control settings of the
+#      shipped config; reported as PENDING while the shipped config has no [access] table);
+#  10. `man wfctl`, `man 5 wf-supervisor.conf`, `man 8 wf-supervisor` render; the bash
+#      completion loads;
+#  11. upgrading to a rebuilt package with a higher version restarts the service (the old daemon
+#      ends its runs), the socket stays reachable;
+#  12. `apt-get remove` stops the service and the socket and keeps /var/lib/wf-supervisor and the
+#      conffile; `apt-get purge` removes both.
+#
 # On exit, whatever happened, the container is stopped, its cgroups removed and the unpacked tree
 # deleted; the mounts lived in a private mount namespace that ends with the container.
 #
-# usage: systemd-e2e.sh --daemon PATH/wf-supervisor --wfctl PATH/wfctl
+# usage: systemd-e2e.sh --daemon PATH/wf-supervisor --wfctl PATH/wfctl \
+#                       --deb PATH/wf-supervisor_V-1_ARCH.deb --deb-upgrade PATH/wf-supervisor_V-2_ARCH.deb
 # env:   WF_E2E_CACHE     directory for the debootstrapped tree tarball
 #                         (default: ${TMPDIR:-/tmp}/wf-supervisor-e2e-cache)
 #        WF_E2E_CGMODE    unified (default: the container runs pure cgroup v2) or hybrid
@@ -34,16 +51,20 @@ set -euo pipefail
 
 die() { echo "FAIL: $*" >&2; exit 1; }
 
-DAEMON="" WFCTL=""
+DAEMON="" WFCTL="" DEB="" DEB_UP=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --daemon) DAEMON=$2; shift 2 ;;
     --wfctl) WFCTL=$2; shift 2 ;;
-    *) die "unknown argument $1 (usage: $0 --daemon PATH --wfctl PATH)" ;;
+    --deb) DEB=$2; shift 2 ;;
+    --deb-upgrade) DEB_UP=$2; shift 2 ;;
+    *) die "unknown argument $1 (usage: $0 --daemon PATH --wfctl PATH --deb PATH --deb-upgrade PATH)" ;;
   esac
 done
 [ -x "$DAEMON" ] || die "--daemon: no executable at '$DAEMON'"
 [ -x "$WFCTL" ] || die "--wfctl: no executable at '$WFCTL'"
+[ -f "$DEB" ] || die "--deb: no package at '$DEB'"
+[ -f "$DEB_UP" ] || die "--deb-upgrade: no package at '$DEB_UP'"
 [ "$(id -u)" = 0 ] || die "must run as root"
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 UNITS=$REPO/systemd
@@ -61,6 +82,7 @@ need=()
 command -v systemd-nspawn >/dev/null || need+=(systemd-container)
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v zstd >/dev/null || need+=(zstd)
+command -v lintian >/dev/null || need+=(lintian)
 if [ ${#need[@]} -gt 0 ]; then
   ts "installing host tools: ${need[*]}"
   apt-get update -q >/dev/null || die "apt-get update failed"
@@ -68,10 +90,20 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" \
     >/dev/null || die "apt-get install ${need[*]} failed"
 fi
-for t in systemd-nspawn debootstrap zstd nsenter unshare pgrep findmnt; do
+for t in systemd-nspawn debootstrap zstd lintian dpkg-deb nsenter unshare pgrep findmnt; do
   command -v "$t" >/dev/null || die "host tool $t is missing"
 done
 ts "host tools ready ($(systemd-nspawn --version | head -1))"
+
+# ---- 0b. lintian on the package -----------------------------------------------------------
+# No errors; the warnings accepted (README, "Installing the package") and nothing else.
+ACCEPTED_LINTIAN="description-synopsis-starts-with-article initial-upload-closes-no-bugs non-standard-file-perm"
+lint=$(lintian --fail-on error "$DEB" 2>&1) || { echo "$lint"; die "lintian found errors in $DEB"; }
+echo "$lint" | grep -v '^running with root privileges' | sed 's/^/       /'
+unaccepted=$(echo "$lint" | sed -n 's/^[EWIP]: wf-supervisor[^:]*: \([a-z0-9-]*\).*/\1/p' |
+  grep -vxF -f <(tr ' ' '\n' <<<"$ACCEPTED_LINTIAN") || true)
+[ -z "$unaccepted" ] || die "lintian tags not accepted in the README: $unaccepted"
+ok "lintian $(basename "$DEB"): no errors, only accepted warnings"
 
 # ---- 1. suite, mirror, cache ------------------------------------------------------------
 SUITE=${WF_E2E_SUITE:-$( . /etc/os-release 2>/dev/null; echo "${VERSION_CODENAME:-}")}
@@ -97,7 +129,8 @@ apt_mirror() {
 }
 MIRROR=${WF_E2E_MIRROR:-$(apt_mirror | head -1)}
 [ -n "$MIRROR" ] || die "no apt source for suite '$SUITE' on this host; set WF_E2E_MIRROR"
-PACKAGES=systemd,systemd-sysv,dbus,procps,curl
+# man-db: `man wfctl` in the package check (the package recommends it).
+PACKAGES=systemd,systemd-sysv,dbus,procps,curl,man-db
 CACHE_DIR=${WF_E2E_CACHE:-${TMPDIR:-/tmp}/wf-supervisor-e2e-cache}
 mkdir -p "$CACHE_DIR"
 CACHE=$CACHE_DIR/rootfs-$SUITE-$(uname -m)-$(echo "$MIRROR $PACKAGES v1" | md5sum | cut -c1-8).tar.zst
@@ -501,5 +534,177 @@ else
 fi
 ct systemctl stop wf-supervisor || die "the second systemctl stop failed"
 [ -z "$(ct pgrep -a sleep || true)" ] || die "processes left after the second stop"
+
+# ==== the package route, on the same boot ====================================================
+# ---- 14. the hand-installed route goes, all of it: the package must make its own -------------
+ct systemctl stop wf-supervisor.socket wf-supervisor.service
+ct rm -rf /etc/systemd/system/wf-supervisor.service /etc/systemd/system/wf-supervisor.socket \
+  /etc/systemd/system/wf-supervisor.service.d /usr/local/bin/wf-supervisor /usr/local/bin/wfctl \
+  /etc/sysusers.d/wf-supervisor.conf /etc/tmpfiles.d/wf-supervisor.conf /etc/wf-supervisor \
+  /var/lib/wf-supervisor /run/wf-supervisor
+ct userdel wf-agent
+ct sh -c 'getent group wf-agent >/dev/null && groupdel wf-agent; groupdel wf-operators'
+ct systemctl daemon-reload
+for who in "passwd wf-agent" "group wf-agent" "group wf-operators"; do
+  ct getent $who >/dev/null && die "getent $who: still there after the clean-up"
+done
+[ "$(ct systemctl show -P LoadState wf-supervisor.service)" = not-found ] ||
+  die "wf-supervisor.service still loads after the clean-up"
+ok "hand-installed route removed: units, binaries, config, state, wf-agent and wf-operators"
+
+# ---- 15. apt-get install ./wf-supervisor_*.deb ---------------------------------------------
+mkdir -p "$ROOT/root/debs"
+cp "$DEB" "$DEB_UP" "$ROOT/root/debs/"
+PKG1=/root/debs/$(basename "$DEB")
+PKG2=/root/debs/$(basename "$DEB_UP")
+V1=$(dpkg-deb -f "$DEB" Version) V2=$(dpkg-deb -f "$DEB_UP" Version)
+dpkg --compare-versions "$V2" gt "$V1" || die "the upgrade package $V2 is not newer than $V1"
+# The tree has no package lists and no network: apt can only take what the tree already has, so
+# this also proves the package depends on nothing more.
+apt_in() { ct env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive \
+  apt-get -y -q -o Dpkg::Use-Pty=0 "$@"; }
+apt_in install "$PKG1" >"$LOGS/apt-install.txt" 2>&1 ||
+  { cat "$LOGS/apt-install.txt"; die "apt-get install $PKG1 failed"; }
+[ "$(ct dpkg-query -W -f '${Status} ${Version}' wf-supervisor)" = "install ok installed $V1" ] ||
+  die "after apt-get install: $(ct dpkg-query -W -f '${Status} ${Version}' wf-supervisor)"
+ok "apt-get install $PKG1: wf-supervisor $V1 installed offline"
+ct getent passwd wf-agent >/dev/null || die "the package did not create the user wf-agent"
+ct getent group wf-operators >/dev/null || die "the package did not create the group wf-operators"
+[ "$(ct stat -c %U /var/lib/wf-supervisor/home)" = wf-agent ] ||
+  die "the package did not create the agents' home: $(ct stat -c '%n %U' /var/lib/wf-supervisor/home 2>&1)"
+ok "sysusers and tmpfiles applied on install: $(ct getent passwd wf-agent), $(ct getent group wf-operators)," \
+  "$(ct stat -c '%n %U:%G %a' /var/lib/wf-supervisor/home)"
+for u in wf-supervisor.socket wf-supervisor.service; do
+  [ "$(ct systemctl is-enabled $u || true)" = enabled ] || die "$u is $(ct systemctl is-enabled $u || true) after install"
+  [ "$(ct systemctl is-active $u || true)" = active ] || die "$u is $(ct systemctl is-active $u || true) after install"
+done
+# ExecStart names no directory: the running daemon must be the package's binary.
+EXEC=$(ct readlink "/proc/$(prop MainPID)/exe")
+[ "$EXEC" = /usr/bin/wf-supervisor ] || die "the packaged service runs '$EXEC', not /usr/bin/wf-supervisor"
+ct cmp -s /etc/wf-supervisor/config.toml - <"$REPO/systemd/config.toml.example" ||
+  die "/etc/wf-supervisor/config.toml is not the shipped systemd/config.toml.example"
+ok "socket and service enabled and active, main pid runs $EXEC, StatusText '$(prop StatusText)'," \
+  "config = systemd/config.toml.example ($(ct stat -c '%U:%G %a' /etc/wf-supervisor/config.toml))"
+pwfctl() { ct /usr/bin/wfctl --socket "$SOCK" "$@"; }
+
+# ---- 16. under the shipped config: an operator's workflow runs as wf-agent; argv is admin's ------
+CONF=/etc/wf-supervisor/config.toml
+WF=$(ct sed -n 's/^\[workflows\.\([A-Za-z0-9_-]*\)\]$/\1/p' $CONF | head -1)
+[ -n "$WF" ] || die "the shipped config defines no workflow"
+WF_PROG=$(ct awk -v t="[workflows.$WF]" '$0 == t { on = 1; next } /^\[/ { on = 0 }
+  on && $1 == "program" { gsub(/"/, "", $3); print $3; exit }' $CONF)
+WF_CWD=$(ct awk -v t="[workflows.$WF]" '$0 == t { on = 1; next } /^\[/ { on = 0 }
+  on && $1 == "allowed_cwds" { if (match($0, /"[^"]*"/)) print substr($0, RSTART + 1, RLENGTH - 2); exit }' $CONF)
+[ -n "$WF_PROG" ] || die "workflow $WF has no program in the shipped config"
+# The fake agent stands in for the shipped workflow's program (the Claude CLI).
+ct install -D -m755 /usr/local/bin/wf-e2e-agent "$WF_PROG"
+WORK=${WF_CWD:-/srv/agent-jobs}/e2e
+ct install -d -o wf-agent -g wf-agent "$WORK"
+ct useradd -M -s /bin/sh -G wf-operators e2e-op
+as_op() { ct setpriv --reuid=e2e-op --regid=e2e-op --init-groups /usr/bin/wfctl --socket "$SOCK" "$@"; }
+set +e
+wf_out=$(as_op spawn "$WF" "e2e: work until the upgrade" --cwd "$WORK" 2>&1)
+rc=$?
+set -e
+[ "$rc" = 0 ] || die "a wf-operators member could not spawn workflow $WF (exit $rc): $wf_out"
+RUNW=$(echo "$wf_out" | grep -o 'run_[0-9a-f]\{12\}' | head -1)
+[ -n "$RUNW" ] || die "spawn $WF as e2e-op printed no run id: $wf_out"
+wait_for 30 "pid of $RUNW" sh -c "nsenter -t $LEADER -a /usr/bin/wfctl --socket $SOCK get $RUNW | grep -q '^ *pid: *[0-9]'"
+PIDW=$(pwfctl get "$RUNW" | sed -n 's/^ *pid: *\([0-9][0-9]*\).*/\1/p')
+wait_for 30 "$RUNW running the agent" sh -c "nsenter -t $LEADER -a cat /proc/$PIDW/cmdline | tr '\\0' ' ' | grep -q '^sleep 300'"
+AGENT_USER=$(ct ps -o user= -p "$PIDW" | tr -d ' ')
+ok "e2e-op (member of wf-operators: $(ct id e2e-op)) spawned workflow $WF -> $RUNW, pid $PIDW, user $AGENT_USER"
+set +e
+argv_out=$(as_op spawn -- sh -c id 2>&1)
+argv_rc=$?
+set -e
+# Enforced once access control is in: the shipped config has its [access] table, or wfctl has
+# the access work's --token-file (so that a shipped config that lost its settings still fails).
+if ct grep -q '^\[access\]' $CONF || pwfctl --help | grep -q -- '--token-file'; then
+  [ "$AGENT_USER" = wf-agent ] || die "under the shipped config the agent of $RUNW runs as '$AGENT_USER', not wf-agent"
+  ok "the agent runs as wf-agent"
+  [ "$argv_rc" != 0 ] && echo "$argv_out" | grep -qi 'permission denied' ||
+    die "an argv spawn by a wf-operators member was not refused with PERMISSION_DENIED (exit $argv_rc): $argv_out"
+  ok "an argv spawn by e2e-op is refused (exit $argv_rc): $argv_out"
+else
+  ts "PENDING neither an [access] table in the shipped config nor wfctl --token-file (access control" \
+    "not merged): the agent" \
+    "ran as '$AGENT_USER' (wf-agent required), an argv spawn by e2e-op exited $argv_rc" \
+    "(PERMISSION_DENIED required): $(echo "$argv_out" | head -1)"
+  r=$(echo "$argv_out" | grep -o 'run_[0-9a-f]\{12\}' | head -1)
+  [ -z "$r" ] || pwfctl kill "$r" --force >/dev/null 2>&1 || true
+fi
+
+# ---- 17. man pages and completions ---------------------------------------------------------
+man_page() { ct env -i PATH=/usr/bin:/bin MANPAGER=cat MANWIDTH=100 LANG=C.UTF-8 man "$@" 2>&1; }
+out=$(man_page wfctl)
+for want in NAME SYNOPSIS SUBCOMMANDS "wfctl-spawn(1)" "wf-supervisor.conf(5)"; do
+  echo "$out" | grep -qF "$want" || { echo "$out" | head -30; die "man wfctl does not show '$want'"; }
+done
+ok "man wfctl renders ($(echo "$out" | wc -l) lines): '$(echo "$out" | sed -n '/^NAME/{n;p;q}' | sed 's/^ *//')'"
+out=$(man_page 5 wf-supervisor.conf)
+echo "$out" | grep -q 'shutdown_timeout_ms' || die "man 5 wf-supervisor.conf does not document shutdown_timeout_ms"
+out=$(man_page 8 wf-supervisor)
+echo "$out" | grep -q -- '--config' || die "man 8 wf-supervisor does not show --config"
+ok "man 5 wf-supervisor.conf and man 8 wf-supervisor render"
+ct bash -c 'source /usr/share/bash-completion/completions/wfctl && complete -p wfctl' >/dev/null ||
+  die "the bash completion does not load"
+for f in /usr/share/zsh/vendor-completions/_wfctl /usr/share/fish/vendor_completions.d/wfctl.fish; do
+  ct test -s $f || die "no $f"
+done
+ok "completions installed: bash (loads: $(ct bash -c 'source /usr/share/bash-completion/completions/wfctl && complete -p wfctl')), zsh, fish"
+
+# ---- 18. upgrade to a rebuilt package restarts the service ----------------------------------
+# An edited conffile is kept (the new package ships the same one, so dpkg asks nothing).
+ct sh -c "echo '# edited on this host' >>$CONF"
+OLDPID=$(prop MainPID)
+ended0=$(ct journalctl -u wf-supervisor -o cat --no-pager | grep -c 'every run has ended' || true)
+apt_in install "$PKG2" >"$LOGS/apt-upgrade.txt" 2>&1 ||
+  { cat "$LOGS/apt-upgrade.txt"; die "apt-get install $PKG2 (the upgrade) failed"; }
+[ "$(ct dpkg-query -W -f '${Status} ${Version}' wf-supervisor)" = "install ok installed $V2" ] ||
+  die "after the upgrade: $(ct dpkg-query -W -f '${Status} ${Version}' wf-supervisor)"
+NEWPID=$(prop MainPID)
+[ "$(ct systemctl is-active wf-supervisor || true)" = active ] || die "the service is not active after the upgrade"
+[ "$NEWPID" != 0 ] && [ "$NEWPID" != "$OLDPID" ] || die "the upgrade did not restart the service (MainPID $OLDPID -> $NEWPID)"
+ended1=$(ct journalctl -u wf-supervisor -o cat --no-pager | grep -c 'every run has ended' || true)
+[ "$ended1" -gt "$ended0" ] || die "the old daemon did not end its runs on the upgrade"
+ct test -d "/proc/$PIDW" && die "the agent of $RUNW (pid $PIDW) outlived the upgrade"
+st=$(pwfctl get "$RUNW" | sed -n 's/^status: *//p')
+ok "apt-get install $PKG2: $V1 -> $V2, MainPID $OLDPID -> $NEWPID; the old daemon ended $RUNW ($st)"
+[ "$(ct systemctl is-active wf-supervisor.socket || true)" = active ] || die "the socket is not active after the upgrade"
+# health exits 4 when it answers with unacknowledged alerts: reachable all the same.
+hrc=0; pwfctl health >/dev/null || hrc=$?
+[ "$hrc" = 0 ] || [ "$hrc" = 4 ] || die "the API is not reachable through $SOCK after the upgrade (wfctl health exit $hrc)"
+ok "after the upgrade the socket is active and the API answers through $SOCK"
+ct grep -q '^# edited on this host$' $CONF || die "the upgrade replaced the edited $CONF"
+ok "the upgrade kept the edited $CONF"
+
+# ---- 19. remove keeps the state, purge removes it ---------------------------------------------
+ct test -f /var/lib/wf-supervisor/wf-supervisor.db || die "no store in /var/lib/wf-supervisor before remove"
+apt_in remove wf-supervisor >"$LOGS/apt-remove.txt" 2>&1 ||
+  { cat "$LOGS/apt-remove.txt"; die "apt-get remove failed"; }
+for u in wf-supervisor.service wf-supervisor.socket; do
+  a=$(ct systemctl is-active $u || true)
+  [ "$a" != active ] || die "$u is still active after apt-get remove"
+  e=$(ct systemctl is-enabled $u 2>/dev/null || true)
+  [ "$e" != enabled ] || die "$u is still enabled after apt-get remove"
+done
+ct test -e /usr/bin/wf-supervisor && die "/usr/bin/wf-supervisor is still there after remove"
+ct test -f /var/lib/wf-supervisor/wf-supervisor.db || die "apt-get remove deleted the state in /var/lib/wf-supervisor"
+ct test -f /etc/wf-supervisor/config.toml || die "apt-get remove deleted the conffile"
+[ -z "$(ct pgrep -a sleep || true)" ] || die "processes left after apt-get remove: $(ct pgrep -a sleep)"
+ok "apt-get remove: service and socket stopped and $(ct systemctl is-enabled wf-supervisor.service 2>/dev/null || true)" \
+  "($(ct dpkg-query -W -f '${Status}' wf-supervisor));" \
+  "kept: $(ct ls /var/lib/wf-supervisor | tr '\n' ' ')and /etc/wf-supervisor/config.toml"
+apt_in purge wf-supervisor >"$LOGS/apt-purge.txt" 2>&1 ||
+  { cat "$LOGS/apt-purge.txt"; die "apt-get purge failed"; }
+ct test -e /var/lib/wf-supervisor && die "apt-get purge left /var/lib/wf-supervisor: $(ct ls -la /var/lib/wf-supervisor)"
+ct test -e /etc/wf-supervisor && die "apt-get purge left /etc/wf-supervisor: $(ct ls -la /etc/wf-supervisor)"
+ct dpkg-query -W -f '${Status}' wf-supervisor 2>/dev/null | grep -q 'installed' &&
+  die "wf-supervisor still known to dpkg after purge: $(ct dpkg-query -W -f '${Status}' wf-supervisor)"
+links=$(ct find /etc/systemd/system -name 'wf-supervisor*')
+[ -z "$links" ] || die "apt-get purge left enablement links or masks: $links"
+ok "apt-get purge: /var/lib/wf-supervisor and /etc/wf-supervisor are gone, no wf-supervisor link" \
+  "under /etc/systemd/system; users kept: $(ct id wf-agent)"
 
 ts "PASS"
