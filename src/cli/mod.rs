@@ -11,6 +11,8 @@ mod get;
 mod health;
 mod kill;
 mod logs;
+mod mcp;
+mod mcp_view;
 mod output;
 mod ps;
 mod purge;
@@ -93,6 +95,8 @@ pub enum Command {
     Ack(ack::AckArgs),
     /// List the workflow templates the daemon's config defines.
     Workflows(workflows::WorkflowsArgs),
+    /// Serve MCP on stdin/stdout for an orchestrating agent (`claude mcp add wf -- wfctl mcp`).
+    Mcp(mcp::McpArgs),
 }
 
 /// Parse the command line (usage errors exit 2 through clap), run the subcommand, and turn any
@@ -121,6 +125,9 @@ pub fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let target = connect::resolve_target(cli.socket, cli.addr)?;
+    if let Command::Mcp(a) = cli.command {
+        return mcp::run(target, a).await;
+    }
     let mut client = connect::connect(&target).await?;
     let json = cli.json;
     match cli.command {
@@ -137,6 +144,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Health(a) => health::run(&mut client, a, json).await,
         Command::Ack(a) => ack::run(&mut client, a, json).await,
         Command::Workflows(a) => workflows::run(&mut client, a, json).await,
+        // Served above without connecting first; here only to keep the match whole.
+        Command::Mcp(a) => mcp::run(target, a).await,
     }
 }
 
