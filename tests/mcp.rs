@@ -693,13 +693,23 @@ async fn cancelling_wait_for_run_ends_the_wait() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_daemon_is_reported_per_call_and_stdin_eof_ends_the_server() {
     let mut site = Site::new(Options::default()).expect("a site");
+    // The server starts without a daemon, and says so per call.
+    let mut mcp = mcp_on(&site).await;
+    let message = mcp.error("list_runs", json!({})).await;
+    assert!(
+        message.starts_with(&format!(
+            "list_runs: cannot reach wf-supervisor at {}",
+            site.socket.display()
+        )) && message.contains("is the daemon running?"),
+        "{message}"
+    );
     let api = site.start().await;
     let run = api.spawn(&fake(&["--exit", "0"])).await;
     api.wait_terminal(&run.run_id, TIMEOUT).await;
-    let mut mcp = mcp_on(&site).await;
     let got = mcp.ok("get_run", json!({"run_id": run.run_id})).await;
     assert_eq!(got["run"]["status"], "succeeded");
 
+    // The daemon dies under a connected server: the next call says so, and does not hang.
     site.crash();
     let message = mcp.error("get_run", json!({"run_id": run.run_id})).await;
     assert!(
@@ -732,17 +742,11 @@ async fn a_lost_daemon_is_reported_per_call_and_stdin_eof_ends_the_server() {
 /// refusal is on the audit trail with the caller's uid.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_viewer_is_refused_kill_workflow_and_the_refusal_is_audited() {
-    let user = match ThrowawayUser::create("wfmcpv") {
-        Ok(u) => u,
-        Err(why) => {
-            eprintln!("SKIP: a_viewer_is_refused_kill_workflow: {why}");
-            return;
-        }
-    };
-    let access = format!("\n[access]\nviewer = [\"uid:{}\"]\n", user.uid);
     let site = Site::new(Options::default()).expect("a site");
-    let config = std::fs::read_to_string(&site.config).unwrap() + &access;
-    if let Err(e) = wf_supervisor::config::Config::parse(&config, "test") {
+    let config = std::fs::read_to_string(&site.config).unwrap();
+    if let Err(e) =
+        wf_supervisor::config::Config::parse(&format!("{config}\n[access]\nviewer = []\n"), "test")
+    {
         let e = e.to_string();
         if e.contains("unknown field `access`") {
             // Roles come with the access-control work (issue 11); until then this daemon has no
@@ -754,6 +758,14 @@ async fn a_viewer_is_refused_kill_workflow_and_the_refusal_is_audited() {
         }
         panic!("the [access] config is refused: {e}");
     }
+    let user = match ThrowawayUser::create("wfmcpv") {
+        Ok(u) => u,
+        Err(why) => {
+            eprintln!("SKIP: a_viewer_is_refused_kill_workflow: {why}");
+            return;
+        }
+    };
+    let access = format!("\n[access]\nviewer = [\"uid:{}\"]\n", user.uid);
     site.add_config(&access);
     let daemon = Daemon::start_on(site).await;
     let (run_id, procs) = term_ignoring_tree(&daemon).await;

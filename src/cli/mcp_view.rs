@@ -35,7 +35,8 @@ pub const MAX_LIST_LIMIT: u32 = 200;
 // ---------------------------------------------------------------------------------------------
 // JSON values with a hand-written schema
 
-/// A JSON object built by `output.rs` (or here), sent as is, described by the schema `S` names.
+/// A newtype over a JSON object built by `output.rs` (or here), sent as is and described by the
+/// hand-written schema given.
 macro_rules! json_view {
     ($(#[$doc:meta])* $name:ident, $schema_name:literal, $schema:expr) => {
         $(#[$doc])*
