@@ -394,6 +394,17 @@ async fn daemon_errors_are_error_results_with_the_daemons_message() {
         )
         .await;
     assert!(message.contains(unknown), "{message}");
+    let message = mcp
+        .error("run_command", json!({"argv": ["/nonexistent/wf-mcp-test"]}))
+        .await;
+    assert!(
+        message.starts_with("run_command /nonexistent/wf-mcp-test: the new run run_")
+            && message.contains("failed to start")
+            && message.contains("/nonexistent/wf-mcp-test"),
+        "a run that could not start is an error naming it: {message}"
+    );
+    let message = mcp.error("run_command", json!({"argv": []})).await;
+    assert!(message.contains("argv is empty"), "{message}");
     let message = mcp.error("get_run", json!({"run_id": "  "})).await;
     assert!(message.contains("run_id is empty"), "{message}");
     let message = mcp

@@ -126,14 +126,21 @@ impl WfServer {
         match tokio::time::timeout(timeout, f(client)).await {
             Ok(Ok(response)) => Ok(response.into_inner()),
             Ok(Err(status)) => Err(failed(what, self.status_text(&status))),
-            Err(_) => Err(failed(
-                what,
-                format!(
-                    "wf-supervisor at {} did not answer within {}",
-                    self.daemon.target,
-                    super::output::fmt_duration_ms(timeout.as_millis() as u64)
-                ),
-            )),
+            Err(_) => {
+                let after = if timeout > READ_TIMEOUT {
+                    " (the daemon may still carry it out: get_run shows the outcome)"
+                } else {
+                    ""
+                };
+                Err(failed(
+                    what,
+                    format!(
+                        "wf-supervisor at {} did not answer within {}{after}",
+                        self.daemon.target,
+                        super::output::fmt_duration_ms(timeout.as_millis() as u64)
+                    ),
+                ))
+            }
         }
     }
 
@@ -151,12 +158,13 @@ impl WfServer {
         }
     }
 
-    async fn get(&self, run_id: &str) -> Result<Run, String> {
+    /// Get, for the tool `what`.
+    async fn get(&self, what: &str, run_id: &str) -> Result<Run, String> {
         let request = GetRequest {
             run_id: run_id.to_string(),
         };
         self.call(
-            &format!("get_run {run_id}"),
+            what,
             READ_TIMEOUT,
             |mut c| async move { c.get(request).await },
         )
@@ -169,10 +177,25 @@ impl WfServer {
                 c.spawn(request).await
             })
             .await?;
-        response
+        let run = response
             .run
-            .ok_or_else(|| failed(what, "the daemon answered without a run".into()))
+            .ok_or_else(|| failed(what, "the daemon answered without a run".into()))?;
+        // A program that cannot be started still gets a run record; the call did not do its job.
+        if run.status == RunStatus::Failed as i32 {
+            return Err(failed(what, failed_at_start(&run)));
+        }
+        Ok(run)
     }
+}
+
+/// Why a new run failed at start, naming it.
+fn failed_at_start(run: &Run) -> String {
+    let why = if run.error.is_empty() {
+        "no reason given"
+    } else {
+        &run.error
+    };
+    format!("the new run {} failed to start: {why}", run.run_id)
 }
 
 /// `WHAT: WHY`, logged.
@@ -561,7 +584,7 @@ impl WfServer {
         Parameters(p): Parameters<RunIdParams>,
     ) -> Result<Json<OneRun>, String> {
         let id = run_id("get_run", &p.run_id)?;
-        let run = self.get(&id).await?;
+        let run = self.get(&format!("get_run {id}"), &id).await?;
         Ok(Json(OneRun {
             run: run_view(&run),
         }))
@@ -613,7 +636,7 @@ impl WfServer {
             .await
             .map_err(|_| failed(&what, "the daemon stopped sending the output".into()))??;
         // Written totals after reading: what was cut is at least this much.
-        let run = self.get(&id).await?;
+        let run = self.get(&what, &id).await?;
         let shown = (out.len() as u64, err.len() as u64);
         let written = (run.stdout_bytes.max(shown.0), run.stderr_bytes.max(shown.1));
         Ok(Json(Logs {
@@ -664,10 +687,10 @@ impl WfServer {
             reason: reason_or_default(p.reason),
             ..Default::default()
         };
+        // The kill answers after its grace: wait for that on top.
+        let timeout = CHANGE_TIMEOUT + Duration::from_millis(request.grace_ms);
         let response = self
-            .call(&what, CHANGE_TIMEOUT, |mut c| async move {
-                c.kill(request).await
-            })
+            .call(&what, timeout, |mut c| async move { c.kill(request).await })
             .await?;
         info!(run_id = %id, success = response.success, survivors = response.survivors, "killed");
         Ok(Json(kill_view(&response)))
@@ -736,18 +759,7 @@ impl WfServer {
             ));
         };
         if new.status == RunStatus::Failed as i32 {
-            return Err(failed(
-                &what,
-                format!(
-                    "the new run {} failed to start: {}",
-                    new.run_id,
-                    if new.error.is_empty() {
-                        "no reason given"
-                    } else {
-                        &new.error
-                    }
-                ),
-            ));
+            return Err(failed(&what, failed_at_start(new)));
         }
         info!(run_id = %id, new_run_id = %new.run_id, "restarted");
         Ok(Json(restart_view(&response)))
@@ -830,7 +842,7 @@ impl WfServer {
         loop {
             let run = tokio::select! {
                 _ = ct.cancelled() => return Err(cancelled(&what)),
-                r = self.get(&id) => r?,
+                r = self.get(&what, &id) => r?,
             };
             let waited_ms = started.elapsed().as_millis() as u64;
             if is_final(run.status) {
