@@ -692,7 +692,10 @@ async fn cancelling_wait_for_run_ends_the_wait() {
     wait_until(
         TIMEOUT,
         "the server to end the wait (it has 10 minutes left)",
-        || mcp.log().contains("wait_for_run cancelled by the client"),
+        || {
+            mcp.log()
+                .contains("wait_for_run ended: cancelled by the client")
+        },
     )
     .await;
     // The server goes on serving, and the run was only waited for, not touched.
@@ -733,7 +736,26 @@ async fn a_lost_daemon_is_reported_per_call_and_stdin_eof_ends_the_server() {
     let got = mcp.ok("get_run", json!({"run_id": run.run_id})).await;
     assert_eq!(got["run"]["status"], "succeeded");
 
-    // The client goes away: stdin closes, and the server exits on its own, with 0.
+    // The client goes away in the middle of a 10-minute wait: stdin closes, and the server
+    // exits on its own, with 0, without waiting for the wait.
+    let hanging = api.spawn(&fake(&["--hang"])).await;
+    api.wait_running(&hanging.run_id).await;
+    let session = mcp.session.peer().clone();
+    let args = json!({"run_id": hanging.run_id, "timeout_ms": 600_000});
+    let waiting = tokio::spawn(async move {
+        let Value::Object(arguments) = args else {
+            unreachable!()
+        };
+        session
+            .call_tool(
+                rmcp::model::CallToolRequestParams::new("wait_for_run").with_arguments(arguments),
+            )
+            .await
+    });
+    wait_until(TIMEOUT, "the wait to send progress", || {
+        !mcp.progress().is_empty()
+    })
+    .await;
     let pid = mcp.child.id().expect("the server runs");
     mcp.session.close().await.expect("closing the session");
     let status = tokio::time::timeout(TIMEOUT, mcp.child.wait())
@@ -746,6 +768,19 @@ async fn a_lost_daemon_is_reported_per_call_and_stdin_eof_ends_the_server() {
         mcp.log()
     );
     assert!(!Path::new(&format!("/proc/{pid}")).exists());
+    assert!(
+        mcp.log()
+            .contains("wait_for_run ended: the client closed the connection"),
+        "the wait ended with the client, not after it: {}",
+        mcp.log()
+    );
+    let _ = waiting.await;
+    assert_eq!(
+        api.get(&hanging.run_id).await.status(),
+        RunStatus::Running,
+        "the server's exit leaves the runs alone"
+    );
+    api.kill(&hanging.run_id).await;
 }
 
 /// A caller with only the viewer role (issue 11's `[access] viewer = ["uid:N"]`) may look but not

@@ -13,11 +13,13 @@
 //! message, never protocol errors and never a made-up success. A daemon that cannot be reached
 //! is tried again at the next call and reported per call; every call has a deadline, so a daemon
 //! that stops answering is reported too rather than waited on forever. The server ends when its
-//! stdin closes.
+//! stdin closes, and a `wait_for_run` in progress ends with it.
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::pin::Pin;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -27,7 +29,9 @@ use rmcp::service::RequestContext;
 use rmcp::{tool, tool_handler, tool_router, RoleServer, ServerHandler, ServiceExt};
 use schemars::JsonSchema;
 use serde::Deserialize;
+use tokio::io::{AsyncRead, ReadBuf};
 use tokio_stream::StreamExt;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use wf_supervisor::proto::{
     CancelRequest, ForceCompleteRequest, GetQueueHealthRequest, GetRequest, KillRequest,
@@ -59,6 +63,10 @@ pub async fn run(target: Target, _args: McpArgs) -> anyhow::Result<ExitCode> {
     info!(daemon = %target, "serving MCP on stdio");
     let server = WfServer::new(target);
     let (stdin, stdout) = rmcp::transport::stdio_pipes();
+    let stdin = EofSignal {
+        inner: stdin,
+        eof: server.client_gone.clone(),
+    };
     let service = server
         .serve((stdin, stdout))
         .await
@@ -79,6 +87,33 @@ fn init_logging() {
         .try_init();
 }
 
+/// Standard input that says when it reached its end: the SDK gives handlers still running a few
+/// seconds to answer after EOF, and a wait for a run would use them all; with this, it ends at
+/// once.
+struct EofSignal<R> {
+    inner: R,
+    eof: CancellationToken,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for EofSignal<R> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(())))
+            && buf.filled().len() == before
+            && buf.remaining() > 0
+        {
+            this.eof.cancel();
+        }
+        polled
+    }
+}
+
 /// The daemon: where it is, and the client once a connection was made.
 struct Daemon {
     target: Target,
@@ -89,6 +124,8 @@ struct Daemon {
 #[derive(Clone)]
 pub struct WfServer {
     daemon: Arc<Daemon>,
+    /// Cancelled when stdin ends: the client is gone.
+    client_gone: CancellationToken,
 }
 
 impl WfServer {
@@ -98,6 +135,7 @@ impl WfServer {
                 target,
                 client: tokio::sync::Mutex::new(None),
             }),
+            client_gone: CancellationToken::new(),
         }
     }
 
@@ -824,16 +862,25 @@ impl WfServer {
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + Duration::from_millis(timeout_ms);
         let token = ctx.meta.get_progress_token();
+        // The client's cancellation of this call, or the client gone altogether.
         let ct = ctx.ct.clone();
-        let cancelled = |what: &str| {
-            info!(run_id = %id, "wait_for_run cancelled by the client");
-            format!("{what}: cancelled by the client")
+        let gone = self.client_gone.clone();
+        let stop = async move {
+            tokio::select! {
+                _ = ct.cancelled() => "cancelled by the client",
+                _ = gone.cancelled() => "the client closed the connection",
+            }
+        };
+        tokio::pin!(stop);
+        let cancelled = |what: &str, why: &str| {
+            info!(run_id = %id, "wait_for_run ended: {why}");
+            format!("{what}: {why}")
         };
         // Watch events (state changes) wake the loop early; polling Get catches agent progress,
         // which is not an event.
         let watch_request = WatchRequest { run_id: id.clone() };
         let mut watch = tokio::select! {
-            _ = ct.cancelled() => return Err(cancelled(&what)),
+            why = &mut stop => return Err(cancelled(&what, why)),
             w = self.call(&what, READ_TIMEOUT, |mut c| async move { c.watch(watch_request).await }) => Some(w?),
         };
         let mut last_message = String::new();
@@ -841,7 +888,7 @@ impl WfServer {
         let mut last_progress = 0f64;
         loop {
             let run = tokio::select! {
-                _ = ct.cancelled() => return Err(cancelled(&what)),
+                why = &mut stop => return Err(cancelled(&what, why)),
                 r = self.get(&what, &id) => r?,
             };
             let waited_ms = started.elapsed().as_millis() as u64;
@@ -883,7 +930,7 @@ impl WfServer {
                 }
             };
             tokio::select! {
-                _ = ct.cancelled() => return Err(cancelled(&what)),
+                why = &mut stop => return Err(cancelled(&what, why)),
                 _ = tokio::time::sleep_until(deadline) => {}
                 _ = tokio::time::sleep(WAIT_POLL) => {}
                 ev = next_event => {
