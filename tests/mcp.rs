@@ -6,7 +6,8 @@
 //! returns the kill report as structured content with the same JSON as text; daemon errors
 //! (unknown run, already ended, an RPC the daemon does not have yet) are isError results with the
 //! daemon's message; wait_for_run sends progress (status, phase, turns) and returns the final run
-//! with its cost; cancelling wait_for_run ends the wait at once; a lost daemon is reported per
+//! with its cost; cancelling wait_for_run ends the wait at once; restart_workflow and
+//! force_complete_workflow act on live runs and are audited; a lost daemon is reported per
 //! call and the server exits when its stdin closes; a viewer-role caller is refused kill_workflow
 //! and the refusal is audited.
 mod common;
@@ -866,4 +867,59 @@ async fn a_viewer_is_refused_kill_workflow_and_the_refusal_is_audited() {
     daemon.assert_run_gone(&run_id, &procs).await;
     let left = pids_with_env(&format!("WF_RUN_ID={run_id}"));
     assert!(left.is_empty(), "{}", describe(&left));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_and_force_complete_act_on_live_runs_and_are_audited() {
+    let daemon = Daemon::start_with(Options {
+        grace_ms: 300,
+        ..Default::default()
+    })
+    .await;
+    let api = daemon.api();
+    let old = api.spawn(&fake(&["--hang"])).await;
+    api.wait_running(&old.run_id).await;
+    let old_proc = Proc::capture(old.pid).expect("the old run's leader");
+    let mcp = mcp_on(&daemon).await;
+
+    let restarted = mcp
+        .ok(
+            "restart_workflow",
+            json!({"run_id": old.run_id, "reason": "mcp test: restart"}),
+        )
+        .await;
+    assert_eq!(restarted["old_run_id"], old.run_id.as_str(), "{restarted}");
+    let new_id = restarted["run"]["run_id"].as_str().unwrap().to_string();
+    assert_ne!(new_id, old.run_id);
+    assert_eq!(restarted["run"]["restart_of"], old.run_id.as_str());
+    assert_eq!(restarted["run"]["attempt"], 2);
+    assert!(restarted["note"].is_string(), "{restarted}");
+    assert_eq!(api.get(&old.run_id).await.status(), RunStatus::Killed);
+    daemon.assert_run_gone(&old.run_id, &[old_proc]).await;
+    api.assert_audited(&old.run_id, "restart", "ok").await;
+    // A run is restarted once: the daemon's refusal names the successor.
+    let again = mcp
+        .error("restart_workflow", json!({"run_id": old.run_id}))
+        .await;
+    assert!(again.contains(&new_id), "{again}");
+
+    let new = api.wait_running(&new_id).await;
+    let new_proc = Proc::capture(new.pid).expect("the new run's leader");
+    let completed = mcp
+        .ok(
+            "force_complete_workflow",
+            json!({"run_id": new_id, "outcome": "failed", "reason": "mcp test: give up"}),
+        )
+        .await;
+    assert_eq!(completed["run"]["status"], "failed", "{completed}");
+    daemon.assert_run_gone(&new_id, &[new_proc]).await;
+    api.assert_audited(&new_id, "force_complete", "ok").await;
+    let twice = mcp
+        .error(
+            "force_complete_workflow",
+            json!({"run_id": new_id, "outcome": "succeeded"}),
+        )
+        .await;
+    assert!(twice.contains("failed precondition"), "{twice}");
+    assert_eq!(api.get(&new_id).await.status(), RunStatus::Failed);
 }
