@@ -532,6 +532,7 @@ async fn commands_are_spawned_listed_and_their_logs_capped() {
         .collect();
     assert_eq!(ids, [run_id.as_str()], "{listed}");
     assert_eq!(listed["limited"], false);
+    assert_eq!(listed["note"], "", "a complete listing: {listed}");
     let all = mcp.ok("list_runs", json!({"limit": 1})).await;
     assert_eq!(all["runs"].as_array().unwrap().len(), 1);
     assert_eq!(

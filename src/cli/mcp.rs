@@ -579,39 +579,58 @@ impl WfServer {
             ));
         }
         let statuses: Vec<RunStatus> = p.status.iter().map(|s| (*s).into()).collect();
-        let filtered = p.workflow.is_some() || p.queue.is_some() || !p.labels.is_empty();
         let request = ListRequest {
             statuses: statuses.iter().map(|s| *s as i32).collect(),
-            // The daemon is asked to filter, and the answer is filtered here too (a daemon
-            // that ignores a filter must not make the limit cut matching runs).
-            limit: if filtered { 0 } else { limit + 1 },
+            // One more than asked, to know whether there are more.
+            limit: limit + 1,
             queue: p.queue.clone().unwrap_or_default(),
             workflow: p.workflow.clone().unwrap_or_default(),
             labels: p.labels.clone(),
         };
-        let response = self
-            .call("list_runs", READ_TIMEOUT, |mut c| async move {
+        let matches = |r: &Run| {
+            run_matches(
+                r,
+                &statuses,
+                p.workflow.as_deref(),
+                p.queue.as_deref(),
+                &p.labels,
+            )
+        };
+        let list = |request: ListRequest| {
+            self.call("list_runs", READ_TIMEOUT, |mut c| async move {
                 c.list(request).await
             })
-            .await?;
-        let mut runs: Vec<RunView> = response
-            .runs
-            .iter()
-            .filter(|r| {
-                run_matches(
-                    r,
-                    &statuses,
-                    p.workflow.as_deref(),
-                    p.queue.as_deref(),
-                    &p.labels,
-                )
+        };
+        let mut found = list(request.clone()).await?.runs;
+        let mut note = String::new();
+        if !found.iter().all(matches) {
+            // This daemon does not apply some filter: search its newest runs here instead.
+            found = list(ListRequest {
+                limit: LIST_SCAN,
+                ..request
             })
+            .await?
+            .runs;
+            if found.len() >= LIST_SCAN as usize {
+                note = format!(
+                    "this daemon does not filter runs by workflow, queue or labels itself; only \
+                     its newest {LIST_SCAN} runs were searched"
+                );
+            }
+        }
+        let mut runs: Vec<RunView> = found
+            .iter()
+            .filter(|r| matches(r))
             .take(limit as usize + 1)
             .map(run_view)
             .collect();
         let limited = runs.len() > limit as usize;
         runs.truncate(limit as usize);
-        Ok(Json(RunList { runs, limited }))
+        Ok(Json(RunList {
+            runs,
+            limited,
+            note,
+        }))
     }
 
     /// One run in full: status, command, times, exit, who ended it and why, and for a workflow

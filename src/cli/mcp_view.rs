@@ -31,6 +31,8 @@ pub const DEFAULT_WAIT_MS: u64 = 2 * 60_000;
 /// How many runs `list_runs` returns when no limit is given, and at most.
 pub const DEFAULT_LIST_LIMIT: u32 = 20;
 pub const MAX_LIST_LIMIT: u32 = 200;
+/// How many of its newest runs `list_runs` searches itself when the daemon does not filter.
+pub const LIST_SCAN: u32 = 1000;
 
 // ---------------------------------------------------------------------------------------------
 // JSON values with a hand-written schema
@@ -255,6 +257,8 @@ pub struct RunList {
     pub runs: Vec<RunView>,
     /// True when the limit was reached: older matching runs were not listed.
     pub limited: bool,
+    /// What the listing could not cover; empty when it is complete.
+    pub note: String,
 }
 
 /// The end of a run's output.
