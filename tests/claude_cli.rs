@@ -5,7 +5,10 @@
 //! the stand-in served, and the session id is the CLI's; a run whose Bash tool command sleeps (the
 //! CLI starts each Bash command in a session of its own) is killed with nothing left and no
 //! zombie; `Restart{resume}` continues the same session, and the resumed CLI sends the earlier
-//! conversation back to the API.
+//! conversation back to the API; and the CLI as an orchestrator, with `wfctl mcp` as its MCP
+//! server (`--mcp-config`), kills a runaway run through `mcp__wf__kill_workflow`: the run ends
+//! KILLED with nothing left, the kill is audited as the CLI's user, and the kill report is what
+//! the CLI sends back to the model.
 //!
 //! The CLI is found as `find_cli` says (`WF_TEST_CLAUDE_BIN`, `PATH`, npm locations); when it is
 //! not installed each test prints `SKIP: ...` and passes. `.ci/run` installs it from npm.
@@ -32,7 +35,7 @@ use common::{
     Options, Proc, Site, TIMEOUT,
 };
 use find_cli::{claude_or_skip, ClaudeCli};
-use messages_api::{MessagesApi, Reply, FINAL_TEXT};
+use messages_api::{MessagesApi, Reply, FINAL_TEXT, MCP_KILL_MARKER, MCP_KILL_TOOL};
 
 /// A generous deadline for a whole CLI run against the stand-in (it takes about a second).
 const RUN_TIMEOUT: Duration = Duration::from_secs(180);
@@ -539,5 +542,221 @@ async fn real_cli_kill_ends_the_bash_tool_in_its_own_session() {
     assert!(
         agent.result_subtype.is_empty(),
         "a CLI killed outright reports no result: {agent:?}"
+    );
+}
+
+/// The client binary, which the CLI starts as its MCP server.
+const WFCTL: &str = env!("CARGO_BIN_EXE_wfctl");
+
+/// The processes whose command line (arguments separated by NUL) holds `needle`, other than this
+/// test.
+fn pids_with_cmdline(needle: &str) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid != me)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
+        })
+        .collect()
+}
+
+/// (d) The CLI as an orchestrator: headless, with `wfctl mcp` as its only MCP server and only
+/// `mcp__wf__kill_workflow` allowed, told (by the stand-in's tool_use) to kill a runaway run: a
+/// TERM-ignoring tree with a setsid'd escapee.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_cli_kills_a_runaway_run_through_the_mcp_server() {
+    let test = "real_cli_kills_a_runaway_run_through_the_mcp_server";
+    let Some(cli) = claude_or_skip(test).await else {
+        return;
+    };
+    eprintln!(
+        "{test}: Claude Code {} at {}",
+        cli.version_line,
+        cli.path.display()
+    );
+    let api = MessagesApi::start().await;
+    let daemon = common::Daemon::start_with(Options {
+        grace_ms: 500,
+        ..Default::default()
+    })
+    .await;
+    let client = daemon.api();
+    let victim = client
+        .spawn(&common::fake(&[
+            "--ignore-term",
+            "--children",
+            "2",
+            "--escape-setsid",
+            "--hang",
+        ]))
+        .await;
+    let victim = client.wait_running(&victim.run_id).await;
+    let procs = client.fake_agent_procs(&victim, true, true).await;
+    let run_id = victim.run_id.clone();
+
+    let home = daemon.dir.path().join("orchestrator-home");
+    let work = daemon.dir.path().join("orchestrator-work");
+    std::fs::create_dir(&home).expect("creating HOME");
+    std::fs::create_dir(&work).expect("creating the work dir");
+    let mcp_config = daemon.dir.path().join("mcp.json");
+    let config = serde_json::json!({
+        "mcpServers": {
+            "wf": {
+                "type": "stdio",
+                "command": WFCTL,
+                "args": ["--socket", daemon.socket.display().to_string(), "mcp"],
+                "env": { "WF_LOG": "info" }
+            }
+        }
+    });
+    std::fs::write(&mcp_config, config.to_string()).expect("writing the MCP config");
+    let prompt = format!("Run {run_id} is stuck. End it: {MCP_KILL_MARKER} {run_id}>>");
+    let mut cmd = tokio::process::Command::new(&cli.path);
+    cmd.arg("-p")
+        .arg(&prompt)
+        .args(["--output-format", "stream-json", "--verbose"])
+        .arg("--mcp-config")
+        .arg(&mcp_config)
+        .arg("--strict-mcp-config")
+        .args(["--allowedTools", MCP_KILL_TOOL])
+        .args(["--max-turns", "4"])
+        .current_dir(&work)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", &home)
+        .env("ANTHROPIC_BASE_URL", api.base_url())
+        .env("ANTHROPIC_API_KEY", "sk-ant-test-dummy")
+        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+        .env("DISABLE_TELEMETRY", "1")
+        .env("DISABLE_AUTOUPDATER", "1")
+        .env("DISABLE_ERROR_REPORTING", "1")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(RUN_TIMEOUT, cmd.output())
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "the CLI did not finish within {RUN_TIMEOUT:?}; the stand-in saw: {}",
+                api.summary()
+            )
+        })
+        .expect("running the CLI");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let stream = parse_stream_json(&stdout);
+    assert!(
+        out.status.success(),
+        "the CLI exited with {}\nstdout:\n{stdout}\nstderr:\n{stderr}\nthe stand-in saw: {}",
+        out.status,
+        api.summary()
+    );
+
+    // The CLI loaded the wf server's tools and offered them to the model.
+    let exchanges = api.exchanges();
+    let first_turn = exchanges
+        .iter()
+        .find(|e| e.is_turn())
+        .unwrap_or_else(|| panic!("no turn was served: {}", api.summary()));
+    let offered: Vec<String> = first_turn
+        .body
+        .as_ref()
+        .and_then(|b| b["tools"].as_array())
+        .map(|t| {
+            t.iter()
+                .filter_map(|t| t["name"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        offered.iter().any(|n| n == MCP_KILL_TOOL),
+        "the CLI offers {MCP_KILL_TOOL}: {offered:?}\nstderr:\n{stderr}"
+    );
+    // The stand-in asked for the kill, and the tool_result the CLI sent back is the kill report.
+    let tool_use_id = exchanges
+        .iter()
+        .find_map(|e| match &e.reply {
+            Reply::McpToolUse { tool_use_id, .. } => Some(tool_use_id.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("the stand-in never asked for the kill: {}", api.summary()));
+    let tool_result = exchanges
+        .iter()
+        .flat_map(|e| e.messages().to_vec())
+        .filter(|m| m["role"] == "user")
+        .filter_map(|m| m["content"].as_array().cloned())
+        .flatten()
+        .find(|b| b["type"] == "tool_result" && b["tool_use_id"] == tool_use_id.as_str())
+        .unwrap_or_else(|| {
+            panic!("no tool_result for {tool_use_id} went back to the API\nstdout:\n{stdout}")
+        });
+    assert_ne!(
+        tool_result["is_error"], true,
+        "the kill failed: {tool_result}"
+    );
+    let result_text = content_text(&serde_json::json!({ "content": tool_result["content"] }));
+    let report: Value = serde_json::from_str(result_text.trim()).unwrap_or_else(|e| {
+        panic!("the tool_result is not the kill report's JSON ({e}): {result_text}")
+    });
+    assert_eq!(report["run_id"], run_id.as_str(), "{report}");
+    assert_eq!(report["success"], true, "{report}");
+    assert_eq!(
+        report["phase"], "kill",
+        "TERM is ignored, so SIGKILL: {report}"
+    );
+    assert_eq!(report["survivors"], 0, "{report}");
+    assert_eq!(report["run"]["status"], "killed", "{report}");
+    let result = stream.result.clone().expect("a result event on stdout");
+    assert_eq!(result["subtype"], "success", "{result}");
+    assert_eq!(result["result"], FINAL_TEXT, "{result}");
+
+    // The victim: KILLED, nothing left; the kill on record as the CLI's user.
+    let killed = client.get(&run_id).await;
+    assert_eq!(killed.status(), RunStatus::Killed, "{killed:?}");
+    assert!(
+        killed.end_reason.contains("stand-in's orchestrator"),
+        "{killed:?}"
+    );
+    daemon.assert_run_gone(&run_id, &procs).await;
+    assert_no_process_of(&run_id);
+    if let Some(root) = &daemon.cgroup_root {
+        assert!(
+            !cgroup_populated(root),
+            "the daemon's cgroup root is still populated"
+        );
+    }
+    let uid = nix::unistd::geteuid().as_raw();
+    let records = client.audit(&run_id).await;
+    let kill = records
+        .iter()
+        .find(|r| r.action == "kill" && r.outcome == "ok")
+        .unwrap_or_else(|| panic!("no audit record of the kill: {records:#?}"));
+    assert_eq!(
+        kill.uid,
+        Some(uid),
+        "the kill is the CLI's user's: {kill:?}"
+    );
+    assert_ne!(
+        kill.pid,
+        Some(std::process::id() as i32),
+        "the caller was the CLI's MCP server, not the test: {kill:?}"
+    );
+    // The CLI closed its MCP server on exit.
+    let server_args = format!("{}\0mcp", daemon.socket.display());
+    wait_for(TIMEOUT, "wfctl mcp to exit with the CLI", || async {
+        pids_with_cmdline(&server_args).is_empty().then_some(())
+    })
+    .await;
+    eprintln!(
+        "(d) {run_id} killed through {MCP_KILL_TOOL}: phase {}, signals {}, {} ms; audit caller {}; \
+         the stand-in saw: {}",
+        report["phase"],
+        report["signals_sent"],
+        report["duration_ms"],
+        kill.caller,
+        api.summary()
     );
 }

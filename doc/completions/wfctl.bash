@@ -46,6 +46,9 @@ _wfctl() {
             wfctl,logs)
                 cmd="wfctl__subcmd__logs"
                 ;;
+            wfctl,mcp)
+                cmd="wfctl__subcmd__mcp"
+                ;;
             wfctl,ps)
                 cmd="wfctl__subcmd__ps"
                 ;;
@@ -102,6 +105,9 @@ _wfctl() {
                 ;;
             wfctl__subcmd__help,logs)
                 cmd="wfctl__subcmd__help__subcmd__logs"
+                ;;
+            wfctl__subcmd__help,mcp)
+                cmd="wfctl__subcmd__help__subcmd__mcp"
                 ;;
             wfctl__subcmd__help,ps)
                 cmd="wfctl__subcmd__help__subcmd__ps"
@@ -185,7 +191,7 @@ _wfctl() {
 
     case "${cmd}" in
         wfctl)
-            opts="-h -V --socket --addr --token-file --ca --cert --key --json --help --version spawn ps get kill restart complete logs watch purge audit health ack workflows cancel queue wait token completions help"
+            opts="-h -V --socket --addr --token-file --ca --cert --key --json --help --version spawn ps get kill restart complete logs watch purge audit health ack workflows cancel queue wait token completions mcp help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -517,7 +523,7 @@ _wfctl() {
             return 0
             ;;
         wfctl__subcmd__help)
-            opts="spawn ps get kill restart complete logs watch purge audit health ack workflows cancel queue wait token completions help"
+            opts="spawn ps get kill restart complete logs watch purge audit health ack workflows cancel queue wait token completions mcp help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -657,6 +663,20 @@ _wfctl() {
             return 0
             ;;
         wfctl__subcmd__help__subcmd__logs)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        wfctl__subcmd__help__subcmd__mcp)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -913,6 +933,44 @@ _wfctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --addr)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        wfctl__subcmd__mcp)
+            opts="-h --socket --addr --token-file --ca --cert --key --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --socket)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -15,6 +15,8 @@ mod get;
 mod health;
 mod kill;
 mod logs;
+mod mcp;
+mod mcp_view;
 mod output;
 mod ps;
 mod purge;
@@ -131,6 +133,8 @@ pub enum Command {
     Token(token::TokenCommand),
     /// Print the shell completion script for bash, zsh, fish, elvish or powershell.
     Completions(completions::CompletionsArgs),
+    /// Serve MCP on stdin/stdout for an orchestrating agent (`claude mcp add wf -- wfctl mcp`).
+    Mcp(mcp::McpArgs),
 }
 
 /// Parse the command line (usage errors exit 2 through clap), run the subcommand, and turn any
@@ -172,6 +176,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         cert: cli.cert,
         key: cli.key,
     };
+    // The MCP server connects (and reconnects) by itself, as this caller.
+    if let Command::Mcp(a) = cli.command {
+        return mcp::run(target, creds, a).await;
+    }
     let mut client = connect::connect_with(&target, &creds).await?;
     let json = cli.json;
     match cli.command {
@@ -191,7 +199,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cancel(a) => cancel::run(&mut client, a, json).await,
         Command::Queue(a) => queue::run(&mut client, a, json).await,
         Command::Wait(a) => wait::run(&mut client, a, json).await,
-        Command::Token(_) | Command::Completions(_) => {
+        Command::Token(_) | Command::Completions(_) | Command::Mcp(_) => {
             unreachable!("handled before connecting")
         }
     }

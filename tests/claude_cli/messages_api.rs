@@ -13,7 +13,9 @@
 //! The conversation is scripted from the last `user` message of each request: when it holds a
 //! `tool_result`, the answer is a final text with `stop_reason: end_turn`; when its text holds the
 //! marker `<<bash: COMMAND>>`, the answer is one message with a text block and a `tool_use` block
-//! for the `Bash` tool running COMMAND (`stop_reason: tool_use`); otherwise a final text. Every
+//! for the `Bash` tool running COMMAND (`stop_reason: tool_use`); when it holds
+//! `<<mcp-kill: RUN_ID>>`, the same with a `tool_use` of the wf MCP server's
+//! `mcp__wf__kill_workflow` for RUN_ID; otherwise a final text. Every
 //! exchange is recorded, with the `X-Claude-Code-Session-Id` header, for the test to compare with
 //! what the daemon reports.
 #![allow(dead_code)]
@@ -29,6 +31,10 @@ use tokio::task::JoinHandle;
 
 /// Where a prompt names the Bash command the stand-in asks the CLI to run.
 pub const BASH_MARKER: &str = "<<bash:";
+/// Where a prompt names the run the stand-in asks the CLI to kill through the wf MCP server.
+pub const MCP_KILL_MARKER: &str = "<<mcp-kill:";
+/// The tool the stand-in calls for [`MCP_KILL_MARKER`]: server `wf`, tool `kill_workflow`.
+pub const MCP_KILL_TOOL: &str = "mcp__wf__kill_workflow";
 const MARKER_END: &str = ">>";
 /// The final text of every conversation.
 pub const FINAL_TEXT: &str = "All done: the stand-in's final answer.";
@@ -43,6 +49,13 @@ pub enum Reply {
         message_id: String,
         tool_use_id: String,
         command: String,
+    },
+    /// An assistant message with a text block and a `tool_use` block of an MCP tool.
+    McpToolUse {
+        message_id: String,
+        tool_use_id: String,
+        tool: String,
+        input: Value,
     },
     /// An assistant message with one text block, `end_turn`.
     Text { message_id: String },
@@ -60,7 +73,9 @@ impl Reply {
     /// The assistant message id, for the replies that are assistant turns.
     pub fn message_id(&self) -> Option<&str> {
         match self {
-            Reply::ToolUse { message_id, .. } | Reply::Text { message_id } => Some(message_id),
+            Reply::ToolUse { message_id, .. }
+            | Reply::McpToolUse { message_id, .. }
+            | Reply::Text { message_id } => Some(message_id),
             _ => None,
         }
     }
@@ -410,19 +425,50 @@ fn script(request: &Value, n: u32) -> (Reply, Value) {
         .filter_map(|b| b.as_str().or_else(|| b.get("text").and_then(Value::as_str)))
         .collect::<Vec<_>>()
         .join("\n");
-    let command = (!answers_a_tool)
-        .then(|| {
-            let start = text.rfind(BASH_MARKER)? + BASH_MARKER.len();
-            let len = text[start..].find(MARKER_END)?;
-            Some(text[start..start + len].trim().to_string())
-        })
-        .flatten();
+    let marked = |marker: &str| {
+        (!answers_a_tool)
+            .then(|| {
+                let start = text.rfind(marker)? + marker.len();
+                let len = text[start..].find(MARKER_END)?;
+                Some(text[start..start + len].trim().to_string())
+            })
+            .flatten()
+    };
+    let command = marked(BASH_MARKER);
+    let kill = marked(MCP_KILL_MARKER);
     let usage = json!({
         "input_tokens": 12,
         "output_tokens": 7,
         "cache_creation_input_tokens": 0,
         "cache_read_input_tokens": 0
     });
+    if let (None, Some(run_id)) = (&command, kill) {
+        let tool_use_id = format!("toolu_wftest{n:04}");
+        let input =
+            json!({ "run_id": run_id, "reason": "stuck: the stand-in's orchestrator ends it" });
+        let message = json!({
+            "id": message_id,
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": [
+                { "type": "text", "text": "That run is stuck; I will kill it with the wf server." },
+                { "type": "tool_use", "id": tool_use_id, "name": MCP_KILL_TOOL, "input": input }
+            ],
+            "stop_reason": "tool_use",
+            "stop_sequence": null,
+            "usage": usage
+        });
+        return (
+            Reply::McpToolUse {
+                message_id,
+                tool_use_id,
+                tool: MCP_KILL_TOOL.to_string(),
+                input,
+            },
+            message,
+        );
+    }
     match command {
         Some(command) => {
             let tool_use_id = format!("toolu_wftest{n:04}");
