@@ -146,7 +146,11 @@ pub async fn run(ctx: &Ctx, pace: Pace) -> anyhow::Result<Report> {
     rep.notes.push(format!(
         "agent = sh -c 'echo ready > FIFO; exec sleep 60', started proven by the FIFO line; \
          containment {containment}, cgroup entry {}; {WARMUP} warm-up trials of each not counted{}",
-        if cgroup_entry.is_empty() { "-" } else { &cgroup_entry },
+        if cgroup_entry.is_empty() {
+            "-"
+        } else {
+            &cgroup_entry
+        },
         match pace {
             Pace::Idle => format!("; {} ms pause before every trial", IDLE_PAUSE.as_millis()),
             Pace::Burst => String::new(),
