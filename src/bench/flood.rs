@@ -59,7 +59,10 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     rep.rows.push(
         Row::dist(
             "flood",
-            &format!("agent writes {} MiB via daemon (raw: direct-to-file)", bytes >> 20),
+            &format!(
+                "agent writes {} MiB via daemon (raw: direct-to-file)",
+                bytes >> 20
+            ),
             "MiB/s",
             &dr,
         )
@@ -85,7 +88,11 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
         .push(Row::dist("flood", "daemon CPU per GiB drained", "s", &cpu));
     if let (Some(d), Some(p)) = (Summary::of(&dr), Summary::of(&pr)) {
         // One core copying at the daemon's measured cost per byte.
-        let copy_rate = if cpu_p50 > 0.0 { 1024.0 / cpu_p50 } else { f64::INFINITY };
+        let copy_rate = if cpu_p50 > 0.0 {
+            1024.0 / cpu_p50
+        } else {
+            f64::INFINITY
+        };
         let bound = p.p50.min(copy_rate);
         let share = if bound > 0.0 { d.p50 / bound } else { 0.0 };
         rep.rows.push(
