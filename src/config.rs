@@ -407,11 +407,25 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        Config::parse(&text, &path.display().to_string())
+        Config::parse_with(
+            &text,
+            &path.display().to_string(),
+            &ask_cli_permission_modes,
+        )
     }
 
-    /// Parse and validate config text; `origin` names it in errors.
+    /// Parse and validate config text; `origin` names it in errors. Pure: a permission mode
+    /// the daemon does not know is refused without asking the CLI (see `load`).
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        Config::parse_with(text, origin, &|_| Vec::new())
+    }
+
+    /// `parse`, asking `PROGRAM --help` through `ask` for a permission mode it does not know.
+    fn parse_with(
+        text: &str,
+        origin: &str,
+        ask: &dyn Fn(&str) -> Vec<String>,
+    ) -> Result<Config, ConfigError> {
         let de = toml::Deserializer::new(text);
         let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
             let key = match e.path().to_string() {
@@ -430,12 +444,17 @@ impl Config {
                 message: inner.message().to_string(),
             }
         })?;
-        raw.validate(text, origin)
+        raw.validate(text, origin, ask)
     }
 }
 
 impl RawConfig {
-    fn validate(self, text: &str, origin: &str) -> Result<Config, ConfigError> {
+    fn validate(
+        self,
+        text: &str,
+        origin: &str,
+        ask: &dyn Fn(&str) -> Vec<String>,
+    ) -> Result<Config, ConfigError> {
         let bad = |key: &str, message: String| ConfigError::Invalid {
             origin: origin.to_string(),
             line: find_key_line(text, key),
@@ -571,7 +590,7 @@ impl RawConfig {
             });
         let mut workflows = BTreeMap::new();
         for (name, w) in self.workflows {
-            let wf = w.validate(&name, text, origin)?;
+            let wf = w.validate(&name, text, origin, ask)?;
             if !queues.contains_key(&wf.queue) {
                 return Err(bad(
                     &format!("workflows.{name}.queue"),
@@ -709,7 +728,13 @@ impl RawConfig {
 }
 
 impl RawWorkflow {
-    fn validate(self, name: &str, text: &str, origin: &str) -> Result<Workflow, ConfigError> {
+    fn validate(
+        self,
+        name: &str,
+        text: &str,
+        origin: &str,
+        ask: &dyn Fn(&str) -> Vec<String>,
+    ) -> Result<Workflow, ConfigError> {
         let table = format!("workflows.{name}");
         let bad = |key: &str, message: String| ConfigError::Invalid {
             origin: origin.to_string(),
@@ -757,7 +782,7 @@ impl RawWorkflow {
         // A mode this daemon does not know may be one a newer CLI has: ask the CLI itself.
         if let Some(mode) = &template.permission_mode {
             if !template.accepts_permission_mode(mode) {
-                template.cli_permission_modes = ask_cli_permission_modes(&template.program);
+                template.cli_permission_modes = ask(&template.program);
             }
         }
         template
@@ -1083,8 +1108,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(s.contains("workflows.b.on_max_runtime"), "{s}");
-        // A permission mode the CLI does not take: refused at start. (The program does not
-        // exist here, so asking it lists nothing more.)
+        // A permission mode the CLI does not take: refused at start.
         let s = Config::parse(
             "[workflows.b]\nprogram = \"/nonexistent/claude\"\npermission_mode = \"yolo\"\n",
             "t.toml",
@@ -1096,6 +1120,21 @@ mod tests {
                 && s.contains("\"yolo\"")
                 && s.contains("plan"),
             "{s}"
+        );
+        // One the configured CLI lists is accepted.
+        let listed = |program: &str| {
+            assert_eq!(program, "/opt/claude");
+            vec!["yolo".to_string()]
+        };
+        let c = Config::parse_with(
+            "[workflows.b]\nprogram = \"/opt/claude\"\npermission_mode = \"yolo\"\n",
+            "t.toml",
+            &listed,
+        )
+        .unwrap();
+        assert_eq!(
+            c.workflows["b"].template.permission_mode.as_deref(),
+            Some("yolo")
         );
         let c = Config::parse("[workflows.b]\npermission_mode = \"plan\"\n", "t.toml").unwrap();
         assert_eq!(

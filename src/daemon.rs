@@ -538,22 +538,23 @@ async fn reload(
         Ok(new)
     });
     match loaded {
-        Ok(new) => match {
+        Ok(new) => {
             let max_live_runs = new.max_live_runs;
             let result = handle.reload(new).await;
             if result.is_ok() {
+                // GetHealth's capacity follows the new limit.
                 host.max_live_runs
                     .store(max_live_runs, std::sync::atomic::Ordering::Relaxed);
             }
-            result
-        } {
-            Ok(needs_restart) if needs_restart.is_empty() => info!("config reloaded"),
-            Ok(needs_restart) => warn!(
-                keys = ?needs_restart,
-                "config reloaded; these keys changed but apply only after a restart"
-            ),
-            Err(e) => error!(error = %e, "reload failed"),
-        },
+            match result {
+                Ok(needs_restart) if needs_restart.is_empty() => info!("config reloaded"),
+                Ok(needs_restart) => warn!(
+                    keys = ?needs_restart,
+                    "config reloaded; these keys changed but apply only after a restart"
+                ),
+                Err(e) => error!(error = %e, "reload failed"),
+            }
+        }
         Err(e) => error!(
             error = format!("{e:#}"),
             "refusing the new config; still running on the old one"

@@ -105,6 +105,21 @@ async fn the_open_file_limit_is_raised_and_health_shows_the_capacity() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // A reload's new runs.max_live_runs shows at once.
+    let text = std::fs::read_to_string(&daemon.config).expect("config");
+    std::fs::write(
+        &daemon.config,
+        text.replace("max_live_runs = 5", "max_live_runs = 7"),
+    )
+    .expect("config");
+    daemon.signal(nix::sys::signal::Signal::SIGHUP);
+    wait_for(
+        TIMEOUT,
+        "GetHealth follows the reloaded max_live_runs",
+        || async { (api.health().await.runs_left_by_max_live_runs == 6).then_some(()) },
+    )
+    .await;
+
     let response = api.kill(&run.run_id).await;
     assert!(response.success, "{response:?}");
     daemon.assert_run_gone(&run.run_id, &[]).await;

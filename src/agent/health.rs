@@ -339,6 +339,132 @@ pub fn fmt_ms(ms: i64) -> String {
 }
 
 #[cfg(test)]
+mod properties {
+    //! The core arms one timer at `next_deadline` and asks `assess` when it fires or when
+    //! something happens; these properties are what that relies on, for arbitrary rules and
+    //! observations.
+    use super::*;
+    use proptest::prelude::*;
+
+    const START: i64 = 1_700_000_000_000;
+
+    fn rule() -> impl Strategy<Value = Option<Rule>> {
+        proptest::option::of((1u64..100_000, 0u8..3).prop_map(|(ms, a)| {
+            let action = [Action::Alert, Action::Kill, Action::Restart][usize::from(a)];
+            Rule::new(Duration::from_millis(ms), action)
+        }))
+    }
+
+    fn rules() -> impl Strategy<Value = StuckRules> {
+        (rule(), rule(), rule(), 0u64..100_000).prop_map(|(i, d, m, slow)| StuckRules {
+            init_timeout: i,
+            idle_timeout: d,
+            max_runtime: m,
+            slow_after: Duration::from_millis(slow),
+        })
+    }
+
+    /// Observations up to `now`, all at or after the start.
+    fn input() -> impl Strategy<Value = HealthInput> {
+        (
+            0i64..200_000,
+            0u32..5,
+            any::<bool>(),
+            proptest::option::of(0i64..200_000),
+            proptest::option::of(0i64..200_000),
+        )
+            .prop_map(|(now, turns, past_init, out, hb)| HealthInput {
+                started_at_ms: START,
+                now_ms: START + now,
+                turns,
+                past_init: past_init || turns > 0,
+                last_output_at: out.map(|o| START + o.min(now)),
+                last_heartbeat_at: hb.map(|h| START + h.min(now)),
+                ..HealthInput::default()
+            })
+    }
+
+    fn at(input: &HealthInput, now: i64) -> HealthInput {
+        HealthInput {
+            now_ms: now,
+            ..input.clone()
+        }
+    }
+
+    fn stuck(h: &Health) -> Option<RuleKind> {
+        match h {
+            Health::Stuck { rule, .. } => Some(*rule),
+            _ => None,
+        }
+    }
+
+    proptest! {
+        /// One timer at `next_deadline` misses nothing: with nothing new observed, no rule
+        /// fires before it, and at it one does.
+        #[test]
+        fn the_one_timer_misses_no_rule(rules in rules(), input in input(), step in 1i64..50_000) {
+            let h = assess(&rules, &input);
+            if stuck(&h).is_some() {
+                return Ok(());
+            }
+            match next_deadline(&rules, &input) {
+                None => {
+                    let later = at(&input, input.now_ms + step);
+                    prop_assert!(stuck(&assess(&rules, &later)).is_none(), "fired with no deadline armed");
+                }
+                Some(deadline) => {
+                    prop_assert!(deadline > input.now_ms);
+                    let before = at(&input, (input.now_ms + step).min(deadline - 1));
+                    prop_assert!(stuck(&assess(&rules, &before)).is_none(), "fired before the timer");
+                    prop_assert!(stuck(&assess(&rules, &at(&input, deadline))).is_some(), "the timer found nothing");
+                }
+            }
+        }
+
+        /// Once stuck, a run stays stuck while nothing new is observed, and the rule reported
+        /// is the one whose deadline came first.
+        #[test]
+        fn stuck_stays_stuck_without_news(rules in rules(), input in input(), step in 0i64..100_000) {
+            let Some(kind) = stuck(&assess(&rules, &input)) else { return Ok(()) };
+            let later = assess(&rules, &at(&input, input.now_ms + step));
+            prop_assert!(stuck(&later).is_some(), "no longer stuck with nothing new");
+            let first = deadlines(&rules, &input)
+                .into_iter()
+                .filter(|&(_, _, due)| due <= input.now_ms)
+                .map(|(_, _, due)| due)
+                .min();
+            let reported = deadlines(&rules, &input)
+                .into_iter()
+                .find(|&(k, _, _)| k == kind)
+                .map(|(_, _, due)| due);
+            prop_assert_eq!(reported, first);
+        }
+
+        /// Activity never brings a rule forward: a later stdout line or heartbeat leaves every
+        /// deadline where it was or later, and max_runtime where it was.
+        #[test]
+        fn activity_never_brings_a_rule_forward(rules in rules(), input in input(), delay in 0i64..50_000) {
+            let fresh = HealthInput {
+                last_heartbeat_at: Some(input.now_ms),
+                now_ms: input.now_ms + delay,
+                ..input.clone()
+            };
+            let old = at(&input, input.now_ms + delay);
+            let (a, b) = (assess(&rules, &old), assess(&rules, &fresh));
+            if stuck(&a).is_none() {
+                prop_assert!(stuck(&b).is_none(), "a heartbeat made the run stuck: {:?}", b);
+            }
+            if let (Some(m), true) = (rules.max_runtime, delay > 0) {
+                let due = START + m.after.as_millis() as i64;
+                if fresh.now_ms >= due {
+                    prop_assert!(stuck(&b).is_some(), "max_runtime is not held off by activity");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::agent::progress::StdoutTracker;

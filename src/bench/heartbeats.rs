@@ -78,7 +78,10 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
         "s",
         unwatched.cpu_s_per_million,
     ));
-    let lag_pass = watched.lag.is_some_and(|l| l.p99 <= 50.0) && watched.lines_never_seen == 0;
+    // Against the raw reader's own lag in the same run: the machine's load moves both.
+    let raw_p99 = raw.lag.map(|l| l.p99).unwrap_or(0.0);
+    let lag_pass =
+        watched.lag.is_some_and(|l| l.p99 <= raw_p99 + 20.0) && watched.lines_never_seen == 0;
     rep.rows.push(
         Row::dist(
             "heartbeats",
@@ -87,7 +90,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
             &watched.lags_ms,
         )
         .raw_dist(&raw.lags_ms)
-        .target("p99 <= 50 ms", lag_pass),
+        .target("p99 <= raw p99 + 20 ms", lag_pass),
     );
     for ph in [&watched, &unwatched] {
         if ph.lines_counted != ph.lines_written {

@@ -64,7 +64,11 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
             med,
         )
         .raw_value(raw_med)
-        .target(format!(">= 1000 runs/s ({nproc} cores)"), med >= 1000.0),
+        // A ratio in one run holds on any machine; the absolute rate moves with it.
+        .target(
+            format!(">= 0.9x raw ({nproc} cores)"),
+            raw_med > 0.0 && med >= 0.9 * raw_med,
+        ),
     );
     rep.notes.push(format!(
         "median of {} repetition(s), each on a fresh daemon: {}",

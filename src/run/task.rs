@@ -25,7 +25,7 @@ use crate::process::procscan;
 use crate::process::reaper::Reaper;
 use crate::process::signals::{parse_signal, signal_name};
 use crate::process::spawn::{spawn, SpawnSpec};
-use crate::run::kill::plan;
+use crate::run::kill::{next as kill_next, plan, Next as KillNext};
 use crate::run::output::{
     drain_heartbeats, drain_to_file, CappedLog, OutputProgress, StdoutWatch, Stream,
 };
@@ -489,55 +489,52 @@ async fn end_run(
     let mut empty = h.is_empty();
     let mut waited_for: Option<(CriticalSection, Duration)> = None;
 
-    if !empty && !escalate {
-        let base_kill_at = tokio::time::Instant::from_std(t0 + p.kill_at);
-        let mut kill_at;
-        let mut next_stop = 0;
-        let mut backoff = Duration::from_millis(1);
-        while !empty {
-            let now = tokio::time::Instant::now();
-            if next_stop < p.stop.len()
-                && now >= tokio::time::Instant::from_std(t0 + p.stop[next_stop].at)
-            {
-                let sig = p.stop[next_stop].signal;
+    // The graceful phase: each step is `kill::next`'s decision; between steps, the run may
+    // have emptied.
+    let mut next_stop = 0;
+    let mut backoff = Duration::from_millis(1);
+    while !empty {
+        let now = tokio::time::Instant::now();
+        let elapsed = now.into_std().saturating_duration_since(t0);
+        let open = *critical.rx.borrow();
+        let critical_grace = open.map(|section| (section, critical.graces.for_section(section)));
+        match kill_next(
+            &p,
+            next_stop,
+            elapsed,
+            critical_grace.map(|c| c.1),
+            escalate,
+        ) {
+            KillNext::Signal(sig) => {
                 h.signal_all(sig);
                 signals_sent.push(signal_name(sig));
                 next_stop += 1;
                 backoff = Duration::from_millis(1);
                 continue;
             }
-            // While a critical section is open, KILL waits for its grace.
-            kill_at = base_kill_at;
-            if let Some(section) = *critical.rx.borrow() {
-                let cg = critical.graces.for_section(section);
-                let extended = tokio::time::Instant::from_std(t0 + cg);
-                if extended > kill_at {
-                    kill_at = extended;
-                    waited_for = Some((section, cg));
+            KillNext::Kill => break,
+            KillNext::WaitUntil(at) => {
+                // While a critical section is open, KILL waits for its grace.
+                if let Some((section, cg)) = critical_grace {
+                    if cg > p.kill_at {
+                        waited_for = Some((section, cg));
+                    }
                 }
-            }
-            if now >= kill_at && next_stop >= p.stop.len() {
-                break;
-            }
-            let mut wake = now + backoff;
-            if next_stop < p.stop.len() {
-                wake = wake.min(tokio::time::Instant::from_std(t0 + p.stop[next_stop].at));
-            }
-            wake = wake.min(kill_at);
-            tokio::select! {
-                _ = tokio::time::sleep_until(wake) => {}
-                c = control.recv() => {
-                    if matches!(c, Some(Control::Escalate) | Some(Control::Kill { force: true, .. })) {
-                        escalate = true;
-                        break;
+                let wake = (now + backoff).min(tokio::time::Instant::from_std(t0 + at));
+                tokio::select! {
+                    _ = tokio::time::sleep_until(wake) => {}
+                    c = control.recv() => {
+                        if matches!(c, Some(Control::Escalate) | Some(Control::Kill { force: true, .. })) {
+                            escalate = true;
+                            continue;
+                        }
                     }
                 }
             }
-            backoff = (backoff * 2).min(Duration::from_millis(5));
-            empty = h.is_empty();
         }
+        backoff = (backoff * 2).min(Duration::from_millis(5));
+        empty = h.is_empty();
     }
-    let _ = escalate;
 
     let mut phase = KillPhase::Term;
     let mut survivors = Vec::new();
