@@ -493,7 +493,6 @@ impl Supervisor for SupervisorService {
             containment: self.containment.to_string(),
             alerts: alerts.iter().map(convert::alert_to_proto).collect(),
             queued_runs: queued as u32,
-            ..Default::default()
         }))
     }
 

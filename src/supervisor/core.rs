@@ -333,7 +333,7 @@ impl Core {
     fn handle(&mut self, msg: Msg) {
         match msg {
             Msg::Spawn { req, reply } => {
-                self.spawn(req, reply);
+                self.spawn(*req, reply);
             }
             Msg::Cancel {
                 run_id,

@@ -53,7 +53,7 @@ pub struct RunEvent {
 pub enum Msg {
     // From the API.
     Spawn {
-        req: SpawnRequest,
+        req: Box<SpawnRequest>,
         reply: oneshot::Sender<Result<RunRecord, ApiError>>,
     },
     Get {

@@ -23,6 +23,9 @@ use crate::supervisor::handle::{
 use crate::supervisor::{EndIntent, Msg};
 use crate::time::now_ms;
 
+/// Called with the run once its change is durable (or with the failure).
+pub(super) type RunReply = Box<dyn FnOnce(Result<RunRecord, ApiError>) + Send>;
+
 /// How long an idempotency key names its run.
 pub const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
 
@@ -261,7 +264,7 @@ impl Core {
         run_id: &str,
         reason: String,
         mut audits: Vec<AuditRecord>,
-        reply: Option<Box<dyn FnOnce(Result<RunRecord, ApiError>) + Send>>,
+        reply: Option<RunReply>,
     ) {
         let Some(e) = self.runs.get_mut(run_id) else {
             return;
