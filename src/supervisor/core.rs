@@ -108,6 +108,8 @@ struct Core {
     dispatch_needed: bool,
     /// Dedup keys of alerts this core fired and has not resolved.
     firing: HashSet<String>,
+    /// The progress of a run that has not started (shared by all queued runs).
+    no_output: watch::Receiver<OutputProgress>,
 }
 
 type Done = Box<dyn FnOnce(Result<(), String>) + Send>;
@@ -146,6 +148,7 @@ pub fn start(settings: CoreSettings) -> SupervisorHandle {
         sched_wake: None,
         dispatch_needed: false,
         firing: HashSet::new(),
+        no_output: watch::channel(OutputProgress::default()).1,
     };
     // Alerts an earlier daemon left firing are resolved by this one once their condition is gone.
     if let Ok(open) = core
@@ -979,14 +982,14 @@ impl Core {
             restarted_as: String::new(),
         };
         self.next_seq += 1;
-        let (_progress_tx, progress) = watch::channel(OutputProgress::default());
         self.runs.insert(
             run_id.clone(),
             Entry {
                 seq: self.next_seq,
                 record,
                 control: None,
-                progress,
+                // No output yet: every queued run shares one channel until it starts.
+                progress: self.no_output.clone(),
                 intent: None,
                 kill_sent: false,
                 force_sent: false,
