@@ -272,7 +272,9 @@ impl Supervisor for SupervisorService {
         let who = caller(&request);
         let r = request.into_inner();
         let fields = json!({"force": r.force, "grace_ms": r.grace_ms, "reason": r.reason});
-        let selector = if r.run_id.is_empty() {
+        let selector = if r.grace_ms > 3_600_000 {
+            Err(ApiError::invalid("grace_ms", "is over the limit of 3600000 (one hour)").into())
+        } else if r.run_id.is_empty() {
             queue::selector_from_proto(r.selector.clone())
         } else if r.selector.is_some() {
             Err(ApiError::invalid("selector", "give a run_id or a selector, not both").into())
@@ -290,10 +292,8 @@ impl Supervisor for SupervisorService {
                 return Err(st);
             }
         };
-        if r.grace_ms <= 3_600_000 {
-            if let Some(sel) = selector {
-                return Ok(Response::new(self.kill_selected(who, sel, &r).await?));
-            }
+        if let Some(sel) = selector {
+            return Ok(Response::new(self.kill_selected(who, sel, &r).await?));
         }
         let result = async {
             need_run_id(&r.run_id)?;

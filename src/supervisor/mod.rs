@@ -4,7 +4,7 @@
 mod core;
 mod handle;
 pub mod recover;
-mod validate;
+pub(crate) mod validate;
 
 pub use self::core::{start, AgentUser, CoreSettings};
 pub use self::handle::{

@@ -26,6 +26,17 @@ pub struct Validator<'a> {
     pub now_ms: i64,
 }
 
+/// The error for a queue the config does not define, listing the ones it does.
+pub fn unknown_queue(config: &Config, queue: &str) -> ApiError {
+    ApiError::invalid(
+        "queue",
+        format!(
+            "unknown queue {queue:?}; queues: {}",
+            config.queues.keys().cloned().collect::<Vec<_>>().join(", ")
+        ),
+    )
+}
+
 /// A restart policy from the API's fields: zero means the default; `on` empty means none.
 pub fn restart_policy(
     on: &[String],
@@ -97,18 +108,7 @@ impl Validator<'_> {
                 .unwrap_or_else(|| DEFAULT_QUEUE.to_string())
         };
         if !self.config.queues.contains_key(&queue) {
-            return Err(ApiError::invalid(
-                "queue",
-                format!(
-                    "unknown queue {queue:?}; queues: {}",
-                    self.config
-                        .queues
-                        .keys()
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            ));
+            return Err(unknown_queue(self.config, &queue));
         }
         for (i, id) in req.after.iter().enumerate() {
             if !(self.known_run)(id) {

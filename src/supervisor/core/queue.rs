@@ -594,18 +594,9 @@ impl Core {
         max_concurrent: Option<usize>,
     ) -> Result<QueueFigures, ApiError> {
         if !self.s.config.queues.contains_key(&queue) {
-            return Err(ApiError::invalid(
-                "queue",
-                format!(
-                    "unknown queue {queue:?}; queues: {}",
-                    self.s
-                        .config
-                        .queues
-                        .keys()
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
+            return Err(crate::supervisor::validate::unknown_queue(
+                &self.s.config,
+                &queue,
             ));
         }
         if let Some(m) = max_concurrent {
