@@ -261,11 +261,45 @@ async fn alert_reports_a_stuck_run_and_leaves_it_alone() {
     assert_eq!(live.status(), RunStatus::Running, "left alone: {live:?}");
     assert_eq!(agent(&live).health(), Health::Stuck, "{live:?}");
     assert!(agent(&live).health_reason.contains("init_timeout"));
+    // It is an alert of the one model: in GetHealth while it fires, with its key and labels.
+    let key = format!("stuck:{}:init_timeout", run.run_id);
+    let health = common::wait_for(TIMEOUT, "the stuck alert in GetHealth", || async {
+        let h = api.health().await;
+        h.alerts.iter().any(|a| a.dedup_key == key).then_some(h)
+    })
+    .await;
+    let a = health
+        .alerts
+        .iter()
+        .find(|a| a.dedup_key == key)
+        .expect("alert");
+    assert_eq!(a.kind, "stuck_run", "{a:?}");
+    assert_eq!(a.labels.get("run_id"), Some(&run.run_id), "{a:?}");
+    assert_eq!(
+        a.labels.get("workflow").map(String::as_str),
+        Some("watched")
+    );
 
     scripts.touch("go");
     let run = api.wait_terminal(&run.run_id, TIMEOUT).await;
     assert_eq!(run.status(), RunStatus::Succeeded, "{run:?}");
     assert!(run.end_reason.is_empty(), "{run:?}");
+    // The run came back to life: the alert resolved itself.
+    common::wait_for(TIMEOUT, "the stuck alert to resolve", || async {
+        let q = api
+            .client
+            .clone()
+            .get_queue_health(wf_supervisor::proto::GetQueueHealthRequest {})
+            .await
+            .expect("GetQueueHealth")
+            .into_inner();
+        q.alerts
+            .iter()
+            .any(|a| a.dedup_key == key && a.resolved_at > 0)
+            .then_some(())
+    })
+    .await;
+    assert!(!api.health().await.alerts.iter().any(|a| a.dedup_key == key));
     assert_progress(
         "alerted run",
         agent(&run),
