@@ -1144,6 +1144,19 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_config_is_valid() {
+        let c = Config::parse(
+            include_str!("../systemd/config.toml.example"),
+            "config.toml.example",
+        )
+        .expect("the example config");
+        assert!(c.queues["agents"].max_concurrent >= 1);
+        let b = &c.workflows["builder"];
+        assert_eq!(b.queue, "agents");
+        assert!(b.restart.as_ref().is_some_and(|r| r.on.len() == 3));
+    }
+
+    #[test]
     fn queues_default_and_validate() {
         let c = Config::parse("[runs]\nmax_live_runs = 7\n", "t.toml").expect("valid");
         assert_eq!(c.queues.len(), 1);

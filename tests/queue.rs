@@ -86,7 +86,7 @@ impl Work {
         pids_with_env(&format!("WF_QTEST={}", self.tag))
             .into_iter()
             .filter(|pid| stat(*pid).is_some_and(|s| s.state != 'Z'))
-            .filter_map(|pid| run_id_of(pid))
+            .filter_map(run_id_of)
             .collect()
     }
 }
@@ -1021,4 +1021,92 @@ async fn wfctl_queues_cancels_kills_by_selector_and_waits() {
     assert_eq!(code, 12);
     let (code, _, err) = wfctl(&site, &["cancel", "--selector", "nonsense"]);
     assert_eq!(code, 2, "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dependency_restarted_by_policy_is_followed_to_its_successor() {
+    let mut site = site_with("");
+    let api = site.start().await;
+    let work = Work::new(&site);
+    // Fails the first time, succeeds the second.
+    let flag = site.dir.path().join("tried");
+    let script = format!(
+        "echo \"$WF_RUN_ID\" >> '{}'; while [ ! -e '{}' ]; do sleep 0.02; done; \
+         if [ -e '{f}' ]; then exit 0; fi; touch '{f}'; exit 1",
+        work.markers().display(),
+        work.gate("a").display(),
+        f = flag.display()
+    );
+    let mut req = work.req(sh(&script), "");
+    req.restart = Some(RestartPolicy {
+        on: vec!["failed".into()],
+        backoff_ms: 100,
+        ..Default::default()
+    });
+    let a = api.spawn_req(req).await;
+    let mut req = work.req(work.agent(None, "0", 0), "");
+    req.after = vec![a.run_id.clone()];
+    let b = api.spawn_req(req).await;
+    work.open_gate("a");
+    let b = api.wait_terminal(&b.run_id, TIMEOUT).await;
+    assert_eq!(b.status(), RunStatus::Succeeded, "{b:?}");
+    let a = api.get(&a.run_id).await;
+    assert_eq!(a.status(), RunStatus::Failed, "{a:?}");
+    let next = successors(&api, &a.run_id)
+        .await
+        .pop()
+        .expect("A's restart");
+    assert_eq!(next.status(), RunStatus::Succeeded, "{next:?}");
+    assert_eq!(work.started(), vec![a.run_id, next.run_id, b.run_id]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_applies_queue_limits_live_and_lowering_one_kills_nothing() {
+    let mut site = site_with("[queues.one]\nmax_concurrent = 1\n");
+    let api = site.start().await;
+    let work = Work::new(&site);
+    let first = api
+        .spawn_req(work.req(work.agent(Some("h"), "0", 0), "one"))
+        .await;
+    let second = api
+        .spawn_req(work.req(work.agent(Some("h"), "0", 0), "one"))
+        .await;
+    api.wait_running(&first.run_id).await;
+    assert_eq!(api.get(&second.run_id).await.status(), RunStatus::Queued);
+    let set_limit = |n: usize| {
+        let text = std::fs::read_to_string(&site.config).expect("config");
+        let text = text
+            .lines()
+            .map(|l| {
+                if l.starts_with("max_concurrent") {
+                    format!("max_concurrent = {n}")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::write(&site.config, text + "\n").expect("config");
+        site.signal(nix::sys::signal::Signal::SIGHUP);
+    };
+    set_limit(2);
+    api.wait_running(&second.run_id).await;
+    // Lower it again: both go on, a third waits.
+    set_limit(1);
+    let third = api
+        .spawn_req(work.req(work.agent(None, "0", 0), "one"))
+        .await;
+    let reason = wait_for(TIMEOUT, "the lower limit in force", || async {
+        let r = api.get(&third.run_id).await;
+        (r.waiting_reason == "queue one full: 2/1 running").then_some(r.waiting_reason)
+    })
+    .await;
+    assert!(!reason.is_empty());
+    for r in [&first, &second] {
+        assert_eq!(api.get(&r.run_id).await.status(), RunStatus::Running);
+    }
+    work.open_gate("h");
+    for r in wait_all(&api, &[first, second, third]).await {
+        assert_eq!(r.status(), RunStatus::Succeeded, "{r:?}");
+    }
 }

@@ -75,6 +75,34 @@ async fn init_timeout_kills_a_run_that_never_takes_a_turn() {
     assert_phase("stuck run", agent(&run), AgentPhase::Initializing);
 }
 
+/// An agent that never prints a line nor writes a heartbeat: the init_timeout timer is armed at
+/// start, not by the first event, so the silent stuck start is still ended TIMED_OUT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_timeout_kills_an_agent_that_never_prints_anything() {
+    let scripts = Scripts::new();
+    let program = scripts.agent("agent", "exec sleep 600");
+    let daemon = daemon_with(&workflow_toml(
+        "silent",
+        &program,
+        "init_timeout = \"2s\"\non_init_timeout = \"kill\"\nidle_timeout = \"off\"",
+    ))
+    .await;
+    let api = daemon.api();
+
+    let run = spawn_workflow(&api, "silent", "build it", &[]).await;
+    let run = api.wait_terminal(&run.run_id, TIMEOUT).await;
+    assert_eq!(run.status(), RunStatus::TimedOut, "{run:?}");
+    assert!(
+        run.end_reason.contains("init_timeout"),
+        "the reason names the rule: {:?}",
+        run.end_reason
+    );
+    assert_eq!(agent(&run).turns, 0, "{run:?}");
+    let record = wait_audit(&api, &run.run_id, "stuck_kill").await;
+    assert!(record.message.contains("init_timeout"), "{record:?}");
+    assert_all_gone(&daemon, &[&run.run_id]).await;
+}
+
 /// The same stuck start with action `restart`: the run ends TIMED_OUT and a new run, linked to
 /// it (restart_of, attempt 2), starts with `--resume <the session id from init>`; this one
 /// replays success.jsonl and exits.
@@ -261,11 +289,45 @@ async fn alert_reports_a_stuck_run_and_leaves_it_alone() {
     assert_eq!(live.status(), RunStatus::Running, "left alone: {live:?}");
     assert_eq!(agent(&live).health(), Health::Stuck, "{live:?}");
     assert!(agent(&live).health_reason.contains("init_timeout"));
+    // It is an alert of the one model: in GetHealth while it fires, with its key and labels.
+    let key = format!("stuck:{}:init_timeout", run.run_id);
+    let health = common::wait_for(TIMEOUT, "the stuck alert in GetHealth", || async {
+        let h = api.health().await;
+        h.alerts.iter().any(|a| a.dedup_key == key).then_some(h)
+    })
+    .await;
+    let a = health
+        .alerts
+        .iter()
+        .find(|a| a.dedup_key == key)
+        .expect("alert");
+    assert_eq!(a.kind, "stuck_run", "{a:?}");
+    assert_eq!(a.labels.get("run_id"), Some(&run.run_id), "{a:?}");
+    assert_eq!(
+        a.labels.get("workflow").map(String::as_str),
+        Some("watched")
+    );
 
     scripts.touch("go");
     let run = api.wait_terminal(&run.run_id, TIMEOUT).await;
     assert_eq!(run.status(), RunStatus::Succeeded, "{run:?}");
     assert!(run.end_reason.is_empty(), "{run:?}");
+    // The run came back to life: the alert resolved itself.
+    common::wait_for(TIMEOUT, "the stuck alert to resolve", || async {
+        let q = api
+            .client
+            .clone()
+            .get_queue_health(wf_supervisor::proto::GetQueueHealthRequest {})
+            .await
+            .expect("GetQueueHealth")
+            .into_inner();
+        q.alerts
+            .iter()
+            .any(|a| a.dedup_key == key && a.resolved_at > 0)
+            .then_some(())
+    })
+    .await;
+    assert!(!api.health().await.alerts.iter().any(|a| a.dedup_key == key));
     assert_progress(
         "alerted run",
         agent(&run),

@@ -19,6 +19,7 @@ mod flood;
 mod heartbeats;
 mod kill;
 mod procs;
+mod queue;
 mod raw;
 mod report;
 mod scale;
@@ -309,6 +310,7 @@ async fn run_measures(ctx: &Ctx, measures: &[&'static str], reports: &mut Vec<Re
             "scale" => scale::run(ctx).await,
             "flood" => flood::run(ctx).await,
             "heartbeats" => heartbeats::run(ctx).await,
+            "queue" => queue::run(ctx).await,
             other => Err(anyhow::anyhow!("no measure {other}")),
         };
         let mut r = match result {

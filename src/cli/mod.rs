@@ -97,7 +97,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start a run: wfctl spawn [OPTIONS] WORKFLOW PROMPT, or wfctl spawn [OPTIONS] -- CMD [ARGS]...
-    Spawn(spawn::SpawnArgs),
+    Spawn(Box<spawn::SpawnArgs>),
     /// List runs, newest first.
     Ps(ps::PsArgs),
     /// Show one run in detail.
@@ -183,7 +183,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut client = connect::connect_with(&target, &creds).await?;
     let json = cli.json;
     match cli.command {
-        Command::Spawn(a) => spawn::run(&mut client, a, json).await,
+        Command::Spawn(a) => spawn::run(&mut client, *a, json).await,
         Command::Ps(a) => ps::run(&mut client, a, json).await,
         Command::Get(a) => get::run(&mut client, a, json).await,
         Command::Kill(a) => kill::run(&mut client, a, json).await,

@@ -402,7 +402,7 @@ mod tests {
 
     fn spawn_args(args: &[&str]) -> SpawnArgs {
         match parse(args).expect("parses").command {
-            Command::Spawn(a) => a,
+            Command::Spawn(a) => *a,
             other => panic!("not spawn: {other:?}"),
         }
     }

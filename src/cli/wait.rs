@@ -42,16 +42,23 @@ fn is_terminal(s: RunStatus) -> bool {
     exit_code_for(s) != 1
 }
 
-/// Waits until `run_id` has ended: Watch sends a snapshot first and ends after the terminal event.
-async fn wait_one(client: &mut Client, run_id: &str) -> anyhow::Result<Run> {
-    let mut stream = client
+async fn watch(
+    client: &mut Client,
+    run_id: &str,
+) -> anyhow::Result<tonic::Streaming<wf_supervisor::proto::RunEvent>> {
+    Ok(client
         .watch(WatchRequest {
             run_id: run_id.to_string(),
         })
         .await
         .map_err(api_error)
         .with_context(|| format!("wait {run_id}"))?
-        .into_inner();
+        .into_inner())
+}
+
+/// Waits until `run_id` has ended: Watch sends a snapshot first and ends after the terminal event.
+async fn wait_one(client: &mut Client, run_id: &str) -> anyhow::Result<Run> {
+    let mut stream = watch(client, run_id).await?;
     loop {
         match stream.message().await.map_err(api_error) {
             Ok(Some(ev)) => {
@@ -75,14 +82,7 @@ async fn wait_one(client: &mut Client, run_id: &str) -> anyhow::Result<Run> {
                     return Ok(run);
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;
-                stream = client
-                    .watch(WatchRequest {
-                        run_id: run_id.to_string(),
-                    })
-                    .await
-                    .map_err(api_error)
-                    .with_context(|| format!("wait {run_id}"))?
-                    .into_inner();
+                stream = watch(client, run_id).await?;
             }
         }
     }

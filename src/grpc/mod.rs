@@ -389,7 +389,9 @@ impl Supervisor for SupervisorService {
         let r = request.into_inner();
         self.within_bounds(&who, "kill", &r.run_id, bounds::kill(&r))
             .await?;
-        let selector = if r.run_id.is_empty() {
+        let selector = if r.grace_ms > 3_600_000 {
+            Err(ApiError::invalid("grace_ms", "is over the limit of 3600000 (one hour)").into())
+        } else if r.run_id.is_empty() {
             queue::selector_from_proto(r.selector.clone())
         } else if r.selector.is_some() {
             Err(ApiError::invalid("selector", "give a run_id or a selector, not both").into())
@@ -404,16 +406,14 @@ impl Supervisor for SupervisorService {
                 return Err(st);
             }
         };
-        if r.grace_ms <= 3_600_000 {
-            if let Some(sel) = selector {
-                // Many runs at once: with operators_own_runs_only, for admins only.
-                if let Err(st) = self.check_owner(&who, "Kill", "").await {
-                    self.write_audit(refusal(who.record("kill", "", fields), &st))
-                        .await;
-                    return Err(st);
-                }
-                return Ok(Response::new(self.kill_selected(&who, sel, &r).await?));
+        if let Some(sel) = selector {
+            // Many runs at once: with operators_own_runs_only, for admins only.
+            if let Err(st) = self.check_owner(&who, "Kill", "").await {
+                self.write_audit(refusal(who.record("kill", "", fields), &st))
+                    .await;
+                return Err(st);
             }
+            return Ok(Response::new(self.kill_selected(&who, sel, &r).await?));
         }
         let result = async {
             need_run_id(&r.run_id)?;

@@ -120,11 +120,10 @@ pub enum Dep {
     },
 }
 
-/// One queued run as the planner sees it.
+/// One queued run as the planner sees it (borrowed from the caller's run table).
 #[derive(Debug, Clone)]
-pub struct Waiting {
-    pub run_id: String,
-    pub queue: String,
+pub struct Waiting<'a> {
+    pub queue: &'a str,
     pub priority: i32,
     /// Spawn order: lower is older.
     pub seq: u64,
@@ -145,39 +144,85 @@ pub struct Occupancy {
     pub host_max: usize,
 }
 
-/// What the core is to do.
+/// Why a queued run waits; words only when someone reads them ([`Wait::describe`]), so that
+/// planning thousands of waiting runs formats nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wait {
+    /// For these dependencies to succeed.
+    Deps(Vec<String>),
+    NotBefore(i64),
+    Paused,
+    QueueFull {
+        busy: usize,
+        max: usize,
+    },
+    HostFull {
+        live: usize,
+        max: usize,
+    },
+    Unconfigured,
+}
+
+impl Wait {
+    /// "queue heavy full: 2/2 running", "waiting for run_x", "not before 14:05:00 UTC".
+    pub fn describe(&self, queue: &str) -> String {
+        match self {
+            Wait::Deps(ids) => format!("waiting for {}", ids.join(", ")),
+            Wait::NotBefore(at) => format!("not before {}", clock(*at)),
+            Wait::Paused => format!("queue {queue} is paused"),
+            Wait::QueueFull { busy, max } => format!("queue {queue} full: {busy}/{max} running"),
+            Wait::HostFull { live, max } => {
+                format!("host full: {live}/{max} live runs (runs.max_live_runs)")
+            }
+            Wait::Unconfigured => format!("queue {queue} is not configured (any more)"),
+        }
+    }
+}
+
+/// What the caller is to do; runs are named by their index in the planner's input.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
     /// Start these, in this order.
-    pub start: Vec<String>,
+    pub start: Vec<usize>,
     /// End these CANCELLED, never started, for the given reason.
-    pub cancel: Vec<(String, String)>,
-    /// Why each run that stays queued waits.
-    pub waiting: Vec<(String, String)>,
+    pub cancel: Vec<(usize, String)>,
+    /// For each input run: why it stays queued (None: it starts or is cancelled).
+    pub waiting: Vec<Option<Wait>>,
     /// Plan again at this Unix ms (the earliest `not_before` or queue deadline among the waiting).
     pub wake_at: Option<i64>,
 }
 
-/// Decide what happens to the queued runs now.
+/// Decide what happens to the queued runs now. Cheapest when `waiting` comes in priority-then-age
+/// order already (the sort then only checks it).
 pub fn plan(
     now: i64,
     queues: &BTreeMap<String, QueueLimits>,
     occupancy: &Occupancy,
-    mut waiting: Vec<Waiting>,
+    waiting: &[Waiting<'_>],
 ) -> Plan {
-    let mut out = Plan::default();
-    let mut running = occupancy.running.clone();
+    let mut out = Plan {
+        waiting: vec![None; waiting.len()],
+        ..Plan::default()
+    };
+    let mut running: HashMap<&str, usize> = occupancy
+        .running
+        .iter()
+        .map(|(k, v)| (k.as_str(), *v))
+        .collect();
     let mut host_live = occupancy.host_live;
-    waiting.sort_by_key(|w| (std::cmp::Reverse(w.priority), w.seq));
-    let wake = |at: i64, out: &mut Plan| {
+    let mut order: Vec<usize> = (0..waiting.len()).collect();
+    order.sort_by_key(|i| (std::cmp::Reverse(waiting[*i].priority), waiting[*i].seq));
+    let mut wake = |at: i64| {
         if at > now {
             out.wake_at = Some(out.wake_at.map_or(at, |w| w.min(at)));
         }
     };
-    for w in waiting {
+    let mut reasons: Vec<(usize, Wait)> = Vec::new();
+    for i in order {
+        let w = &waiting[i];
         if w.expires_at > 0 && now >= w.expires_at {
             out.cancel.push((
-                w.run_id,
+                i,
                 format!(
                     "waited {} in queue {} without starting, past its queue_timeout; never started",
                     human_ms(w.queue_timeout_ms),
@@ -196,67 +241,64 @@ pub fn plan(
             _ => None,
         });
         if let Some(reason) = ended {
-            out.cancel.push((w.run_id, reason));
+            out.cancel.push((i, reason));
             continue;
         }
         if w.expires_at > 0 {
-            wake(w.expires_at, &mut out);
+            wake(w.expires_at);
         }
-        let pending: Vec<&str> = w
+        let pending: Vec<String> = w
             .deps
             .iter()
             .filter_map(|d| match d {
-                Dep::Pending { run_id } => Some(run_id.as_str()),
+                Dep::Pending { run_id } => Some(run_id.clone()),
                 _ => None,
             })
             .collect();
         if !pending.is_empty() {
-            out.waiting
-                .push((w.run_id, format!("waiting for {}", pending.join(", "))));
+            reasons.push((i, Wait::Deps(pending)));
             continue;
         }
         if w.not_before > now {
-            wake(w.not_before, &mut out);
-            out.waiting
-                .push((w.run_id, format!("not before {}", clock(w.not_before))));
+            wake(w.not_before);
+            reasons.push((i, Wait::NotBefore(w.not_before)));
             continue;
         }
-        let Some(limits) = queues.get(&w.queue) else {
-            out.waiting.push((
-                w.run_id,
-                format!("queue {} is not configured (any more)", w.queue),
-            ));
+        let Some(limits) = queues.get(w.queue) else {
+            reasons.push((i, Wait::Unconfigured));
             continue;
         };
         if limits.paused {
-            out.waiting
-                .push((w.run_id, format!("queue {} is paused", w.queue)));
+            reasons.push((i, Wait::Paused));
             continue;
         }
-        let busy = running.get(&w.queue).copied().unwrap_or(0);
+        let busy = running.get(w.queue).copied().unwrap_or(0);
         if busy >= limits.max_concurrent {
-            out.waiting.push((
-                w.run_id,
-                format!(
-                    "queue {} full: {busy}/{} running",
-                    w.queue, limits.max_concurrent
-                ),
+            reasons.push((
+                i,
+                Wait::QueueFull {
+                    busy,
+                    max: limits.max_concurrent,
+                },
             ));
             continue;
         }
         if host_live >= occupancy.host_max {
-            out.waiting.push((
-                w.run_id,
-                format!(
-                    "host full: {host_live}/{} live runs (runs.max_live_runs)",
-                    occupancy.host_max
-                ),
+            reasons.push((
+                i,
+                Wait::HostFull {
+                    live: host_live,
+                    max: occupancy.host_max,
+                },
             ));
             continue;
         }
-        *running.entry(w.queue.clone()).or_default() += 1;
+        *running.entry(w.queue).or_default() += 1;
         host_live += 1;
-        out.start.push(w.run_id);
+        out.start.push(i);
+    }
+    for (i, r) in reasons {
+        out.waiting[i] = Some(r);
     }
     out
 }
@@ -283,10 +325,9 @@ mod tests {
         }
     }
 
-    fn w(id: &str, queue: &str, priority: i32, seq: u64) -> Waiting {
+    fn w(queue: &'static str, priority: i32, seq: u64) -> Waiting<'static> {
         Waiting {
-            run_id: id.into(),
-            queue: queue.into(),
+            queue,
             priority,
             seq,
             not_before: 0,
@@ -308,59 +349,55 @@ mod tests {
         list.iter().map(|(k, v)| (k.to_string(), *v)).collect()
     }
 
+    /// The reason of input `i`, in words, as a run of queue `queue` shows it.
+    fn why(p: &Plan, i: usize, queue: &str) -> String {
+        p.waiting[i]
+            .as_ref()
+            .map(|w| w.describe(queue))
+            .unwrap_or_default()
+    }
+
     #[test]
     fn priority_first_then_age() {
-        let p = plan(
-            0,
-            &queues(&[("default", q(2))]),
-            &occ(&[], 100),
-            vec![
-                w("a", "default", 0, 1),
-                w("b", "default", 5, 3),
-                w("c", "default", 0, 2),
-                w("d", "default", 5, 4),
-            ],
-        );
-        assert_eq!(p.start, vec!["b", "d"]);
-        assert_eq!(
-            p.waiting,
-            vec![
-                (
-                    "a".to_string(),
-                    "queue default full: 2/2 running".to_string()
-                ),
-                (
-                    "c".to_string(),
-                    "queue default full: 2/2 running".to_string()
-                ),
-            ]
-        );
+        let input = [
+            w("default", 0, 1),
+            w("default", 5, 3),
+            w("default", 0, 2),
+            w("default", 5, 4),
+        ];
+        let p = plan(0, &queues(&[("default", q(2))]), &occ(&[], 100), &input);
+        assert_eq!(p.start, vec![1, 3]);
+        assert_eq!(why(&p, 0, "default"), "queue default full: 2/2 running");
+        assert_eq!(why(&p, 2, "default"), "queue default full: 2/2 running");
+        assert_eq!(p.waiting[1], None);
         assert!(p.cancel.is_empty());
     }
 
     #[test]
     fn a_full_queue_never_blocks_another() {
+        let input = [w("heavy", 9, 1), w("light", 0, 2)];
         let p = plan(
             0,
             &queues(&[("heavy", q(2)), ("light", q(1))]),
             &occ(&[("heavy", 2)], 100),
-            vec![w("h", "heavy", 9, 1), w("l", "light", 0, 2)],
+            &input,
         );
-        assert_eq!(p.start, vec!["l"]);
-        assert_eq!(p.waiting[0].1, "queue heavy full: 2/2 running");
+        assert_eq!(p.start, vec![1]);
+        assert_eq!(why(&p, 0, "heavy"), "queue heavy full: 2/2 running");
     }
 
     #[test]
     fn the_host_ceiling_holds_over_all_queues() {
+        let input = [w("a", 0, 1), w("b", 0, 2)];
         let p = plan(
             0,
             &queues(&[("a", q(10)), ("b", q(10))]),
             &occ(&[("a", 2)], 3),
-            vec![w("x", "a", 0, 1), w("y", "b", 0, 2)],
+            &input,
         );
-        assert_eq!(p.start, vec!["x"]);
+        assert_eq!(p.start, vec![0]);
         assert_eq!(
-            p.waiting[0].1,
+            why(&p, 1, "b"),
             "host full: 3/3 live runs (runs.max_live_runs)"
         );
     }
@@ -375,57 +412,48 @@ mod tests {
             0,
             &queues(&[("a", paused)]),
             &occ(&[], 100),
-            vec![w("x", "a", 0, 1)],
+            &[w("a", 0, 1)],
         );
         assert!(p.start.is_empty());
-        assert_eq!(p.waiting[0].1, "queue a is paused");
+        assert_eq!(why(&p, 0, "a"), "queue a is paused");
         assert_eq!(p.wake_at, None);
     }
 
     #[test]
     fn not_before_waits_and_sets_the_wake_time() {
-        let mut later = w("x", "default", 0, 1);
+        let mut later = w("default", 0, 1);
         later.not_before = 50_000_000 + 60_000;
-        let mut soon = w("y", "default", 0, 2);
+        let mut soon = w("default", 0, 2);
         soon.not_before = 50_000_000 + 1_000;
         let p = plan(
             50_000_000,
             &queues(&[("default", q(4))]),
             &occ(&[], 100),
-            vec![later.clone(), soon],
+            &[later.clone(), soon],
         );
         assert!(p.start.is_empty());
         assert_eq!(p.wake_at, Some(50_001_000));
-        assert_eq!(p.waiting[0].1, "not before 13:54:20 UTC");
+        assert_eq!(why(&p, 0, "default"), "not before 13:54:20 UTC");
         // Once the time has come it starts.
         let p = plan(
             later.not_before,
             &queues(&[("default", q(4))]),
             &occ(&[], 100),
-            vec![later],
+            &[later],
         );
-        assert_eq!(p.start, vec!["x"]);
+        assert_eq!(p.start, vec![0]);
     }
 
     #[test]
     fn dependencies_wait_start_or_cancel() {
-        let mut b = w("b", "default", 0, 2);
+        let limits = queues(&[("default", q(4))]);
+        let mut b = w("default", 0, 2);
         b.deps = vec![Dep::Succeeded, Dep::Pending { run_id: "a".into() }];
-        let p = plan(
-            0,
-            &queues(&[("default", q(4))]),
-            &occ(&[], 100),
-            vec![b.clone()],
-        );
-        assert_eq!(p.waiting, vec![("b".into(), "waiting for a".into())]);
+        let p = plan(0, &limits, &occ(&[], 100), std::slice::from_ref(&b));
+        assert_eq!(why(&p, 0, "default"), "waiting for a");
         b.deps = vec![Dep::Succeeded];
-        let p = plan(
-            0,
-            &queues(&[("default", q(4))]),
-            &occ(&[], 100),
-            vec![b.clone()],
-        );
-        assert_eq!(p.start, vec!["b"]);
+        let p = plan(0, &limits, &occ(&[], 100), std::slice::from_ref(&b));
+        assert_eq!(p.start, vec![0]);
         b.deps = vec![
             Dep::Pending { run_id: "z".into() },
             Dep::Failed {
@@ -433,43 +461,27 @@ mod tests {
                 status: "FAILED".into(),
             },
         ];
-        let p = plan(
-            0,
-            &queues(&[("default", q(4))]),
-            &occ(&[], 100),
-            vec![b.clone()],
-        );
+        let p = plan(0, &limits, &occ(&[], 100), std::slice::from_ref(&b));
         assert_eq!(
             p.cancel,
-            vec![(
-                "b".into(),
-                "dependency a ended FAILED; never started".into()
-            )]
+            vec![(0, "dependency a ended FAILED; never started".into())]
         );
+        assert_eq!(p.waiting[0], None);
         b.deps = vec![Dep::Missing { run_id: "a".into() }];
-        let p = plan(0, &queues(&[("default", q(4))]), &occ(&[], 100), vec![b]);
+        let p = plan(0, &limits, &occ(&[], 100), &[b]);
         assert!(p.cancel[0].1.contains("no longer exists"), "{p:?}");
     }
 
     #[test]
     fn queue_timeout_cancels_and_is_a_wake_time() {
-        let mut x = w("x", "default", 0, 1);
+        let mut x = w("default", 0, 1);
         x.expires_at = 10_000;
         x.queue_timeout_ms = 5_000;
-        let p = plan(
-            9_000,
-            &queues(&[("default", q(0))]),
-            &occ(&[], 100),
-            vec![x.clone()],
-        );
+        let limits = queues(&[("default", q(0))]);
+        let p = plan(9_000, &limits, &occ(&[], 100), std::slice::from_ref(&x));
         assert!(p.cancel.is_empty());
         assert_eq!(p.wake_at, Some(10_000));
-        let p = plan(
-            10_000,
-            &queues(&[("default", q(0))]),
-            &occ(&[], 100),
-            vec![x],
-        );
+        let p = plan(10_000, &limits, &occ(&[], 100), &[x]);
         assert_eq!(p.cancel.len(), 1);
         assert!(p.cancel[0].1.contains("queue_timeout"), "{p:?}");
         assert!(p.cancel[0].1.contains("5s"), "{p:?}");
@@ -477,9 +489,9 @@ mod tests {
 
     #[test]
     fn an_unconfigured_queue_waits() {
-        let p = plan(0, &queues(&[]), &occ(&[], 100), vec![w("x", "gone", 0, 1)]);
+        let p = plan(0, &queues(&[]), &occ(&[], 100), &[w("gone", 0, 1)]);
         assert!(p.start.is_empty());
-        assert!(p.waiting[0].1.contains("not configured"), "{p:?}");
+        assert!(why(&p, 0, "gone").contains("not configured"), "{p:?}");
     }
 
     #[test]

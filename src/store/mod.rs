@@ -455,3 +455,86 @@ fn commit(conn: &mut Connection, ops: &[Op]) -> rusqlite::Result<()> {
     }
     tx.commit()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database written before the queue (schema version 2) opens, migrates, and its runs
+    /// are in the default queue with no policy; alerts fire once per dedup key and resolve.
+    #[tokio::test]
+    async fn a_version_2_store_migrates_and_alerts_fire_once_and_resolve() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let conn = Connection::open(dir.path().join(DB_FILE)).expect("db");
+            for m in &schema::MIGRATIONS[..2] {
+                conn.execute_batch(m).expect("old migration");
+            }
+            conn.pragma_update(None, "user_version", 2)
+                .expect("version");
+            conn.execute(
+                "INSERT INTO runs VALUES ('run_0123456789ab', 1, 'SUCCEEDED', '[\"true\"]', '/',
+                 '{}', '{}', '[\"SIGTERM\"]', 5000, 10, 10, 1, 2, 3, 0, NULL, '', 1, '', 0, 0,
+                 'process-group', 0, 0, '', 0, 0, '', '')",
+                [],
+            )
+            .expect("old row");
+        }
+        let opened = Store::open(dir.path()).expect("open");
+        assert_eq!(opened.runs.len(), 1);
+        let r = &opened.runs[0].record;
+        assert_eq!(r.status, crate::run::RunStatus::Succeeded);
+        assert_eq!(r.spec.policy.queue, "default");
+        assert_eq!(r.spec.policy.restart, None);
+        assert_eq!((r.queued_at, r.timeout_at, r.policy_restarts), (0, 0, 0));
+        let store = opened.store;
+        let fire = || AlertFire {
+            kind: "queue_depth".into(),
+            dedup_key: "queue_depth:agents".into(),
+            message: "deep".into(),
+            labels: [("queue".to_string(), "agents".to_string())].into(),
+        };
+        for _ in 0..2 {
+            store
+                .write_and_wait(Batch {
+                    fire: vec![fire()],
+                    ..Batch::default()
+                })
+                .await
+                .expect("fire");
+        }
+        let open = store.open_alerts().expect("alerts");
+        assert_eq!(open.len(), 1, "{open:?}");
+        assert_eq!(
+            open[0].labels.get("queue").map(String::as_str),
+            Some("agents")
+        );
+        store
+            .write_and_wait(Batch {
+                resolve: vec!["queue_depth:agents".into()],
+                ..Batch::default()
+            })
+            .await
+            .expect("resolve");
+        assert!(store.open_alerts().expect("alerts").is_empty());
+        let recent = store.alerts_of_kinds(&["queue_depth"], 0).expect("recent");
+        assert_eq!(recent.len(), 1);
+        assert!(recent[0].resolved_at > 0, "{recent:?}");
+        // Once resolved, the condition coming back is a new alert.
+        store
+            .write_and_wait(Batch {
+                fire: vec![fire()],
+                ..Batch::default()
+            })
+            .await
+            .expect("fire again");
+        assert_eq!(store.open_alerts().expect("alerts").len(), 1);
+        assert_eq!(
+            store
+                .alerts_of_kinds(&["queue_depth"], 0)
+                .expect("all")
+                .len(),
+            2
+        );
+    }
+}

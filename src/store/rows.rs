@@ -6,6 +6,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection, Row};
 
 use crate::run::{RunRecord, RunSpec, RunStatus};
+use crate::schedule::{RunPolicy, DEFAULT_QUEUE};
 use crate::store::{Alert, LoadedRun};
 
 pub fn status_from_str(s: &str) -> Option<RunStatus> {
@@ -89,6 +90,15 @@ fn parse_opt<T: serde::de::DeserializeOwned>(s: String) -> Option<T> {
     serde_json::from_str(&s).ok()
 }
 
+/// A run's queue and policy; runs of daemons before the queue were in the default queue.
+fn policy_of(text: String) -> RunPolicy {
+    let mut p: RunPolicy = parse_opt(text).unwrap_or_default();
+    if p.queue.is_empty() {
+        p.queue = DEFAULT_QUEUE.to_string();
+    }
+    p
+}
+
 fn run_from_row(row: &Row<'_>) -> rusqlite::Result<LoadedRun> {
     let status: String = row.get("status")?;
     let argv: Vec<String> = parse_json(row.get("argv")?);
@@ -107,7 +117,7 @@ fn run_from_row(row: &Row<'_>) -> rusqlite::Result<LoadedRun> {
             stop_signals,
             grace: Duration::from_millis(grace_ms.max(0) as u64),
             agent: parse_opt(row.get("agent_spec")?),
-            policy: parse_opt(row.get("policy")?).unwrap_or_default(),
+            policy: policy_of(row.get("policy")?),
             owner: parse_opt(row.get("owner")?),
         }),
         // An unknown status word can only come from a damaged row: treat the run as lost.

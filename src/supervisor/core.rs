@@ -74,6 +74,15 @@ struct Entry {
     alerted: Vec<RuleKind>,
     /// Output byte counts as last written to the store (idle runs are not rewritten).
     written_bytes: (u64, u64),
+    /// For a queued run: why it waits, as the scheduler last said.
+    wait: Option<crate::schedule::Wait>,
+}
+
+/// Where a queued run stands in the queue: priority first, then age.
+type QueueKey = (std::cmp::Reverse<i32>, u64);
+
+fn queue_key(e: &Entry) -> QueueKey {
+    (std::cmp::Reverse(e.record.spec.policy.priority), e.seq)
 }
 
 struct Core {
@@ -88,8 +97,10 @@ struct Core {
     /// Stuck-rule timers: when each agent run's earliest rule could fire.
     deadlines: BTreeSet<(i64, String)>,
     armed: HashMap<String, i64>,
-    /// Runs in QUEUED.
-    queued: BTreeSet<String>,
+    /// Runs in QUEUED, in the order they would start (priority, then age).
+    queued: std::collections::BTreeMap<QueueKey, String>,
+    /// Queued runs per queue, as of the last dispatch.
+    queued_depth: HashMap<String, usize>,
     /// Live runs per queue.
     live_by_queue: HashMap<String, usize>,
     /// Queues paused by UpdateQueue, and live limits (until the next reload).
@@ -108,6 +119,8 @@ struct Core {
     dispatch_needed: bool,
     /// Dedup keys of alerts this core fired and has not resolved.
     firing: HashSet<String>,
+    /// The progress of a run that has not started (shared by all queued runs).
+    no_output: watch::Receiver<OutputProgress>,
 }
 
 type Done = Box<dyn FnOnce(Result<(), String>) + Send>;
@@ -135,7 +148,8 @@ pub fn start(settings: CoreSettings) -> SupervisorHandle {
         shutdown_waiters: Vec::new(),
         deadlines: BTreeSet::new(),
         armed: HashMap::new(),
-        queued: BTreeSet::new(),
+        queued: std::collections::BTreeMap::new(),
+        queued_depth: HashMap::new(),
         live_by_queue: HashMap::new(),
         paused: HashSet::new(),
         live_limits: HashMap::new(),
@@ -146,6 +160,7 @@ pub fn start(settings: CoreSettings) -> SupervisorHandle {
         sched_wake: None,
         dispatch_needed: false,
         firing: HashSet::new(),
+        no_output: watch::channel(OutputProgress::default()).1,
     };
     // Alerts an earlier daemon left firing are resolved by this one once their condition is gone.
     if let Ok(open) = core
@@ -179,7 +194,10 @@ pub fn start(settings: CoreSettings) -> SupervisorHandle {
     for h in history {
         let r = &h.record;
         if r.status == RunStatus::Queued {
-            core.queued.insert(r.run_id.clone());
+            core.queued.insert(
+                (std::cmp::Reverse(r.spec.policy.priority), h.seq),
+                r.run_id.clone(),
+            );
         }
         if !r.restart_of.is_empty() {
             core.successors
@@ -218,6 +236,7 @@ pub fn start(settings: CoreSettings) -> SupervisorHandle {
                 dirty: false,
                 alerted: Vec::new(),
                 written_bytes: (0, 0),
+                wait: None,
             },
         );
     }
@@ -333,7 +352,7 @@ impl Core {
     fn handle(&mut self, msg: Msg) {
         match msg {
             Msg::Spawn { req, reply } => {
-                self.spawn(req, reply);
+                self.spawn(*req, reply);
             }
             Msg::Cancel {
                 run_id,
@@ -425,6 +444,9 @@ impl Core {
                     e.record.status = RunStatus::Running;
                 }
                 self.arm_timeout(&run_id);
+                // The stuck rules run from the start: an agent that never prints a line nor
+                // writes a heartbeat is the stuck start init_timeout is for.
+                self.arm_health(&run_id);
                 let Some(e) = self.runs.get_mut(&run_id) else {
                     return;
                 };
@@ -979,14 +1001,14 @@ impl Core {
             restarted_as: String::new(),
         };
         self.next_seq += 1;
-        let (_progress_tx, progress) = watch::channel(OutputProgress::default());
         self.runs.insert(
             run_id.clone(),
             Entry {
                 seq: self.next_seq,
                 record,
                 control: None,
-                progress,
+                // No output yet: every queued run shares one channel until it starts.
+                progress: self.no_output.clone(),
                 intent: None,
                 kill_sent: false,
                 force_sent: false,
@@ -997,9 +1019,12 @@ impl Core {
                 dirty: false,
                 alerted: Vec::new(),
                 written_bytes: (0, 0),
+                wait: None,
             },
         );
-        self.queued.insert(run_id.clone());
+        if let Some(e) = self.runs.get(&run_id) {
+            self.queued.insert(queue_key(e), run_id.clone());
+        }
         if !restart_of.is_empty() {
             self.successors.insert(restart_of, run_id.clone());
         }
@@ -1021,20 +1046,22 @@ impl Core {
             .get(&queue)
             .map(|q| q.max_queued)
             .unwrap_or(0);
+        // The others waiting in its queue (the last dispatch counted this run too).
         let waiting = self
-            .queued
-            .iter()
-            .filter(|id| *id != &run_id)
-            .filter(|id| {
-                self.runs
-                    .get(*id)
-                    .is_some_and(|o| o.record.spec.policy.queue == queue)
-            })
-            .count();
+            .queued_depth
+            .get(&queue)
+            .copied()
+            .unwrap_or(1)
+            .saturating_sub(1);
         if waiting >= max_queued {
             // No room to wait: the run never existed.
             let e = self.runs.remove(&run_id);
-            self.queued.remove(&run_id);
+            if let Some(e) = &e {
+                self.queued.remove(&queue_key(e));
+            }
+            if let Some(d) = self.queued_depth.get_mut(&queue) {
+                *d = d.saturating_sub(1);
+            }
             self.successors.retain(|_, v| v != &run_id);
             if !key.is_empty() {
                 self.idempotency.remove(&key);
@@ -1389,6 +1416,9 @@ fn stuck_key(run_id: &str, rule: RuleKind) -> String {
 /// The record with the output counters as of now.
 fn snapshot(e: &Entry) -> RunRecord {
     let mut r = e.record.clone();
+    if let Some(w) = &e.wait {
+        r.waiting_reason = w.describe(&r.spec.policy.queue);
+    }
     if e.control.is_some() || !r.status.is_terminal() || r.stdout_bytes == 0 {
         let p = *e.progress.borrow();
         r.stdout_bytes = r.stdout_bytes.max(p.stdout);

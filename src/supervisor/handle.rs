@@ -231,6 +231,7 @@ impl SupervisorHandle {
     }
 
     pub async fn spawn(&self, req: SpawnRequest) -> Result<RunRecord, ApiError> {
+        let req = Box::new(req);
         self.ask(|reply| Msg::Spawn { req, reply }).await?
     }
 

@@ -4,7 +4,7 @@
 mod core;
 mod handle;
 pub mod recover;
-mod validate;
+pub(crate) mod validate;
 
 pub use self::core::{start, AgentUser, CoreSettings};
 pub use self::handle::{
@@ -53,7 +53,7 @@ pub struct RunEvent {
 pub enum Msg {
     // From the API.
     Spawn {
-        req: SpawnRequest,
+        req: Box<SpawnRequest>,
         reply: oneshot::Sender<Result<RunRecord, ApiError>>,
     },
     Get {

@@ -26,6 +26,17 @@ pub struct Validator<'a> {
     pub now_ms: i64,
 }
 
+/// The error for a queue the config does not define, listing the ones it does.
+pub fn unknown_queue(config: &Config, queue: &str) -> ApiError {
+    ApiError::invalid(
+        "queue",
+        format!(
+            "unknown queue {queue:?}; queues: {}",
+            config.queues.keys().cloned().collect::<Vec<_>>().join(", ")
+        ),
+    )
+}
+
 /// A restart policy from the API's fields: zero means the default; `on` empty means none.
 pub fn restart_policy(
     on: &[String],
@@ -97,18 +108,7 @@ impl Validator<'_> {
                 .unwrap_or_else(|| DEFAULT_QUEUE.to_string())
         };
         if !self.config.queues.contains_key(&queue) {
-            return Err(ApiError::invalid(
-                "queue",
-                format!(
-                    "unknown queue {queue:?}; queues: {}",
-                    self.config
-                        .queues
-                        .keys()
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            ));
+            return Err(unknown_queue(self.config, &queue));
         }
         for (i, id) in req.after.iter().enumerate() {
             if !(self.known_run)(id) {
@@ -377,5 +377,106 @@ impl Validator<'_> {
             resume_session: req.resume_session.clone(),
         });
         Ok(spec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = "[queues.agents]\nmax_concurrent = 2\n\n[workflows.builder]\nqueue = \"agents\"\nrestart = { on = [\"lost\"] }\n";
+
+    fn check(req: &SpawnRequest) -> Result<RunSpec, ApiError> {
+        let config = Config::parse(CONFIG, "t.toml").expect("config");
+        let known = |id: &str| id == "run_0123456789ab";
+        let v = Validator {
+            config: &config,
+            default_cwd: Path::new("/"),
+            known_run: &known,
+            now_ms: 1_000_000,
+        };
+        v.validate(req)
+    }
+
+    fn argv() -> SpawnRequest {
+        SpawnRequest {
+            argv: vec!["true".into()],
+            ..SpawnRequest::default()
+        }
+    }
+
+    fn field(r: Result<RunSpec, ApiError>) -> String {
+        match r {
+            Err(ApiError::InvalidArgument { field, message }) => format!("{field}: {message}"),
+            other => panic!("expected InvalidArgument, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_queue_is_the_spawns_else_the_workflows_else_default() {
+        let spec = check(&argv()).expect("valid");
+        assert_eq!(spec.policy.queue, "default");
+        assert_eq!(spec.policy.restart, None);
+        let mut req = argv();
+        req.queue = "agents".into();
+        assert_eq!(check(&req).expect("valid").policy.queue, "agents");
+        let req = SpawnRequest {
+            workflow: "builder".into(),
+            prompt: "do it".into(),
+            ..SpawnRequest::default()
+        };
+        let spec = check(&req).expect("valid");
+        assert_eq!(spec.policy.queue, "agents");
+        assert_eq!(
+            spec.policy.restart.map(|r| r.on),
+            Some(vec![RestartOn::Lost])
+        );
+        let mut req = argv();
+        req.queue = "heavy".into();
+        let e = field(check(&req));
+        assert!(
+            e.starts_with("queue:") && e.contains("agents, default"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn policy_fields_are_checked_and_named() {
+        let mut req = argv();
+        req.after = vec!["run_0123456789ab".into(), "run_0123456789ab".into()];
+        assert_eq!(check(&req).expect("valid").policy.after.len(), 1);
+        req.after.push("run_ffffffffffff".into());
+        assert!(field(check(&req)).starts_with("after: after[2]"));
+        let mut req = argv();
+        req.timeout_ms = MAX_POLICY_MS + 1;
+        assert!(field(check(&req)).starts_with("timeout_ms:"));
+        let mut req = argv();
+        req.queue_timeout_ms = MAX_POLICY_MS + 1;
+        assert!(field(check(&req)).starts_with("queue_timeout_ms:"));
+        let mut req = argv();
+        req.not_before = -1;
+        assert!(field(check(&req)).starts_with("not_before:"));
+        req.not_before = 1_000_000 + MAX_POLICY_MS as i64 + 1;
+        assert!(field(check(&req)).contains("30 days"));
+        let mut req = argv();
+        req.idempotency_key = "k".repeat(MAX_IDEMPOTENCY_KEY);
+        assert!(check(&req).is_ok());
+        req.idempotency_key.push('k');
+        assert!(field(check(&req)).starts_with("idempotency_key:"));
+    }
+
+    #[test]
+    fn restart_policies_from_the_api_take_defaults_for_zero() {
+        assert_eq!(restart_policy(&[], 5, 1, 1, 1).expect("ok"), None);
+        let p = restart_policy(&["failed".into(), "TIMED_OUT".into()], 0, 0, 0, 0)
+            .expect("ok")
+            .expect("some");
+        assert_eq!(p.on, vec![RestartOn::Failed, RestartOn::TimedOut]);
+        assert_eq!(p.max_restarts, 3);
+        assert_eq!((p.backoff_ms, p.max_backoff_ms), (10_000, 300_000));
+        let e = restart_policy(&["often".into()], 0, 0, 0, 0).expect_err("bad word");
+        assert!(e.to_string().starts_with("restart.on:"), "{e}");
+        let e = restart_policy(&["lost".into()], 0, MAX_POLICY_MS + 1, 0, 0).expect_err("long");
+        assert!(e.to_string().starts_with("restart.backoff_ms:"), "{e}");
     }
 }

@@ -12,8 +12,7 @@
 #   2. `systemctl status` shows the daemon's STATUS= line;
 #   3. runs (an argv run through wfctl, a workflow run through a raw gRPC call on the socket)
 #      live in the service's delegated cgroup, under .../wf-supervisor.service/runs/<run_id>;
-#   4. `systemctl reload` applies a changed runs.max_live_runs (a spawn over it is refused with
-#      RESOURCE_EXHAUSTED);
+#   4. `systemctl reload` applies a changed runs.max_live_runs (a spawn over it waits QUEUED);
 #   5. a wedged core (SIGUSR2 with [debug] wedge_on_sigusr2) is restarted by the watchdog;
 #   6. `systemctl stop` ends every run (TERM-ignoring runs and a setsid escapee included) and
 #      leaves no process and no cgroup;

@@ -23,6 +23,9 @@ use crate::supervisor::handle::{
 use crate::supervisor::{EndIntent, Msg};
 use crate::time::now_ms;
 
+/// Called with the run once its change is durable (or with the failure).
+pub(super) type RunReply = Box<dyn FnOnce(Result<RunRecord, ApiError>) + Send>;
+
 /// How long an idempotency key names its run.
 pub const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
 
@@ -89,20 +92,15 @@ impl Core {
         // Cancelling a run can fail its dependents: plan again until nothing more is cancelled.
         for _ in 0..64 {
             let now = now_ms();
-            let waiting: Vec<Waiting> = self
+            let (ids, waiting): (Vec<&str>, Vec<Waiting<'_>>) = self
                 .queued
-                .iter()
-                .filter_map(|id| self.runs.get(id))
-                .map(|e| {
+                .values()
+                .filter_map(|id| self.runs.get(id).map(|e| (id.as_str(), e)))
+                .map(|(id, e)| {
                     let p = &e.record.spec.policy;
-                    let since = if e.record.queued_at > 0 {
-                        e.record.queued_at
-                    } else {
-                        e.record.created_at
-                    };
-                    Waiting {
-                        run_id: e.record.run_id.clone(),
-                        queue: p.queue.clone(),
+                    let since = waiting_since(e);
+                    let w = Waiting {
+                        queue: &p.queue,
                         priority: p.priority,
                         seq: e.seq,
                         not_before: p.not_before,
@@ -113,28 +111,53 @@ impl Core {
                         },
                         queue_timeout_ms: p.queue_timeout_ms,
                         deps: p.after.iter().map(|d| self.dep_state(d)).collect(),
-                    }
+                    };
+                    (id, w)
                 })
-                .collect();
+                .unzip();
             let occupancy = Occupancy {
                 running: self.live_by_queue.clone(),
                 host_live: self.live,
                 host_max: self.s.config.max_live_runs,
             };
-            let plan = schedule::plan(now, &self.queue_limits(), &occupancy, waiting);
-            for (id, reason) in plan.waiting {
-                if let Some(e) = self.runs.get_mut(&id) {
-                    e.record.waiting_reason = reason;
+            let plan = schedule::plan(now, &self.queue_limits(), &occupancy, &waiting);
+            drop(waiting);
+            let start: Vec<String> = plan.start.iter().map(|i| ids[*i].to_string()).collect();
+            let cancel: Vec<(String, String)> = plan
+                .cancel
+                .into_iter()
+                .map(|(i, reason)| (ids[i].to_string(), reason))
+                .collect();
+            // Depth and the longest wait per queue, over the runs that stay queued.
+            let mut depth: HashMap<String, usize> = HashMap::new();
+            let mut oldest: HashMap<String, i64> = HashMap::new();
+            for (id, wait) in ids.iter().zip(plan.waiting) {
+                let Some(e) = self.runs.get_mut(*id) else {
+                    continue;
+                };
+                if wait.is_some() {
+                    let (q, since) = (&e.record.spec.policy.queue, waiting_since(e));
+                    match depth.get_mut(q) {
+                        Some(d) => *d += 1,
+                        None => {
+                            depth.insert(q.clone(), 1);
+                        }
+                    }
+                    let o = oldest.entry(q.clone()).or_insert(since);
+                    *o = (*o).min(since);
                 }
+                e.wait = wait;
             }
             self.sched_wake = plan.wake_at;
-            for id in plan.start {
+            for id in start {
                 self.start_run(&id);
             }
-            if plan.cancel.is_empty() {
+            if cancel.is_empty() {
+                self.queued_depth = depth;
+                self.check_queue_alerts(now, &oldest);
                 break;
             }
-            for (id, reason) in plan.cancel {
+            for (id, reason) in cancel {
                 info!(run_id = id, reason, "queued run cancelled by policy");
                 let audit = AuditRecord::new(
                     Caller::Daemon,
@@ -146,7 +169,6 @@ impl Core {
                 self.end_queued(&id, reason, vec![audit], None);
             }
         }
-        self.check_queue_alerts(now_ms());
     }
 
     /// Start a queued run: STARTING on record first, then the fork (a daemon killed in between
@@ -155,9 +177,9 @@ impl Core {
         let Some(e) = self.runs.get_mut(run_id) else {
             return;
         };
-        self.queued.remove(run_id);
+        self.queued.remove(&super::queue_key(e));
         e.record.status = RunStatus::Starting;
-        e.record.waiting_reason.clear();
+        e.wait = None;
         let spec = (*e.record.spec).clone();
         if spec.agent.is_some() {
             e.record.agent = Some(AgentState {
@@ -261,16 +283,19 @@ impl Core {
         run_id: &str,
         reason: String,
         mut audits: Vec<AuditRecord>,
-        reply: Option<Box<dyn FnOnce(Result<RunRecord, ApiError>) + Send>>,
+        reply: Option<RunReply>,
     ) {
         let Some(e) = self.runs.get_mut(run_id) else {
             return;
         };
-        self.queued.remove(run_id);
+        self.queued.remove(&super::queue_key(e));
+        if let Some(d) = self.queued_depth.get_mut(&e.record.spec.policy.queue) {
+            *d = d.saturating_sub(1);
+        }
         e.record.status = RunStatus::Cancelled;
         e.record.ended_at = now_ms();
         e.record.end_reason = reason.clone();
-        e.record.waiting_reason.clear();
+        e.wait = None;
         let rec = snapshot(e);
         // A spawn still waiting for its answer (its dependency had already failed) gets it now.
         let spawn_reply = e.spawn_reply.take();
@@ -591,18 +616,9 @@ impl Core {
         max_concurrent: Option<usize>,
     ) -> Result<QueueFigures, ApiError> {
         if !self.s.config.queues.contains_key(&queue) {
-            return Err(ApiError::invalid(
-                "queue",
-                format!(
-                    "unknown queue {queue:?}; queues: {}",
-                    self.s
-                        .config
-                        .queues
-                        .keys()
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
+            return Err(crate::supervisor::validate::unknown_queue(
+                &self.s.config,
+                &queue,
             ));
         }
         if let Some(m) = max_concurrent {
@@ -697,26 +713,13 @@ impl Core {
 
     /// Fire the queue alerts whose condition holds and resolve those whose condition is gone;
     /// arm a wake-up for the next run to cross its queue's wait threshold.
-    pub(super) fn check_queue_alerts(&mut self, now: i64) {
-        let mut depth: HashMap<&str, usize> = HashMap::new();
-        let mut oldest: HashMap<&str, i64> = HashMap::new();
-        for id in &self.queued {
-            let Some(e) = self.runs.get(id) else { continue };
-            let q = e.record.spec.policy.queue.as_str();
-            *depth.entry(q).or_default() += 1;
-            let since = if e.record.queued_at > 0 {
-                e.record.queued_at
-            } else {
-                e.record.created_at
-            };
-            let o = oldest.entry(q).or_insert(since);
-            *o = (*o).min(since);
-        }
+    pub(super) fn check_queue_alerts(&mut self, now: i64, oldest: &HashMap<String, i64>) {
+        let depth = &self.queued_depth;
         let mut fire = Vec::new();
         let mut resolve = Vec::new();
         let mut wake: Option<i64> = None;
         for (name, q) in &self.s.config.queues {
-            let d = depth.get(name.as_str()).copied().unwrap_or(0);
+            let d = depth.get(name).copied().unwrap_or(0);
             let key = format!("queue_depth:{name}");
             let deep = d > q.alert_queue_depth;
             let mut labels = BTreeMap::new();
@@ -736,7 +739,7 @@ impl Core {
             }
             let key = format!("queue_wait:{name}");
             let limit = q.alert_queue_wait.as_millis() as i64;
-            let waited = oldest.get(name.as_str()).map(|s| now - s);
+            let waited = oldest.get(name).map(|s| now - s);
             let long = waited.is_some_and(|w| w >= limit);
             if long && self.firing.insert(key.clone()) {
                 fire.push(AlertFire {
@@ -752,7 +755,7 @@ impl Core {
             } else if !long && self.firing.remove(&key) {
                 resolve.push(key);
             }
-            if let (false, Some(s)) = (long, oldest.get(name.as_str())) {
+            if let (false, Some(s)) = (long, oldest.get(name)) {
                 let at = s + limit;
                 wake = Some(wake.map_or(at, |w| w.min(at)));
             }
@@ -781,6 +784,15 @@ impl Core {
                 None,
             );
         }
+    }
+}
+
+/// Since when a queued run has waited.
+fn waiting_since(e: &super::Entry) -> i64 {
+    if e.record.queued_at > 0 {
+        e.record.queued_at
+    } else {
+        e.record.created_at
     }
 }
 

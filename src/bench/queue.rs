@@ -1,0 +1,309 @@
+//! queue: the work queue under load. (1) Throughput: N runs of `true` from 4 clients through the
+//! default queue limited to 16 at once (UpdateQueue), against the same N with no queue limit in
+//! the same run, each on a fresh daemon; the clock runs from the first Spawn until a Watch stream
+//! opened before it has seen every run end. (2) Dispatch latency: a slot frees (the holder's
+//! leader exits, seen on a pidfd) -> the next queued run's process exists (its FIFO marker line);
+//! the raw baseline is a plain fork/exec of the same command to its marker. (3) Memory per queued
+//! run: the daemon's RSS before and after M spawns into a paused queue. (4) List and
+//! GetQueueHealth answer times with those M queued. Everything ends with one bulk Cancel.
+use std::collections::{BTreeMap, HashSet};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures::future::join_all;
+use wf_supervisor::proto::{
+    CancelRequest, GetQueueHealthRequest, GetRequest, ListRequest, RunStatus, Selector,
+    UpdateQueueRequest, WatchRequest,
+};
+
+use super::daemon::{self, Client, Daemon};
+use super::fifo::Fifo;
+use super::raw::{self, Stdout};
+use super::report::{Report, Row};
+use super::stats::{ms, Summary};
+use super::{procs, sys, Ctx};
+
+const QUEUE_LIMIT: u32 = 16;
+const MARKER: &str = r#"echo "ready $BENCH_TRIAL" > "$BENCH_FIFO""#;
+
+/// How much work: the issue's sizes for a full run, small ones for --quick.
+struct Sizes {
+    runs: usize,
+    queued: usize,
+    dispatch_trials: usize,
+    latency_trials: usize,
+}
+
+fn sizes(ctx: &Ctx) -> Sizes {
+    let p = &ctx.plan;
+    if p.quick {
+        Sizes {
+            runs: 300,
+            queued: 1000,
+            dispatch_trials: p.spawn_trials.min(20),
+            latency_trials: p.scale_latency_trials.min(20),
+        }
+    } else {
+        Sizes {
+            runs: 10_000,
+            queued: 10_000,
+            dispatch_trials: p.spawn_trials.min(200),
+            latency_trials: p.scale_latency_trials,
+        }
+    }
+}
+
+async fn set_queue(c: &mut Client, paused: Option<bool>, max: Option<u32>) -> anyhow::Result<()> {
+    c.update_queue(UpdateQueueRequest {
+        queue: "default".into(),
+        paused,
+        max_concurrent: max,
+    })
+    .await
+    .context("UpdateQueue")?;
+    Ok(())
+}
+
+pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
+    let s = sizes(ctx);
+    let mut rep = Report::new("queue");
+
+    // (1) Throughput, unqueued then queued, each on a fresh daemon.
+    let mut rates = Vec::new();
+    for limit in [None, Some(QUEUE_LIMIT)] {
+        let mut d = Daemon::start(ctx, &format!("queue-tp-{}", limit.unwrap_or(0))).await?;
+        let r = throughput(ctx, &d, s.runs, limit).await;
+        rep.daemon_stopped(d.stop());
+        rates.push(r?);
+    }
+    let (free, queued) = (rates[0], rates[1]);
+    rep.rows.push(
+        Row::value(
+            "queue",
+            &format!("{} x true, 4 clients, max_concurrent {QUEUE_LIMIT}", s.runs),
+            "runs/s",
+            queued,
+        )
+        .raw_value(free)
+        .target(
+            format!(">= 90% of unqueued ({free:.0} runs/s here)"),
+            queued >= 0.9 * free,
+        ),
+    );
+    rep.notes.push(
+        "the throughput row's raw column is the same load with no queue limit, on the daemon"
+            .to_string(),
+    );
+
+    // (2)-(4) on one daemon.
+    let mut d = Daemon::start(ctx, "queue").await?;
+    let r = on_one_daemon(ctx, &d, &s, &mut rep).await;
+    rep.daemon_stopped(d.stop());
+    r?;
+    Ok(rep)
+}
+
+/// Runs of `true` from 4 clients; runs/s until the Watch stream has seen them all end.
+async fn throughput(
+    ctx: &Ctx,
+    d: &Daemon,
+    total: usize,
+    limit: Option<u32>,
+) -> anyhow::Result<f64> {
+    let mut admin = d.client().await?;
+    if let Some(l) = limit {
+        set_queue(&mut admin, None, Some(l)).await?;
+    }
+    let mut stream = admin
+        .watch(WatchRequest {
+            run_id: String::new(),
+        })
+        .await?
+        .into_inner();
+    let watch = tokio::spawn(async move {
+        let mut ended: HashSet<String> = HashSet::new();
+        while let Ok(Some(ev)) = stream.message().await {
+            if daemon::is_terminal(ev.status) {
+                ended.insert(ev.run_id);
+                if ended.len() >= total {
+                    return Some(Instant::now());
+                }
+            }
+        }
+        None
+    });
+    let clients = d.clients(4).await?;
+    let per = total.div_ceil(clients.len());
+    let t0 = Instant::now();
+    let jobs = clients.into_iter().enumerate().map(|(ci, mut c)| {
+        let n = per.min(total.saturating_sub(ci * per));
+        async move {
+            for _ in 0..n {
+                daemon::spawn(&mut c, ctx, &["true"], &[]).await?;
+            }
+            anyhow::Ok(())
+        }
+    });
+    for r in join_all(jobs).await {
+        r?;
+    }
+    let end = tokio::time::timeout(Duration::from_secs(600), watch)
+        .await
+        .context("the runs did not all end within 10 minutes")??
+        .context("the Watch stream ended early")?;
+    Ok(total as f64 / end.duration_since(t0).as_secs_f64())
+}
+
+/// Holds the process behind `pid` by a pidfd; then, on a blocking thread, waits until it has
+/// exited and says when that was seen.
+fn on_exit(pid: i32) -> anyhow::Result<tokio::task::JoinHandle<Option<Instant>>> {
+    let fd = sys::pidfd_open(pid).with_context(|| format!("pidfd_open({pid})"))?;
+    let held = procs::Held { pid, fd };
+    Ok(tokio::task::spawn_blocking(move || {
+        procs::wait_all_exited(
+            std::slice::from_ref(&held),
+            Instant::now() + Duration::from_secs(30),
+        )
+        .last
+    }))
+}
+
+async fn on_one_daemon(ctx: &Ctx, d: &Daemon, s: &Sizes, rep: &mut Report) -> anyhow::Result<()> {
+    let mut c = d.client().await?;
+    set_queue(&mut c, None, Some(1)).await?;
+    let mut fifo = Fifo::create(&ctx.tmp().join("queue.fifo"))?;
+    let fifo_path = fifo.path().display().to_string();
+
+    // (2) Dispatch latency: the holder exits, the queued run starts.
+    let mut dispatch_ms = Vec::new();
+    let mut raw_ms = Vec::new();
+    for i in 0..s.dispatch_trials {
+        let holder = daemon::spawn(&mut c, ctx, &["sleep", "0.2"], &[]).await?;
+        let trial = ctx.unique(&format!("queue-d{i}"));
+        let env = [
+            ("BENCH_FIFO", fifo_path.clone()),
+            ("BENCH_TRIAL", trial.clone()),
+        ];
+        let next = daemon::spawn(&mut c, ctx, &["sh", "-c", MARKER], &env).await?;
+        if next.status != RunStatus::Queued as i32 {
+            anyhow::bail!("the second run did not wait behind the first: {next:?}");
+        }
+        let pid = c
+            .get(GetRequest {
+                run_id: holder.run_id.clone(),
+            })
+            .await?
+            .into_inner()
+            .pid;
+        let t0 = on_exit(pid)?
+            .await?
+            .context("the holder did not exit within 30 s")?;
+        let at = fifo
+            .wait_line(&format!("ready {trial}"), Duration::from_secs(10))
+            .await?;
+        dispatch_ms.push(ms(at.saturating_duration_since(t0)));
+        daemon::wait_terminal(&mut c, &next.run_id, Duration::from_secs(30)).await?;
+
+        // Raw: fork/exec of the same command to its marker line.
+        let trial = ctx.unique(&format!("queue-r{i}"));
+        let mut env: BTreeMap<String, String> = BTreeMap::new();
+        env.insert("BENCH_FIFO".into(), fifo_path.clone());
+        env.insert("BENCH_TRIAL".into(), trial.clone());
+        let (k, v) = ctx.tag_env();
+        env.insert(k, v);
+        let argv: Vec<String> = ["sh", "-c", MARKER].iter().map(|a| a.to_string()).collect();
+        let t0 = Instant::now();
+        let mut child = raw::spawn(&argv, &env, ctx.tmp(), Stdout::Pipe)?;
+        let at = fifo
+            .wait_line(&format!("ready {trial}"), Duration::from_secs(10))
+            .await?;
+        raw_ms.push(ms(at.saturating_duration_since(t0)));
+        child.reap();
+    }
+    let p99 = Summary::of(&dispatch_ms).map(|s| s.p99).unwrap_or(f64::MAX);
+    rep.rows.push(
+        Row::dist(
+            "queue",
+            "slot frees -> next queued run's process exists",
+            "ms",
+            &dispatch_ms,
+        )
+        .raw_dist(&raw_ms)
+        .target("p99 <= 2 ms", p99 <= 2.0),
+    );
+
+    // (3) Memory per queued run: M spawns into a paused queue.
+    set_queue(&mut c, Some(true), None).await?;
+    let before = d.usage()?.rss_kib;
+    let clients = d.clients(4).await?;
+    let per = s.queued.div_ceil(clients.len());
+    let jobs = clients.into_iter().enumerate().map(|(ci, mut c)| {
+        let n = per.min(s.queued.saturating_sub(ci * per));
+        async move {
+            for _ in 0..n {
+                daemon::spawn(&mut c, ctx, &["true"], &[("BENCH_QUEUED", "1".to_string())]).await?;
+            }
+            anyhow::Ok(())
+        }
+    });
+    for r in join_all(jobs).await {
+        r?;
+    }
+    let after = d.usage()?.rss_kib;
+    let per_run = after.saturating_sub(before) as f64 / s.queued as f64;
+    rep.rows.push(
+        Row::value(
+            "queue",
+            &format!("daemon RSS per queued run ({} queued)", s.queued),
+            "KiB",
+            per_run,
+        )
+        .target("<= 4 KiB", per_run <= 4.0),
+    );
+
+    // (4) List and GetQueueHealth with M queued.
+    let mut list_ms = Vec::new();
+    let mut health_ms = Vec::new();
+    for _ in 0..s.latency_trials {
+        let t = Instant::now();
+        let n = c
+            .list(ListRequest::default())
+            .await?
+            .into_inner()
+            .runs
+            .len();
+        list_ms.push(ms(t.elapsed()));
+        if n < s.queued {
+            anyhow::bail!("List returned {n} runs, fewer than the {} queued", s.queued);
+        }
+        let t = Instant::now();
+        c.get_queue_health(GetQueueHealthRequest {}).await?;
+        health_ms.push(ms(t.elapsed()));
+    }
+    for (metric, samples) in [
+        ("List with the queued runs", &list_ms),
+        ("GetQueueHealth with the queued runs", &health_ms),
+    ] {
+        let p99 = Summary::of(samples).map(|s| s.p99).unwrap_or(f64::MAX);
+        rep.rows
+            .push(Row::dist("queue", metric, "ms", samples).target("p99 <= 20 ms", p99 <= 20.0));
+    }
+    // End them all in one bulk call (each cancelled and audited).
+    let t = Instant::now();
+    let out = c
+        .cancel(CancelRequest {
+            selector: Some(Selector {
+                statuses: vec![RunStatus::Queued as i32],
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    rep.notes.push(format!(
+        "bulk Cancel of {} queued runs took {:.0} ms",
+        out.results.len(),
+        ms(t.elapsed())
+    ));
+    Ok(())
+}
