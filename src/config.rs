@@ -58,6 +58,17 @@ struct RawConfig {
     access: RawAccess,
     #[serde(default)]
     tls: RawTls,
+    #[serde(default)]
+    metrics: RawMetrics,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    /// Address of the HTTP listener serving /metrics; off unless set.
+    listen: Option<String>,
+    /// How often live runs' usage is read for the metrics (Get reads it on demand).
+    usage_sample_interval_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -289,6 +300,25 @@ pub struct Config {
     pub access: AccessConfig,
     /// TLS for the TCP listener (cert and key; client_ca asks for client certificates).
     pub tls: Option<TlsConfig>,
+    /// `[metrics]`: the HTTP listener and usage sampling.
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Where /metrics is served; None: no HTTP listener.
+    pub listen: Option<std::net::SocketAddr>,
+    pub usage_sample_interval: Duration,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: None,
+            usage_sample_interval: Duration::from_secs(5),
+        }
+    }
 }
 
 /// `[access]`: who holds which role, and the access switches.
@@ -672,7 +702,29 @@ impl RawConfig {
             (Some(_), None) => return Err(bad("tls.cert", "needs tls.key beside it".into())),
             (None, Some(_)) => return Err(bad("tls.key", "needs tls.cert beside it".into())),
         };
+        let metrics = MetricsConfig {
+            listen: match self.metrics.listen.as_deref() {
+                None | Some("") => None,
+                Some(s) => Some(s.parse().map_err(|e| {
+                    bad(
+                        "metrics.listen",
+                        format!("{s:?} is not an address such as 127.0.0.1:9464 ({e})"),
+                    )
+                })?),
+            },
+            usage_sample_interval: match self.metrics.usage_sample_interval_ms {
+                None => Duration::from_secs(5),
+                Some(ms) if (100..=3_600_000).contains(&ms) => Duration::from_millis(ms),
+                Some(ms) => {
+                    return Err(bad(
+                        "metrics.usage_sample_interval_ms",
+                        format!("{ms} is outside 100..=3600000"),
+                    ))
+                }
+            },
+        };
         Ok(Config {
+            metrics,
             workflows,
             queues,
             spawn_method,

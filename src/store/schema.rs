@@ -86,6 +86,11 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE audit ADD COLUMN identity TEXT NOT NULL DEFAULT '';
     ALTER TABLE audit ADD COLUMN role TEXT NOT NULL DEFAULT '';
     "#,
+    // 5: observability: each run's resource usage (JSON; '' for runs from before, or runs
+    // that never started).
+    r#"
+    ALTER TABLE runs ADD COLUMN usage TEXT NOT NULL DEFAULT '';
+    "#,
 ];
 
 /// The schema version this daemon writes.

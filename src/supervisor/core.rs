@@ -29,6 +29,7 @@ use crate::supervisor::handle::{ApiError, KillOutcome, LogSource, SpawnRequest};
 use crate::supervisor::validate::Validator;
 use crate::supervisor::{EndIntent, Msg, RunEvent, SupervisorHandle};
 use crate::time::now_ms;
+use crate::usage::UsageProbe;
 
 /// What the core needs besides the config.
 pub struct CoreSettings {
@@ -74,6 +75,8 @@ struct Entry {
     alerted: Vec<RuleKind>,
     /// Output byte counts as last written to the store (idle runs are not rewritten).
     written_bytes: (u64, u64),
+    /// The run's resource usage, read by its run task (a fresh one for each start).
+    usage: UsageProbe,
 }
 
 struct Core {
@@ -218,6 +221,7 @@ pub fn start(settings: CoreSettings) -> SupervisorHandle {
                 dirty: false,
                 alerted: Vec::new(),
                 written_bytes: (0, 0),
+                usage: UsageProbe::new(),
             },
         );
     }
@@ -352,10 +356,16 @@ impl Core {
                 let _ = reply.send(self.queue_figures());
             }
             Msg::Get { run_id, reply } => {
+                // A live run's usage is read now (a few small files), not as last sampled.
                 let r = self
                     .runs
                     .get(&run_id)
-                    .map(snapshot)
+                    .map(|e| {
+                        if e.control.is_some() {
+                            e.usage.sample();
+                        }
+                        snapshot(e)
+                    })
                     .ok_or(ApiError::NotFound(run_id));
                 let _ = reply.send(r);
             }
@@ -977,6 +987,7 @@ impl Core {
             waiting_reason: String::new(),
             policy_restarts: req.policy_restarts,
             restarted_as: String::new(),
+            usage: None,
         };
         self.next_seq += 1;
         let (_progress_tx, progress) = watch::channel(OutputProgress::default());
@@ -997,6 +1008,7 @@ impl Core {
                 dirty: false,
                 alerted: Vec::new(),
                 written_bytes: (0, 0),
+                usage: UsageProbe::new(),
             },
         );
         self.queued.insert(run_id.clone());
@@ -1219,6 +1231,18 @@ impl Core {
                 r.error = exit.map(describe_exit).unwrap_or_default();
             }
         }
+        // The run task read the final figures before it removed the cgroup.
+        if let Some(u) = e.usage.latest() {
+            let limits = (self.s.config.memory_max_bytes, self.s.config.pids_max);
+            if let Some(note) = crate::usage::end_note(&u, limits.0, limits.1) {
+                r.error = if r.error.is_empty() {
+                    note
+                } else {
+                    format!("{note} ({})", r.error)
+                };
+            }
+            r.usage = Some(u);
+        }
         e.control = None;
         let rec = snapshot(e);
         let waiters: Vec<_> = e.kill_waiters.drain(..).collect();
@@ -1394,6 +1418,11 @@ fn snapshot(e: &Entry) -> RunRecord {
         r.stdout_bytes = r.stdout_bytes.max(p.stdout);
         r.stderr_bytes = r.stderr_bytes.max(p.stderr);
         r.output_truncated |= p.truncated;
+    }
+    if e.control.is_some() {
+        if let Some(u) = e.usage.latest() {
+            r.usage = Some(u);
+        }
     }
     r
 }

@@ -204,6 +204,8 @@ impl Core {
             log_cap: self.s.config.log_max_bytes_per_stream,
             max_line_bytes: self.s.config.max_line_bytes,
             critical_graces,
+            usage: e.usage.clone(),
+            usage_interval: self.s.config.metrics.usage_sample_interval,
         };
         e.control = Some(control_tx);
         e.progress = progress_rx;
