@@ -129,7 +129,11 @@ pub struct Store {
     tx: mpsc::Sender<Op>,
     reader: Arc<Mutex<Connection>>,
     path: PathBuf,
+    /// Told how long each group commit took (the metrics), once one is set.
+    commit_observer: CommitObserver,
 }
+
+type CommitObserver = Arc<std::sync::OnceLock<Box<dyn Fn(Duration) + Send + Sync>>>;
 
 const DB_FILE: &str = "wf-supervisor.db";
 
@@ -191,9 +195,11 @@ impl Store {
         let _ = reader.busy_timeout(Duration::from_secs(5));
         let (tx, rx) = mpsc::channel();
         let wpath = path.clone();
+        let commit_observer = CommitObserver::default();
+        let observer = commit_observer.clone();
         std::thread::Builder::new()
             .name("wf-store".into())
-            .spawn(move || writer(conn, rx, wpath))
+            .spawn(move || writer(conn, rx, wpath, observer))
             .map_err(|source| StoreError::Quarantine {
                 path: path.clone(),
                 source,
@@ -204,6 +210,7 @@ impl Store {
                 tx,
                 reader: Arc::new(Mutex::new(reader)),
                 path,
+                commit_observer,
             },
             runs,
             quarantined,
@@ -258,6 +265,23 @@ impl Store {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Have `f` told how long each group commit takes (the first call wins).
+    pub fn observe_commits(&self, f: impl Fn(Duration) + Send + Sync + 'static) {
+        let _ = self.commit_observer.set(Box::new(f));
+    }
+
+    /// Alerts firing now (not resolved; acknowledged ones included), counted by kind.
+    pub fn firing_alert_counts(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, i64>, StoreError> {
+        self.read(|c| {
+            let mut st =
+                c.prepare("SELECT kind, COUNT(*) FROM alerts WHERE resolved_at = 0 GROUP BY kind")?;
+            let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            rows.collect()
+        })
     }
 
     /// Queue a batch; `done` runs after it is committed (or failed).
@@ -387,7 +411,7 @@ fn quarantine(state_dir: &Path, db: &Path) -> Result<PathBuf, StoreError> {
 }
 
 /// The writer thread: group commits until every sender is gone.
-fn writer(mut conn: Connection, rx: mpsc::Receiver<Op>, path: PathBuf) {
+fn writer(mut conn: Connection, rx: mpsc::Receiver<Op>, path: PathBuf, observer: CommitObserver) {
     while let Ok(first) = rx.recv() {
         let mut ops = vec![first];
         while let Ok(more) = rx.try_recv() {
@@ -396,10 +420,14 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Op>, path: PathBuf) {
                 break;
             }
         }
+        let started = std::time::Instant::now();
         let result = commit(&mut conn, &ops).map_err(|e| {
             error!(path = %path.display(), error = %e, "store commit failed");
             e.to_string()
         });
+        if let Some(observe) = observer.get() {
+            observe(started.elapsed());
+        }
         for Op::Write(_, done) in ops {
             if let Some(done) = done {
                 done(result.clone());

@@ -45,6 +45,8 @@ pub struct CoreSettings {
     pub watchdog: Option<Duration>,
     /// The unprivileged user agents run as, when configured.
     pub agent_user: Option<AgentUser>,
+    /// Where run starts and ends are counted.
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 /// The user agents run as: resolved once at start.
@@ -77,6 +79,8 @@ struct Entry {
     written_bytes: (u64, u64),
     /// The run's resource usage, read by its run task (a fresh one for each start).
     usage: UsageProbe,
+    /// Unix ms when its run task was launched (for the spawn latency).
+    launched_at: i64,
 }
 
 struct Core {
@@ -222,6 +226,7 @@ pub fn start(settings: CoreSettings) -> SupervisorHandle {
                 alerted: Vec::new(),
                 written_bytes: (0, 0),
                 usage: UsageProbe::new(),
+                launched_at: 0,
             },
         );
     }
@@ -439,6 +444,9 @@ impl Core {
                     return;
                 };
                 let rec = snapshot(e);
+                self.s
+                    .metrics
+                    .run_started(&rec, rec.started_at - e.launched_at);
                 let reply = e.spawn_reply.take();
                 let audits = spawn_audit_outcome(e.spawn_audit.take(), &rec);
                 let answer = rec.clone();
@@ -864,6 +872,10 @@ impl Core {
     }
 
     fn emit(&self, run_id: &str, kind: &'static str, message: String, run: RunRecord) {
+        // Every path to a terminal status announces it as "ended" (or "failed" to start).
+        if matches!(kind, "ended" | "failed") && run.status.is_terminal() {
+            self.s.metrics.run_ended(&run);
+        }
         let _ = self.events.send(RunEvent {
             run_id: run_id.to_string(),
             at: now_ms(),
@@ -1009,6 +1021,7 @@ impl Core {
                 alerted: Vec::new(),
                 written_bytes: (0, 0),
                 usage: UsageProbe::new(),
+                launched_at: 0,
             },
         );
         self.queued.insert(run_id.clone());
@@ -1165,6 +1178,7 @@ impl Core {
     }
 
     fn ended(&mut self, run_id: String, exit: Option<ExitKind>, report: KillReport) {
+        self.s.metrics.run_stopped(&report);
         let Some(e) = self.runs.get_mut(&run_id) else {
             return;
         };

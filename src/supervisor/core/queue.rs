@@ -209,6 +209,7 @@ impl Core {
         };
         e.control = Some(control_tx);
         e.progress = progress_rx;
+        e.launched_at = crate::time::now_ms();
         let waited = e.record.queued_at > 0;
         let rec = snapshot(e);
         self.live += 1;
