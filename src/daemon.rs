@@ -453,6 +453,34 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
         }
     }
 
+    // Agents running as root is a standing condition of the config: an alert of the one
+    // model (so webhooks hear of it), resolved once a config without it is running.
+    {
+        let root_agents = access.current().root_agents.clone();
+        let batch = match root_agents {
+            Some(message) => crate::store::Batch {
+                fire: vec![crate::store::AlertFire {
+                    kind: "agents_run_as_root".into(),
+                    dedup_key: "agents_run_as_root".into(),
+                    message,
+                    labels: Default::default(),
+                }],
+                ..Default::default()
+            },
+            None => crate::store::Batch {
+                resolve: vec!["agents_run_as_root".into()],
+                ..Default::default()
+            },
+        };
+        store.write(batch, None);
+    }
+    let _deliveries = crate::alerts::start(
+        &config.alerts,
+        store.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    )
+    .map_err(anyhow::Error::msg)?;
     if let Some(addr) = config.metrics.listen {
         let ctx = crate::http::HttpContext::new(
             handle.clone(),

@@ -9,6 +9,7 @@
 
 pub mod access;
 pub mod agent;
+pub mod alerts;
 pub mod config;
 pub mod daemon;
 pub mod grpc;

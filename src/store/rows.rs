@@ -155,7 +155,8 @@ pub fn load_runs(c: &Connection) -> rusqlite::Result<Vec<LoadedRun>> {
 
 /// The columns [`alert_from_row`] reads, in its order.
 pub const ALERT_COLUMNS: &str =
-    "id, at, kind, message, acknowledged_at, acknowledged_by, resolved_at, dedup_key, labels";
+    "id, at, kind, message, acknowledged_at, acknowledged_by, resolved_at, dedup_key, labels, \
+     last_seen";
 
 pub fn alert_from_row(row: &Row<'_>) -> rusqlite::Result<Alert> {
     Ok(Alert {
@@ -168,5 +169,6 @@ pub fn alert_from_row(row: &Row<'_>) -> rusqlite::Result<Alert> {
         resolved_at: row.get(6)?,
         dedup_key: row.get(7)?,
         labels: parse_json(row.get(8)?),
+        last_seen: row.get(9)?,
     })
 }
