@@ -25,3 +25,67 @@ pub const DELIVERY_FAILED: &str = "webhook_delivery_failed";
 pub fn delivery_failed_key(name: &str) -> String {
     format!("webhook:{name}")
 }
+
+/// The alert a run's end raises, if any: `run_timed_out` for a run TIMED_OUT (its timeout or
+/// a stuck rule's kill), `kill_survivors` for a run whose kill left processes behind. These
+/// are events, not conditions that go away: they fire until an operator acknowledges them.
+pub fn end_alert(
+    r: &crate::run::RunRecord,
+    left_survivors: bool,
+) -> Option<crate::store::AlertFire> {
+    let (kind, key, message) = if left_survivors {
+        (
+            "kill_survivors",
+            format!("survivors:{}", r.run_id),
+            format!(
+                "run {} was ended but processes survived: {}",
+                r.run_id, r.error
+            ),
+        )
+    } else if r.status == crate::run::RunStatus::TimedOut {
+        (
+            "run_timed_out",
+            format!("timed_out:{}", r.run_id),
+            format!("run {} timed out: {}", r.run_id, r.end_reason),
+        )
+    } else {
+        return None;
+    };
+    let mut labels = std::collections::BTreeMap::new();
+    labels.insert("run_id".to_string(), r.run_id.clone());
+    labels.insert("queue".to_string(), r.spec.policy.queue.clone());
+    if let Some(a) = &r.spec.agent {
+        labels.insert("workflow".to_string(), a.workflow.clone());
+    }
+    Some(crate::store::AlertFire {
+        kind: kind.to_string(),
+        dedup_key: key,
+        message,
+        labels,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::RunStatus;
+
+    #[test]
+    fn timeouts_and_survivors_raise_alerts_other_ends_do_not() {
+        let mut r = crate::metrics::tests::record(RunStatus::TimedOut, "batch", None);
+        r.end_reason = "timeout: 60s".into();
+        let a = end_alert(&r, false).expect("an alert");
+        assert_eq!(a.kind, "run_timed_out");
+        assert_eq!(a.dedup_key, format!("timed_out:{}", r.run_id));
+        assert_eq!(a.labels.get("queue").map(String::as_str), Some("batch"));
+        assert!(a.message.contains("timeout: 60s"), "{}", a.message);
+        r.status = RunStatus::Killed;
+        assert_eq!(
+            end_alert(&r, true).map(|a| a.kind),
+            Some("kill_survivors".into())
+        );
+        assert!(end_alert(&r, false).is_none());
+        r.status = RunStatus::Succeeded;
+        assert!(end_alert(&r, false).is_none());
+    }
+}

@@ -451,13 +451,13 @@ pub const LIVE_STATUSES: [RunStatus; 4] = [
 ];
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::run::{RunSpec, RunStatus};
     use std::sync::Arc;
     use std::time::Duration;
 
-    fn record(status: RunStatus, queue: &str, _workflow: Option<()>) -> RunRecord {
+    pub(crate) fn record(status: RunStatus, queue: &str, _workflow: Option<()>) -> RunRecord {
         let mut spec = RunSpec {
             argv: vec!["true".into()],
             cwd: "/".into(),

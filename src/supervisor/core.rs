@@ -1179,6 +1179,7 @@ impl Core {
 
     fn ended(&mut self, run_id: String, exit: Option<ExitKind>, report: KillReport) {
         self.s.metrics.run_stopped(&report);
+        let left_survivors = report.phase == KillPhase::Survivors;
         let Some(e) = self.runs.get_mut(&run_id) else {
             return;
         };
@@ -1278,6 +1279,15 @@ impl Core {
             self.deadlines.remove(&(at, run_id.clone()));
         }
         self.resolve_alerts(stuck_keys);
+        if let Some(fire) = crate::alerts::end_alert(&rec, left_survivors) {
+            self.s.store.write(
+                Batch {
+                    fire: vec![fire],
+                    ..Batch::default()
+                },
+                None,
+            );
+        }
         info!(
             run_id,
             status = status.as_str(),
