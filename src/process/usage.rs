@@ -106,6 +106,35 @@ pub fn proc_figures(pid: i32) -> Option<ProcFigures> {
     })
 }
 
+/// `root` and every descendant of it, from /proc/PID/task/TID/children (no scan of all of
+/// /proc: the cost is the size of the tree). A process whose parent exited was reparented to
+/// the subreaper and is no longer found this way.
+pub fn tree_of(root: i32) -> Vec<i32> {
+    let mut out = vec![root];
+    let mut i = 0;
+    while i < out.len() && out.len() < 100_000 {
+        let pid = out[i];
+        i += 1;
+        let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for t in tasks.filter_map(|e| e.ok()) {
+            let Ok(text) = fs::read_to_string(t.path().join("children")) else {
+                continue;
+            };
+            for c in text
+                .split_whitespace()
+                .filter_map(|s| s.parse::<i32>().ok())
+            {
+                if !out.contains(&c) {
+                    out.push(c);
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Clock ticks per second (for /proc times).
 pub fn clock_ticks() -> u64 {
     nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
@@ -218,6 +247,20 @@ mod tests {
         let text = "Name:\tx\nVmHWM:\t  102400 kB\nVmRSS:\t    2048 kB\n";
         assert_eq!(parse_status_memory(text), (2048 * 1024, 102400 * 1024));
         assert_eq!(parse_status_memory("Name:\tzombie\n"), (0, 0));
+    }
+
+    #[test]
+    fn the_tree_of_a_process_holds_its_children() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("spawn sleep");
+        let me = std::process::id() as i32;
+        let tree = tree_of(me);
+        assert_eq!(tree[0], me);
+        assert!(tree.contains(&(child.id() as i32)), "{tree:?}");
+        let _ = child.kill();
+        let _ = child.wait();
     }
 
     #[test]

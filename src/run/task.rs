@@ -249,12 +249,7 @@ async fn run_inner(mut ctx: RunContext) {
 
     ctx.usage.attach(match &cgroup {
         Some(cg) => crate::usage::Source::Cgroup(cg.path().to_path_buf()),
-        None => crate::usage::Source::Procs {
-            leader: pid,
-            pgid: pid,
-            env_needle: format!("WF_RUN_ID={run_id}").into_bytes(),
-            daemon_pid: std::process::id() as i32,
-        },
+        None => crate::usage::Source::Procs { leader: pid },
     });
     let sampler = tokio::spawn(sample_usage(ctx.usage.clone(), ctx.usage_interval));
 

@@ -100,12 +100,10 @@ pub fn end_note(u: &Usage, memory_max: Option<u64>, pids_max: Option<u64>) -> Op
 #[derive(Debug, Clone)]
 pub enum Source {
     Cgroup(PathBuf),
-    /// Process-group containment: the run's live members are found by `members`.
+    /// Process-group containment: the leader and its descendants (walked from the leader,
+    /// not by a scan of all of /proc, so that sampling costs the size of the run).
     Procs {
         leader: i32,
-        pgid: i32,
-        env_needle: Vec<u8>,
-        daemon_pid: i32,
     },
 }
 
@@ -184,23 +182,18 @@ fn read_source(source: &Source) -> (Reading, &'static str) {
                 .collect();
             (read_cgroup(dir, &members), "cgroup")
         }
-        Source::Procs {
-            leader,
-            pgid,
-            env_needle,
-            daemon_pid,
-        } => {
-            let mut pids: Vec<i32> =
-                crate::process::procscan::live_members(*pgid, Some(env_needle), *daemon_pid)
-                    .into_iter()
-                    .map(|s| s.pid)
-                    .collect();
-            let live = pids.len() as u32;
+        Source::Procs { leader } => {
             // The leader stays unreaped until the run is empty: as a zombie its stat still
-            // carries its own CPU and that of the children it reaped.
-            if !pids.contains(leader) {
-                pids.push(*leader);
-            }
+            // carries its own CPU and that of the children it reaped, but it is not counted
+            // as a live process.
+            let pids = crate::process::usage::tree_of(*leader);
+            let live = pids
+                .iter()
+                .filter(|p| {
+                    crate::process::procscan::stat(**p)
+                        .is_some_and(|s| s.state != 'Z' && s.state != 'X')
+                })
+                .count() as u32;
             let mut r = read_procs(&pids);
             r.processes = Some(live);
             (r, "proc")
@@ -276,9 +269,6 @@ mod tests {
         assert_eq!(p.sample(), None);
         p.attach(Source::Procs {
             leader: std::process::id() as i32,
-            pgid: 0,
-            env_needle: b"WF_RUN_ID=run_000000000000".to_vec(),
-            daemon_pid: std::process::id() as i32,
         });
         let first = p.finish().expect("a reading");
         assert_eq!(first.source, "proc");
