@@ -124,7 +124,7 @@ pub async fn serve(
     })
 }
 
-/// Serve each connection of `incoming` in its own task (HTTP/1.1), its peer attached to every
+/// Serve each connection of `incoming` in its own task (HTTP/1.1 or 2), its peer attached to every
 /// request, until `stop`; open connections are then closed gracefully.
 async fn accept_loop<S, I>(incoming: I, app: Router, stop: CancellationToken)
 where
@@ -158,8 +158,10 @@ where
                 },
             );
             let svc = hyper_util::service::TowerToHyperService::new(svc);
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(conn), svc);
+            // HTTP/1.1, or HTTP/2 for scrapers that negotiate it (ALPN) or speak it directly.
+            let builder =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(conn), svc);
             let mut conn = std::pin::pin!(conn);
             tokio::select! {
                 r = conn.as_mut() => {
