@@ -10,14 +10,6 @@ use prometheus_parse::{Sample, Scrape, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wf_supervisor::proto::RunStatus;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 /// GET `path` over plain HTTP/1.1; returns the status code, the headers and the body.
 async fn http_get(port: u16, path: &str) -> (u16, String, String) {
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))

@@ -3,8 +3,7 @@
 //! (401 without credentials or with an unknown token, 200 with a viewer token).
 mod common;
 
-use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::process::Command;
 
 use common::*;
 use rcgen::{
@@ -13,14 +12,6 @@ use rcgen::{
 };
 
 const WFCTL: &str = env!("CARGO_BIN_EXE_wfctl");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
 
 /// (CA PEM, server certificate PEM, server key PEM) for "localhost".
 fn certificates() -> (String, String, String) {
@@ -53,38 +44,6 @@ fn token_create(name: &str, role: &str) -> (String, String) {
     let secret = lines.next().expect("secret line").to_string();
     let line = lines.next().expect("tokens-file line").to_string();
     (secret, line)
-}
-
-/// Starts a daemon on `site` expecting it to refuse; returns its stderr.
-fn start_refused(site: &Site) -> String {
-    let mut child = Command::new(DAEMON_BIN)
-        .arg("--config")
-        .arg(&site.config)
-        .arg("--socket")
-        .arg(&site.socket)
-        .arg("--state-dir")
-        .arg(&site.state)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start wf-supervisor");
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            assert!(!status.success(), "the daemon should refuse to start");
-            let mut err = String::new();
-            std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err)
-                .expect("read stderr");
-            return err;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the daemon did not refuse to start");
-        }
-        std::thread::sleep(POLL);
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
