@@ -58,6 +58,42 @@ struct RawConfig {
     access: RawAccess,
     #[serde(default)]
     tls: RawTls,
+    #[serde(default)]
+    metrics: RawMetrics,
+    #[serde(default)]
+    alerts: RawAlerts,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlerts {
+    repeat_interval_ms: Option<u64>,
+    retry_initial_ms: Option<u64>,
+    retry_max_ms: Option<u64>,
+    max_attempts: Option<u32>,
+    timeout_ms: Option<u64>,
+    #[serde(default)]
+    webhooks: Vec<RawWebhook>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhook {
+    name: Option<String>,
+    url: String,
+    format: Option<String>,
+    #[serde(default)]
+    kinds: Vec<String>,
+    send_resolved: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    /// Address of the HTTP listener serving /metrics; off unless set.
+    listen: Option<String>,
+    /// How often live runs' usage is read for the metrics (Get reads it on demand).
+    usage_sample_interval_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -289,6 +325,72 @@ pub struct Config {
     pub access: AccessConfig,
     /// TLS for the TCP listener (cert and key; client_ca asks for client certificates).
     pub tls: Option<TlsConfig>,
+    /// `[metrics]`: the HTTP listener and usage sampling.
+    pub metrics: MetricsConfig,
+    /// `[alerts]`: where alerts are delivered, and how.
+    pub alerts: AlertsConfig,
+}
+
+/// `[alerts]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertsConfig {
+    pub repeat_interval: Duration,
+    pub retry: crate::alerts::retry::RetryPolicy,
+    /// How long one delivery attempt may take.
+    pub timeout: Duration,
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            repeat_interval: Duration::from_secs(4 * 3600),
+            retry: crate::alerts::retry::RetryPolicy::default(),
+            timeout: Duration::from_secs(10),
+            webhooks: Vec::new(),
+        }
+    }
+}
+
+/// One `[[alerts.webhooks]]`. The URL is a secret (a Slack webhook's is its credential): it is
+/// never logged; logs and the failure alert name the webhook by `name`.
+#[derive(Clone, PartialEq)]
+pub struct WebhookConfig {
+    pub name: String,
+    pub url: String,
+    pub format: crate::alerts::format::Format,
+    /// Alert kinds it takes; empty: every kind.
+    pub kinds: Vec<String>,
+    pub send_resolved: bool,
+}
+
+impl std::fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("name", &self.name)
+            .field("url", &"<redacted>")
+            .field("format", &self.format)
+            .field("kinds", &self.kinds)
+            .field("send_resolved", &self.send_resolved)
+            .finish()
+    }
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Where /metrics is served; None: no HTTP listener.
+    pub listen: Option<std::net::SocketAddr>,
+    pub usage_sample_interval: Duration,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: None,
+            usage_sample_interval: Duration::from_secs(5),
+        }
+    }
 }
 
 /// `[access]`: who holds which role, and the access switches.
@@ -691,7 +793,113 @@ impl RawConfig {
             (Some(_), None) => return Err(bad("tls.cert", "needs tls.key beside it".into())),
             (None, Some(_)) => return Err(bad("tls.key", "needs tls.cert beside it".into())),
         };
+        let metrics = MetricsConfig {
+            listen: match self.metrics.listen.as_deref() {
+                None | Some("") => None,
+                Some(s) => Some(s.parse().map_err(|e| {
+                    bad(
+                        "metrics.listen",
+                        format!("{s:?} is not an address such as 127.0.0.1:9464 ({e})"),
+                    )
+                })?),
+            },
+            usage_sample_interval: match self.metrics.usage_sample_interval_ms {
+                None => Duration::from_secs(5),
+                Some(ms) if (100..=3_600_000).contains(&ms) => Duration::from_millis(ms),
+                Some(ms) => {
+                    return Err(bad(
+                        "metrics.usage_sample_interval_ms",
+                        format!("{ms} is outside 100..=3600000"),
+                    ))
+                }
+            },
+        };
+        let alerts = {
+            let raw = self.alerts;
+            let ms = |key: &str, v: Option<u64>, default: u64, min: u64| match v {
+                None => Ok(Duration::from_millis(default)),
+                Some(ms) if ms >= min && ms <= 7 * 24 * 3_600_000 => Ok(Duration::from_millis(ms)),
+                Some(ms) => Err(bad(
+                    key,
+                    format!("{ms} is outside {min}..=604800000 (7 days)"),
+                )),
+            };
+            let retry = crate::alerts::retry::RetryPolicy {
+                initial: ms("alerts.retry_initial_ms", raw.retry_initial_ms, 1000, 1)?,
+                max: ms("alerts.retry_max_ms", raw.retry_max_ms, 300_000, 1)?,
+                max_attempts: match raw.max_attempts {
+                    None => 10,
+                    Some(n) if (1..=100).contains(&n) => n,
+                    Some(n) => {
+                        return Err(bad(
+                            "alerts.max_attempts",
+                            format!("{n} is outside 1..=100"),
+                        ))
+                    }
+                },
+            };
+            let mut webhooks: Vec<WebhookConfig> = Vec::new();
+            for (i, w) in raw.webhooks.into_iter().enumerate() {
+                let name = w.name.unwrap_or_else(|| format!("webhook-{}", i + 1));
+                let key = "alerts.webhooks";
+                if name.is_empty()
+                    || !name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                {
+                    return Err(bad(
+                        key,
+                        format!(
+                            "webhook {}: name {name:?} must be letters, digits, '-', '_' or '.'",
+                            i + 1
+                        ),
+                    ));
+                }
+                if webhooks.iter().any(|o| o.name == name) {
+                    return Err(bad(key, format!("two webhooks are named {name:?}")));
+                }
+                let scheme_ok = w.url.starts_with("https://") || w.url.starts_with("http://");
+                if !scheme_ok || w.url.parse::<reqwest::Url>().is_err() {
+                    return Err(bad(
+                        key,
+                        format!("webhook {name}: url must be an http:// or https:// URL"),
+                    ));
+                }
+                let format_name = w.format.unwrap_or_else(|| "json".into());
+                let format = crate::alerts::format::Format::parse(&format_name).ok_or_else(|| {
+                    bad(
+                        key,
+                        format!(
+                            "webhook {name}: format {format_name:?} is not one of \"slack\", \"alertmanager\", \"json\""
+                        ),
+                    )
+                })?;
+                if w.kinds.iter().any(|k| k.is_empty()) {
+                    return Err(bad(key, format!("webhook {name}: an empty alert kind")));
+                }
+                webhooks.push(WebhookConfig {
+                    name,
+                    url: w.url,
+                    format,
+                    kinds: w.kinds,
+                    send_resolved: w.send_resolved.unwrap_or(true),
+                });
+            }
+            AlertsConfig {
+                repeat_interval: ms(
+                    "alerts.repeat_interval_ms",
+                    raw.repeat_interval_ms,
+                    4 * 3_600_000,
+                    1000,
+                )?,
+                retry,
+                timeout: ms("alerts.timeout_ms", raw.timeout_ms, 10_000, 100)?,
+                webhooks,
+            }
+        };
         Ok(Config {
+            alerts,
+            metrics,
             workflows,
             queues,
             spawn_method,

@@ -216,10 +216,15 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
         )
         .map_err(anyhow::Error::msg)?;
     }
+    // So is a metrics listener off loopback without TLS.
+    if let Some(addr) = config.metrics.listen {
+        crate::http::mode_for(addr, config.tls.is_some()).map_err(anyhow::Error::msg)?;
+    }
     let access = Access::new(&config, nix::unistd::geteuid().as_raw(), is_root())
         .context("cannot load the access settings")?;
-    let tls = match (&config.tls, listen) {
-        (Some(t), Some(_)) => Some(TlsSettings::load(t).context("cannot load the TLS settings")?),
+    let metrics_tls = config.metrics.listen.is_some_and(|a| !a.ip().is_loopback());
+    let tls = match (&config.tls, listen.is_some() || metrics_tls) {
+        (Some(t), true) => Some(TlsSettings::load(t).context("cannot load the TLS settings")?),
         _ => None,
     };
     if listen.is_some()
@@ -332,7 +337,13 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
         config.max_live_runs,
     ));
 
+    let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
+    {
+        let metrics = metrics.clone();
+        store.observe_commits(move |d| metrics.store_committed(d.as_secs_f64()));
+    }
     let handle = supervisor::start(CoreSettings {
+        metrics: metrics.clone(),
         config: config.clone(),
         state_dir: state_dir.clone(),
         default_cwd,
@@ -440,6 +451,47 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
                 });
             }
         }
+    }
+
+    // Agents running as root is a standing condition of the config: an alert of the one
+    // model (so webhooks hear of it), resolved once a config without it is running.
+    {
+        let root_agents = access.current().root_agents.clone();
+        let batch = match root_agents {
+            Some(message) => crate::store::Batch {
+                fire: vec![crate::store::AlertFire {
+                    kind: "agents_run_as_root".into(),
+                    dedup_key: "agents_run_as_root".into(),
+                    message,
+                    labels: Default::default(),
+                }],
+                ..Default::default()
+            },
+            None => crate::store::Batch {
+                resolve: vec!["agents_run_as_root".into()],
+                ..Default::default()
+            },
+        };
+        store.write(batch, None);
+    }
+    let _deliveries = crate::alerts::start(
+        &config.alerts,
+        store.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    )
+    .map_err(anyhow::Error::msg)?;
+    if let Some(addr) = config.metrics.listen {
+        let ctx = crate::http::HttpContext::new(
+            handle.clone(),
+            store.clone(),
+            metrics.clone(),
+            access.clone(),
+        );
+        let tls = tls.clone().filter(|_| !addr.ip().is_loopback());
+        crate::http::serve(addr, tls, ctx, shutdown.clone())
+            .await
+            .with_context(|| format!("cannot listen on metrics.listen {addr}"))?;
     }
 
     let mut signals = signal_hook_tokio::Signals::new([

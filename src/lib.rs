@@ -9,10 +9,13 @@
 
 pub mod access;
 pub mod agent;
+pub mod alerts;
 pub mod config;
 pub mod daemon;
 pub mod grpc;
+pub mod http;
 pub mod ids;
+pub mod metrics;
 pub mod process;
 pub mod proto;
 pub mod run;
@@ -21,3 +24,4 @@ pub mod store;
 pub mod supervisor;
 pub mod systemd;
 pub mod time;
+pub mod usage;

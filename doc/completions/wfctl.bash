@@ -19,6 +19,9 @@ _wfctl() {
             wfctl,ack)
                 cmd="wfctl__subcmd__ack"
                 ;;
+            wfctl,alerts)
+                cmd="wfctl__subcmd__alerts"
+                ;;
             wfctl,audit)
                 cmd="wfctl__subcmd__audit"
                 ;;
@@ -78,6 +81,9 @@ _wfctl() {
                 ;;
             wfctl__subcmd__help,ack)
                 cmd="wfctl__subcmd__help__subcmd__ack"
+                ;;
+            wfctl__subcmd__help,alerts)
+                cmd="wfctl__subcmd__help__subcmd__alerts"
                 ;;
             wfctl__subcmd__help,audit)
                 cmd="wfctl__subcmd__help__subcmd__audit"
@@ -191,7 +197,7 @@ _wfctl() {
 
     case "${cmd}" in
         wfctl)
-            opts="-h -V --socket --addr --token-file --ca --cert --key --json --help --version spawn ps get kill restart complete logs watch purge audit health ack workflows cancel queue wait token completions mcp help"
+            opts="-h -V --socket --addr --token-file --ca --cert --key --json --help --version spawn ps get kill restart complete logs watch purge audit health ack alerts workflows cancel queue wait token completions mcp help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -236,6 +242,48 @@ _wfctl() {
             fi
             case "${prev}" in
                 --note)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --addr)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        wfctl__subcmd__alerts)
+            opts="-h --kind --socket --addr --token-file --ca --cert --key --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --kind)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -523,7 +571,7 @@ _wfctl() {
             return 0
             ;;
         wfctl__subcmd__help)
-            opts="spawn ps get kill restart complete logs watch purge audit health ack workflows cancel queue wait token completions mcp help"
+            opts="spawn ps get kill restart complete logs watch purge audit health ack alerts workflows cancel queue wait token completions mcp help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -537,6 +585,20 @@ _wfctl() {
             return 0
             ;;
         wfctl__subcmd__help__subcmd__ack)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        wfctl__subcmd__help__subcmd__alerts)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -74,6 +74,7 @@ pub struct ResultSummary {
     /// Error lines, at most 16, each at most [`RESULT_TEXT_CHARS`] characters.
     pub errors: Vec<String>,
     pub outcome: Outcome,
+    pub tokens: Option<crate::agent::stream_json::Tokens>,
 }
 
 impl ResultSummary {
@@ -82,6 +83,7 @@ impl ResultSummary {
             subtype: r.subtype.clone(),
             is_error: r.is_error,
             num_turns: r.num_turns,
+            tokens: r.tokens,
             duration_ms: r.duration_ms,
             terminal_reason: r.terminal_reason.clone(),
             text: r

@@ -179,6 +179,18 @@ pub struct ResultEvent {
     /// Why the CLI's loop ended: `completed`, `max_turns`, `aborted_tools`, ...
     pub terminal_reason: Option<String>,
     pub api_error_status: Option<i64>,
+    /// The token counts of the whole session (`usage`).
+    pub tokens: Option<Tokens>,
+}
+
+/// Token counts of a `result`'s `usage` (each absent or not a count is 0).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Tokens {
+    pub input: u64,
+    pub output: u64,
+    pub cache_creation_input: u64,
+    pub cache_read_input: u64,
 }
 
 /// How a run's `result` says it ended.
@@ -378,6 +390,15 @@ fn decode(obj: &Map<String, Value>) -> Event {
             stop_reason: string(obj, "stop_reason"),
             terminal_reason: string(obj, "terminal_reason"),
             api_error_status: obj.get("api_error_status").and_then(Value::as_i64),
+            tokens: obj.get("usage").and_then(Value::as_object).map(|u| {
+                let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
+                Tokens {
+                    input: n("input_tokens"),
+                    output: n("output_tokens"),
+                    cache_creation_input: n("cache_creation_input_tokens"),
+                    cache_read_input: n("cache_read_input_tokens"),
+                }
+            }),
         }),
         other => Event::Other {
             kind: other.unwrap_or("(none)").to_string(),
@@ -508,6 +529,15 @@ mod tests {
         assert_eq!(r.num_turns, Some(4));
         assert_eq!(r.total_cost_usd, Some(0.0781245));
         assert_eq!(r.duration_ms, Some(31874));
+        assert_eq!(
+            r.tokens,
+            Some(Tokens {
+                input: 24,
+                output: 611,
+                cache_creation_input: 15515,
+                cache_read_input: 43804
+            })
+        );
         assert_eq!(r.terminal_reason.as_deref(), Some("completed"));
         assert!(r.result.as_deref().is_some_and(|t| t.contains("37 tests")));
         assert_eq!(r.outcome(), Outcome::Succeeded);

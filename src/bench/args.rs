@@ -14,6 +14,7 @@ pub const MEASURES: &[&str] = &[
     "kill_escapee",
     "throughput",
     "scale",
+    "metrics",
     "flood",
     "heartbeats",
     "queue",
@@ -26,8 +27,8 @@ pub const MEASURES: &[&str] = &[
 #[command(name = "wf-bench", version, about)]
 pub struct Args {
     /// Run only these measures (comma-separated): spawn_burst, spawn_idle (or spawn for both),
-    /// kill_tree, kill_ignore, kill_mixed, kill_escapee, throughput, scale, flood, heartbeats,
-    /// queue.
+    /// kill_tree, kill_ignore, kill_mixed, kill_escapee, throughput, scale, metrics, flood,
+    /// heartbeats, queue.
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub only: Vec<String>,
     /// Trials for each repeated measure (spawn, kill_*, List/Get latency), to scale a run down

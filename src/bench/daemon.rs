@@ -57,6 +57,11 @@ pub struct StopReport {
 impl Daemon {
     /// Start a daemon for the measure `name` and wait until its socket accepts.
     pub async fn start(ctx: &Ctx, name: &str) -> anyhow::Result<Daemon> {
+        Daemon::start_with(ctx, name, "").await
+    }
+
+    /// The same, with `extra` appended to the config (e.g. a `[metrics]` table).
+    pub async fn start_with(ctx: &Ctx, name: &str, extra: &str) -> anyhow::Result<Daemon> {
         let dir = ctx.tmp().join(format!("daemon-{name}"));
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
@@ -70,7 +75,7 @@ impl Daemon {
         let state_dir = dir.join("state");
         let config = dir.join("config.toml");
         let log = dir.join("daemon.log");
-        std::fs::write(&config, config_text(ctx))
+        std::fs::write(&config, config_text(ctx) + extra)
             .with_context(|| format!("cannot write {}", config.display()))?;
         let log_file =
             File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;

@@ -18,6 +18,7 @@ mod fifo;
 mod flood;
 mod heartbeats;
 mod kill;
+mod metrics;
 mod procs;
 mod queue;
 mod raw;
@@ -308,6 +309,7 @@ async fn run_measures(ctx: &Ctx, measures: &[&'static str], reports: &mut Vec<Re
             "kill_escapee" => kill::run(ctx, kill::Kind::Escapee).await,
             "throughput" => throughput::run(ctx).await,
             "scale" => scale::run(ctx).await,
+            "metrics" => metrics::run(ctx).await,
             "flood" => flood::run(ctx).await,
             "heartbeats" => heartbeats::run(ctx).await,
             "queue" => queue::run(ctx).await,

@@ -67,6 +67,12 @@ struct Args {
     /// Pause between replayed lines.
     #[arg(long, default_value_t = 0)]
     replay_delay_ms: u64,
+    /// Allocate this many MiB and touch every page (kept until exit); print `allocated: N`.
+    #[arg(long, default_value_t = 0)]
+    alloc_mib: u64,
+    /// Spin on the CPU for this long (wall clock); print `burned: MS`.
+    #[arg(long, default_value_t = 0)]
+    burn_cpu_ms: u64,
     /// Sleep this long before exiting.
     #[arg(long)]
     sleep_ms: Option<u64>,
@@ -144,12 +150,37 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     if let Some(bytes) = args.flood {
         flood(bytes)?;
     }
+    // Kept alive to the end of `run`, so the memory stays in use through the sleep and hang.
+    let mut held: Vec<u8> = Vec::new();
+    if args.alloc_mib > 0 {
+        let len = (args.alloc_mib as usize) << 20;
+        held = vec![0u8; len];
+        // calloc'd pages are not resident until written: touch one byte in each.
+        for i in (0..len).step_by(4096) {
+            held[i] = 1;
+        }
+        say(&format!(
+            "allocated: {}",
+            std::hint::black_box(&held).len() >> 20
+        ));
+    }
+    if args.burn_cpu_ms > 0 {
+        let until = Instant::now() + Duration::from_millis(args.burn_cpu_ms);
+        let mut x: u64 = 1;
+        while Instant::now() < until {
+            for _ in 0..10_000 {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
+        }
+        say(&format!("burned: {}", args.burn_cpu_ms));
+    }
     if let Some(ms) = args.sleep_ms {
         std::thread::sleep(Duration::from_millis(ms));
     }
     if args.hang {
         sleep_forever();
     }
+    drop(held);
     Ok(ExitCode::from(args.exit))
 }
 

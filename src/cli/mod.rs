@@ -4,6 +4,7 @@
 //! exit code (0 ok, 1 API or connection error, 2 usage error, 3 kill left survivors, 4 `health`
 //! found alerts nobody has acknowledged yet).
 mod ack;
+mod alerts;
 mod audit;
 mod cancel;
 mod complete;
@@ -120,6 +121,8 @@ pub enum Command {
     Health(health::HealthArgs),
     /// Acknowledge an alert so that `health` no longer reports it.
     Ack(ack::AckArgs),
+    /// List the alerts firing and not yet acknowledged (the ones webhooks are sent).
+    Alerts(alerts::AlertsArgs),
     /// List the workflow templates the daemon's config defines.
     Workflows(workflows::WorkflowsArgs),
     /// End queued or live work: one run, or every run a selector matches (--yes to do it).
@@ -195,6 +198,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(a) => audit::run(&mut client, a, json).await,
         Command::Health(a) => health::run(&mut client, a, json).await,
         Command::Ack(a) => ack::run(&mut client, a, json).await,
+        Command::Alerts(a) => alerts::run(&mut client, a, json).await,
         Command::Workflows(a) => workflows::run(&mut client, a, json).await,
         Command::Cancel(a) => cancel::run(&mut client, a, json).await,
         Command::Queue(a) => queue::run(&mut client, a, json).await,

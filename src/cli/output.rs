@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 use wf_supervisor::proto::{
     AgentPhase, AgentProgress, Alert, AuditRecord, GetHealthResponse, Health, KillPhase,
     KillResponse, LogChunk, LogStream, PurgeResponse, RestartResponse, Run, RunEvent, RunStatus,
-    Workflow,
+    RunUsage, Workflow,
 };
 
 /// The status names `--status` accepts and tables print, in lifecycle order.
@@ -288,6 +288,72 @@ pub fn turns_cell(r: &Run) -> String {
 }
 
 /// The `ps` table; HEALTH and TURNS are blank for plain (non-workflow) runs.
+/// CPU time used (user and system): `1.25s`, `-` without usage.
+pub fn cpu_cell(r: &Run) -> String {
+    match &r.usage {
+        Some(u) => format!("{:.2}s", (u.cpu_user_ms + u.cpu_system_ms) as f64 / 1000.0),
+        None => "-".to_string(),
+    }
+}
+
+/// Memory in use while the run is live, its peak once it ended; `-` without usage.
+pub fn mem_cell(r: &Run) -> String {
+    match &r.usage {
+        Some(u) if r.ended_at > 0 => fmt_bytes(u.memory_peak_bytes),
+        Some(u) => fmt_bytes(u.memory_bytes),
+        None => "-".to_string(),
+    }
+}
+
+/// The usage part of the `get` view.
+fn usage_lines(lines: &mut Vec<(&str, String)>, u: &RunUsage, now: i64) {
+    lines.push((
+        "cpu",
+        format!(
+            "{:.2}s (user {}, system {})",
+            (u.cpu_user_ms + u.cpu_system_ms) as f64 / 1000.0,
+            fmt_duration_ms(u.cpu_user_ms),
+            fmt_duration_ms(u.cpu_system_ms)
+        ),
+    ));
+    lines.push((
+        "memory",
+        format!(
+            "{} now, peak {}",
+            fmt_bytes(u.memory_bytes),
+            fmt_bytes(u.memory_peak_bytes)
+        ),
+    ));
+    lines.push((
+        "processes",
+        format!("{} now, peak {}", u.processes, u.processes_peak),
+    ));
+    if !u.unavailable.iter().any(|x| x == "io") {
+        lines.push((
+            "io",
+            format!(
+                "read {}, written {}",
+                fmt_bytes(u.io_read_bytes),
+                fmt_bytes(u.io_write_bytes)
+            ),
+        ));
+    }
+    let mut source = format!("{}, read {}", u.source, time_line(u.sampled_at, now));
+    if !u.unavailable.is_empty() {
+        source.push_str(&format!(
+            "; not available here: {}",
+            u.unavailable.join(", ")
+        ));
+    }
+    lines.push(("usage from", source));
+    if u.oom_killed {
+        lines.push(("oom killed", "yes (memory.events oom_kill)".to_string()));
+    }
+    if u.pids_limit_hit {
+        lines.push(("pids limit", "hit (pids.events max)".to_string()));
+    }
+}
+
 pub fn runs_table(runs: &[Run], now: i64, no_trunc: bool) -> String {
     let rows: Vec<Vec<String>> = runs
         .iter()
@@ -313,6 +379,8 @@ pub fn runs_table(runs: &[Run], now: i64, no_trunc: bool) -> String {
                 or_dash(&r.queue),
                 health_cell(r),
                 turns_cell(r),
+                cpu_cell(r),
+                mem_cell(r),
                 if no_trunc {
                     cmd
                 } else {
@@ -324,7 +392,7 @@ pub fn runs_table(runs: &[Run], now: i64, no_trunc: bool) -> String {
     table(
         &[
             "RUN ID", "STATUS", "PID", "AGE", "DURATION", "EXIT", "QUEUE", "HEALTH", "TURNS",
-            "COMMAND",
+            "CPU", "MEM", "COMMAND",
         ],
         &rows,
     )
@@ -442,6 +510,9 @@ pub fn run_detail(r: &Run, now: i64, no_trunc: bool) -> String {
     lines.push(("labels", kv(&r.labels)));
     lines.push(("env", kv(&r.env)));
     queue_lines(&mut lines, r, now);
+    if let Some(u) = &r.usage {
+        usage_lines(&mut lines, u, now);
+    }
     if let Some(a) = &r.agent {
         agent_lines(&mut lines, a, now, no_trunc);
     }
@@ -548,6 +619,16 @@ fn agent_lines(
         "cost",
         a.cost_usd.map(fmt_usd).unwrap_or_else(|| "-".to_string()),
     ));
+    if let (Some(i), Some(o)) = (a.input_tokens, a.output_tokens) {
+        lines.push((
+            "tokens",
+            format!(
+                "input {i}, output {o}, cache write {}, cache read {}",
+                a.cache_creation_input_tokens.unwrap_or(0),
+                a.cache_read_input_tokens.unwrap_or(0)
+            ),
+        ));
+    }
     let mut result = Vec::new();
     if !a.result_subtype.is_empty() {
         result.push(a.result_subtype.clone());
@@ -968,7 +1049,31 @@ pub fn run_json(r: &Run) -> Value {
         "agent".into(),
         r.agent.as_ref().map(agent_json).unwrap_or(Value::Null),
     );
+    o.insert(
+        "usage".into(),
+        r.usage.as_ref().map(usage_json).unwrap_or(Value::Null),
+    );
     Value::Object(o)
+}
+
+/// A run's usage as JSON (every field).
+pub fn usage_json(u: &RunUsage) -> Value {
+    json!({
+        "cpu_user_ms": u.cpu_user_ms,
+        "cpu_system_ms": u.cpu_system_ms,
+        "memory_bytes": u.memory_bytes,
+        "memory_peak_bytes": u.memory_peak_bytes,
+        "processes": u.processes,
+        "processes_peak": u.processes_peak,
+        "io_read_bytes": u.io_read_bytes,
+        "io_write_bytes": u.io_write_bytes,
+        "source": u.source,
+        "unavailable": u.unavailable,
+        "sampled_at": u.sampled_at,
+        "sampled_at_rfc3339": rfc3339(u.sampled_at),
+        "oom_killed": u.oom_killed,
+        "pids_limit_hit": u.pids_limit_hit,
+    })
 }
 
 /// A workflow run's AgentProgress as JSON (every field; unset optionals are null).
@@ -984,6 +1089,16 @@ pub fn agent_json(a: &AgentProgress) -> Value {
     o.insert("last_retry".into(), json!(a.last_retry));
     time_fields(&mut o, "last_event_at", a.last_event_at);
     o.insert("cost_usd".into(), json!(a.cost_usd));
+    o.insert("input_tokens".into(), json!(a.input_tokens));
+    o.insert("output_tokens".into(), json!(a.output_tokens));
+    o.insert(
+        "cache_creation_input_tokens".into(),
+        json!(a.cache_creation_input_tokens),
+    );
+    o.insert(
+        "cache_read_input_tokens".into(),
+        json!(a.cache_read_input_tokens),
+    );
     o.insert("result_subtype".into(), json!(a.result_subtype));
     o.insert("result_is_error".into(), json!(a.result_is_error));
     o.insert("num_turns".into(), json!(a.num_turns));
@@ -1531,6 +1646,10 @@ mod tests {
             resume_session: "1e0b-old".into(),
             heartbeat_message: "running tests".into(),
             heartbeat_progress: Some(0.4),
+            input_tokens: Some(1200),
+            output_tokens: Some(340),
+            cache_creation_input_tokens: Some(15000),
+            cache_read_input_tokens: None,
         }
     }
 
@@ -1607,9 +1726,11 @@ mod tests {
         assert_eq!(a["resume_session"], "1e0b-old");
         assert_eq!(a["heartbeat_message"], "running tests");
         assert_eq!(a["heartbeat_progress"], 0.4);
+        assert_eq!(a["input_tokens"], 1200);
+        assert_eq!(a["cache_read_input_tokens"], Value::Null);
         assert_eq!(
             a.as_object().unwrap().len(),
-            23,
+            27,
             "every AgentProgress field: {a}"
         );
         let mut done = sample_agent();
@@ -1646,18 +1767,84 @@ mod tests {
         assert_eq!(lines.len(), 4, "{text}");
         let health = lines[0].find("HEALTH").expect("HEALTH");
         let turns = lines[0].find("TURNS").expect("TURNS");
+        let cpu = lines[0].find("CPU").expect("CPU");
         let command = lines[0].find("COMMAND").expect("COMMAND");
-        assert!(health < turns && turns < command, "{text}");
+        assert!(health < turns && turns < cpu && cpu < command, "{text}");
         assert_eq!(lines[1][health..turns].trim_end(), "stuck", "{text}");
-        assert_eq!(lines[1][turns..command].trim_end(), "7", "{text}");
+        assert_eq!(lines[1][turns..cpu].trim_end(), "7", "{text}");
         assert!(
             lines[1][command..].starts_with("/usr/local/bin/claude -p"),
             "{text}"
         );
-        assert_eq!(lines[2][health..command].trim(), "", "plain run: {text}");
+        assert_eq!(lines[2][health..cpu].trim(), "", "plain run: {text}");
         assert_eq!(&lines[2][command..], r"sh -c 'sleep 30; echo it'\''s done'");
         assert_eq!(lines[3][health..turns].trim_end(), "-", "{text}");
-        assert_eq!(lines[3][turns..command].trim_end(), "0", "{text}");
+        assert_eq!(lines[3][turns..cpu].trim_end(), "0", "{text}");
+    }
+
+    #[test]
+    fn ps_and_get_show_usage() {
+        let now = 1_700_000_100_000;
+        let usage = RunUsage {
+            cpu_user_ms: 1200,
+            cpu_system_ms: 50,
+            memory_bytes: 100 << 20,
+            memory_peak_bytes: 150 << 20,
+            processes: 2,
+            processes_peak: 3,
+            source: "cgroup".into(),
+            unavailable: vec!["io".into()],
+            sampled_at: now - 1000,
+            ..Default::default()
+        };
+        let mut live = sample_run();
+        live.ended_at = 0;
+        live.usage = Some(usage.clone());
+        let mut ended = sample_run();
+        ended.ended_at = now - 500;
+        ended.usage = Some(RunUsage {
+            oom_killed: true,
+            ..usage
+        });
+        let text = runs_table(&[live.clone(), ended.clone(), sample_run()], now, false);
+        let lines: Vec<&str> = text.lines().collect();
+        let cpu = lines[0].find("CPU").expect("CPU");
+        let mem = lines[0].find("MEM").expect("MEM");
+        let command = lines[0].find("COMMAND").expect("COMMAND");
+        assert_eq!(lines[1][cpu..mem].trim_end(), "1.25s", "{text}");
+        assert_eq!(
+            lines[1][mem..command].trim_end(),
+            "100.0 MiB",
+            "now: {text}"
+        );
+        assert_eq!(
+            lines[2][mem..command].trim_end(),
+            "150.0 MiB",
+            "peak: {text}"
+        );
+        assert_eq!(
+            lines[3][cpu..command]
+                .split_whitespace()
+                .collect::<Vec<_>>(),
+            ["-", "-"]
+        );
+        let detail = run_detail(&ended, now, false);
+        let lines: Vec<String> = detail
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        for want in [
+            "cpu: 1.25s (user 1.2s, system 50ms)",
+            "memory: 100.0 MiB now, peak 150.0 MiB",
+            "processes: 2 now, peak 3",
+            "oom killed: yes (memory.events oom_kill)",
+        ] {
+            assert!(lines.iter().any(|l| l == want), "{want:?} in\n{detail}");
+        }
+        assert!(detail.contains("not available here: io\n"), "{detail}");
+        assert!(!detail.contains("\nio:"), "{detail}");
+        assert_eq!(run_json(&ended)["usage"]["memory_peak_bytes"], 150 << 20);
+        assert_eq!(run_json(&sample_run())["usage"], Value::Null);
     }
 
     #[test]

@@ -96,7 +96,26 @@ pub fn run_to_proto(r: &RunRecord) -> proto::Run {
             uid: o.uid,
             name: o.name.clone(),
         }),
+        usage: r.usage.as_ref().map(usage_to_proto),
         ..Default::default()
+    }
+}
+
+pub fn usage_to_proto(u: &crate::usage::Usage) -> proto::RunUsage {
+    proto::RunUsage {
+        cpu_user_ms: u.cpu_user_ms,
+        cpu_system_ms: u.cpu_system_ms,
+        memory_bytes: u.memory_bytes,
+        memory_peak_bytes: u.memory_peak_bytes,
+        processes: u.processes,
+        processes_peak: u.processes_peak,
+        io_read_bytes: u.io_read_bytes,
+        io_write_bytes: u.io_write_bytes,
+        source: u.source.clone(),
+        unavailable: u.unavailable.clone(),
+        sampled_at: u.sampled_at,
+        oom_killed: u.oom_killed,
+        pids_limit_hit: u.pids_limit_hit,
     }
 }
 
@@ -248,6 +267,10 @@ fn agent_to_proto(
         last_retry: a.last_retry.clone(),
         last_event_at: a.last_event_at,
         cost_usd: a.cost_usd,
+        input_tokens: a.tokens.map(|t| t.input),
+        output_tokens: a.tokens.map(|t| t.output),
+        cache_creation_input_tokens: a.tokens.map(|t| t.cache_creation_input),
+        cache_read_input_tokens: a.tokens.map(|t| t.cache_read_input),
         result_subtype: a.result_subtype.clone(),
         result_is_error: a.result_is_error,
         num_turns: a.num_turns,

@@ -291,7 +291,8 @@ fn server_config(config: &TlsConfig) -> Result<rustls::ServerConfig, TlsError> {
     let mut cfg = builder
         .with_single_cert(certs, key)
         .map_err(|e| TlsError::Config(format!("cert and key: {e}")))?;
-    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    // h2 for gRPC; http/1.1 too for the metrics listener's scrapers (gRPC clients offer h2 only).
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(cfg)
 }
 

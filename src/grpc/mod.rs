@@ -643,16 +643,26 @@ impl Supervisor for SupervisorService {
             alerts: alerts
                 .iter()
                 .map(convert::alert_to_proto)
-                .chain(self.access.current().root_agents.as_ref().map(|m| {
-                    // A standing condition of the config, not a stored alert: it goes only when
-                    // runs.user or runs.allow_root_agents is set.
-                    proto::Alert {
-                        kind: "agents_run_as_root".into(),
-                        dedup_key: "agents_run_as_root".into(),
-                        message: m.clone(),
-                        ..Default::default()
-                    }
-                }))
+                .chain(
+                    self.access
+                        .current()
+                        .root_agents
+                        .as_ref()
+                        .filter(|_| {
+                            // Stored since the alert model has it; older stores' daemons did not.
+                            !alerts.iter().any(|a| a.dedup_key == "agents_run_as_root")
+                        })
+                        .map(|m| {
+                            // A standing condition of the config, not a stored alert: it goes only when
+                            // runs.user or runs.allow_root_agents is set.
+                            proto::Alert {
+                                kind: "agents_run_as_root".into(),
+                                dedup_key: "agents_run_as_root".into(),
+                                message: m.clone(),
+                                ..Default::default()
+                            }
+                        }),
+                )
                 .collect(),
             ..Default::default()
         };

@@ -9,4 +9,5 @@ pub mod reaper;
 pub mod signals;
 pub mod spawn;
 pub mod splice;
+pub mod usage;
 pub mod vfork;

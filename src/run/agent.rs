@@ -56,6 +56,8 @@ pub struct AgentState {
     pub heartbeat_message: String,
     pub heartbeat_progress: Option<f64>,
     pub malformed_heartbeats: u64,
+    /// Token counts the `result` reports for the session.
+    pub tokens: Option<crate::agent::stream_json::Tokens>,
 }
 
 impl AgentState {
@@ -97,6 +99,7 @@ impl AgentState {
             self.result_subtype = r.subtype.clone();
             self.result_is_error = Some(r.is_error);
             self.num_turns = r.num_turns;
+            self.tokens = r.tokens;
             self.result_text = r.text.clone().unwrap_or_default();
             self.result_errors = r.errors.clone();
             self.failure = match &r.outcome {

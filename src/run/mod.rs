@@ -108,6 +108,9 @@ pub struct RunRecord {
     pub policy_restarts: u32,
     /// The run that restarted this one by policy, once there is one.
     pub restarted_as: String,
+    /// What the run cost the host: live figures while it runs, the final ones once it ended
+    /// (None for runs that never started, and runs of daemons from before usage was read).
+    pub usage: Option<crate::usage::Usage>,
 }
 
 /// Which phase ended a kill.

@@ -67,6 +67,9 @@ pub struct RunContext {
     pub max_line_bytes: usize,
     /// How long each declared critical section holds off KILL in a graceful kill.
     pub critical_graces: CriticalGraces,
+    /// The run's usage, attached once the leader runs and finished before the cgroup goes.
+    pub usage: crate::usage::UsageProbe,
+    pub usage_interval: Duration,
 }
 
 /// The live handles on one run.
@@ -244,6 +247,12 @@ async fn run_inner(mut ctx: RunContext) {
         })
         .await;
 
+    ctx.usage.attach(match &cgroup {
+        Some(cg) => crate::usage::Source::Cgroup(cg.path().to_path_buf()),
+        None => crate::usage::Source::Procs { leader: pid },
+    });
+    let sampler = tokio::spawn(sample_usage(ctx.usage.clone(), ctx.usage_interval));
+
     let stdout_watch = ctx.agent_stdout.then(|| StdoutWatch {
         tracker: StdoutTracker::new(ctx.max_line_bytes),
         run_id: run_id.clone(),
@@ -349,6 +358,10 @@ async fn run_inner(mut ctx: RunContext) {
         report.phase = KillPhase::AlreadyExited;
     }
 
+    // The final usage: the run is empty, its cgroup (and its zombie leader) still there.
+    sampler.abort();
+    ctx.usage.finish();
+
     // Reap the leader now that its group is empty; then the reaper may have its number back.
     let mut cleanup = Vec::new();
     match h.pidfd.reap() {
@@ -451,6 +464,20 @@ async fn run_inner(mut ctx: RunContext) {
             report,
         })
         .await;
+}
+
+/// Read the run's usage every `every` until the run task takes the final reading.
+async fn sample_usage(probe: crate::usage::UsageProbe, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if probe.is_finished() {
+            return;
+        }
+        probe.sample();
+    }
 }
 
 /// The critical section the agent has open, if any, and how long each holds off KILL.

@@ -65,6 +65,53 @@ pub struct Alert {
     /// One firing alert per key: firing it again while it fires changes nothing.
     pub dedup_key: String,
     pub labels: std::collections::BTreeMap<String, String>,
+    /// Unix ms when its condition was last reported (`at` is when it was first seen).
+    pub last_seen: i64,
+}
+
+/// What one webhook was sent of one alert (the outbox row).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryRow {
+    pub webhook: String,
+    pub alert_id: i64,
+    /// The notification this row is about: the alert's firing or its resolution.
+    pub status: crate::alerts::format::Status,
+    pub state: DeliveryState,
+    /// Attempts made for this notification.
+    pub attempts: u32,
+    /// Unix ms of the next attempt (Pending).
+    pub next_at: i64,
+    /// Unix ms it was delivered (Delivered).
+    pub sent_at: i64,
+    pub last_error: String,
+}
+
+/// Where a notification stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryState {
+    /// Not delivered yet: due at `next_at`.
+    Pending,
+    Delivered,
+    /// Given up on (a refusal, or the attempts ran out).
+    Failed,
+}
+
+impl DeliveryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Delivered => "delivered",
+            DeliveryState::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> DeliveryState {
+        match s {
+            "delivered" => DeliveryState::Delivered,
+            "pending" => DeliveryState::Pending,
+            _ => DeliveryState::Failed,
+        }
+    }
 }
 
 /// A condition that fires an alert once per dedup key until it is resolved.
@@ -105,6 +152,8 @@ pub struct Batch {
     pub fire: Vec<AlertFire>,
     /// Dedup keys whose condition is gone: their firing alert gets its resolved time.
     pub resolve: Vec<String>,
+    /// Outbox rows to write (insert or replace).
+    pub deliveries: Vec<DeliveryRow>,
 }
 
 impl Batch {
@@ -116,6 +165,15 @@ impl Batch {
             && self.acks.is_empty()
             && self.fire.is_empty()
             && self.resolve.is_empty()
+            && self.deliveries.is_empty()
+    }
+
+    /// Whether committing it may change what alerts fire (the outbox is told).
+    fn touches_alerts(&self) -> bool {
+        !(self.alerts.is_empty()
+            && self.acks.is_empty()
+            && self.fire.is_empty()
+            && self.resolve.is_empty())
     }
 }
 
@@ -129,7 +187,13 @@ pub struct Store {
     tx: mpsc::Sender<Op>,
     reader: Arc<Mutex<Connection>>,
     path: PathBuf,
+    /// Told how long each group commit took (the metrics), once one is set.
+    commit_observer: CommitObserver,
+    /// Bumped after each commit that may have changed the alerts.
+    alert_changes: Arc<tokio::sync::watch::Sender<u64>>,
 }
+
+type CommitObserver = Arc<std::sync::OnceLock<Box<dyn Fn(Duration) + Send + Sync>>>;
 
 const DB_FILE: &str = "wf-supervisor.db";
 
@@ -191,9 +255,13 @@ impl Store {
         let _ = reader.busy_timeout(Duration::from_secs(5));
         let (tx, rx) = mpsc::channel();
         let wpath = path.clone();
+        let commit_observer = CommitObserver::default();
+        let observer = commit_observer.clone();
+        let alert_changes = Arc::new(tokio::sync::watch::channel(0u64).0);
+        let changes = alert_changes.clone();
         std::thread::Builder::new()
             .name("wf-store".into())
-            .spawn(move || writer(conn, rx, wpath))
+            .spawn(move || writer(conn, rx, wpath, observer, changes))
             .map_err(|source| StoreError::Quarantine {
                 path: path.clone(),
                 source,
@@ -204,6 +272,8 @@ impl Store {
                 tx,
                 reader: Arc::new(Mutex::new(reader)),
                 path,
+                commit_observer,
+                alert_changes,
             },
             runs,
             quarantined,
@@ -258,6 +328,69 @@ impl Store {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Bumped after every commit that may have changed the alerts (the outbox waits on it).
+    pub fn alert_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.alert_changes.subscribe()
+    }
+
+    /// What webhook `webhook` must reconcile: alerts firing or resolved since `since` (the
+    /// newest `limit`), and its outbox rows for them.
+    pub fn outbox_view(
+        &self,
+        webhook: &str,
+        since: i64,
+        limit: usize,
+    ) -> Result<(Vec<Alert>, Vec<DeliveryRow>), StoreError> {
+        self.read(|c| {
+            let mut st = c.prepare(&format!(
+                "SELECT {} FROM alerts WHERE resolved_at = 0 OR resolved_at >= ?1
+                 ORDER BY id DESC LIMIT ?2",
+                rows::ALERT_COLUMNS
+            ))?;
+            let alerts: Vec<Alert> = st
+                .query_map(params![since, limit as i64], rows::alert_from_row)?
+                .collect::<rusqlite::Result<_>>()?;
+            let min_id = alerts.iter().map(|a| a.id).min().unwrap_or(i64::MAX);
+            let mut st = c.prepare(
+                "SELECT webhook, alert_id, status, state, attempts, next_at, sent_at, last_error
+                 FROM alert_deliveries WHERE webhook = ?1 AND alert_id >= ?2",
+            )?;
+            let deliveries = st
+                .query_map(params![webhook, min_id], |r| {
+                    Ok(DeliveryRow {
+                        webhook: r.get(0)?,
+                        alert_id: r.get(1)?,
+                        status: crate::alerts::format::Status::parse(&r.get::<_, String>(2)?)
+                            .unwrap_or(crate::alerts::format::Status::Firing),
+                        state: DeliveryState::parse(&r.get::<_, String>(3)?),
+                        attempts: r.get(4)?,
+                        next_at: r.get(5)?,
+                        sent_at: r.get(6)?,
+                        last_error: r.get(7)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok((alerts, deliveries))
+        })
+    }
+
+    /// Have `f` told how long each group commit takes (the first call wins).
+    pub fn observe_commits(&self, f: impl Fn(Duration) + Send + Sync + 'static) {
+        let _ = self.commit_observer.set(Box::new(f));
+    }
+
+    /// Alerts firing now (not resolved; acknowledged ones included), counted by kind.
+    pub fn firing_alert_counts(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, i64>, StoreError> {
+        self.read(|c| {
+            let mut st =
+                c.prepare("SELECT kind, COUNT(*) FROM alerts WHERE resolved_at = 0 GROUP BY kind")?;
+            let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            rows.collect()
+        })
     }
 
     /// Queue a batch; `done` runs after it is committed (or failed).
@@ -387,7 +520,13 @@ fn quarantine(state_dir: &Path, db: &Path) -> Result<PathBuf, StoreError> {
 }
 
 /// The writer thread: group commits until every sender is gone.
-fn writer(mut conn: Connection, rx: mpsc::Receiver<Op>, path: PathBuf) {
+fn writer(
+    mut conn: Connection,
+    rx: mpsc::Receiver<Op>,
+    path: PathBuf,
+    observer: CommitObserver,
+    alert_changes: Arc<tokio::sync::watch::Sender<u64>>,
+) {
     while let Ok(first) = rx.recv() {
         let mut ops = vec![first];
         while let Ok(more) = rx.try_recv() {
@@ -396,10 +535,17 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Op>, path: PathBuf) {
                 break;
             }
         }
+        let started = std::time::Instant::now();
         let result = commit(&mut conn, &ops).map_err(|e| {
             error!(path = %path.display(), error = %e, "store commit failed");
             e.to_string()
         });
+        if let Some(observe) = observer.get() {
+            observe(started.elapsed());
+        }
+        if ops.iter().any(|Op::Write(b, _)| b.touches_alerts()) {
+            alert_changes.send_modify(|n| *n = n.wrapping_add(1));
+        }
         for Op::Write(_, done) in ops {
             if let Some(done) = done {
                 done(result.clone());
@@ -427,16 +573,40 @@ fn commit(conn: &mut Connection, ops: &[Op]) -> rusqlite::Result<()> {
             )?;
         }
         for f in &b.fire {
-            tx.execute(
-                "INSERT INTO alerts (at, kind, message, dedup_key, labels)
-                 SELECT ?1, ?2, ?3, ?4, ?5 WHERE NOT EXISTS
+            let now = crate::time::now_ms();
+            let inserted = tx.execute(
+                "INSERT INTO alerts (at, kind, message, dedup_key, labels, last_seen)
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?1 WHERE NOT EXISTS
                    (SELECT 1 FROM alerts WHERE dedup_key = ?4 AND resolved_at = 0)",
                 params![
-                    crate::time::now_ms(),
+                    now,
                     f.kind,
                     f.message,
                     f.dedup_key,
                     serde_json::to_string(&f.labels).unwrap_or_default()
+                ],
+            )?;
+            if inserted == 0 {
+                tx.execute(
+                    "UPDATE alerts SET last_seen = ?1 WHERE dedup_key = ?2 AND resolved_at = 0",
+                    params![now, f.dedup_key],
+                )?;
+            }
+        }
+        for d in &b.deliveries {
+            tx.execute(
+                "INSERT OR REPLACE INTO alert_deliveries
+                   (webhook, alert_id, status, state, attempts, next_at, sent_at, last_error)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    d.webhook,
+                    d.alert_id,
+                    d.status.as_str(),
+                    d.state.as_str(),
+                    d.attempts,
+                    d.next_at,
+                    d.sent_at,
+                    d.last_error
                 ],
             )?;
         }

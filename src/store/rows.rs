@@ -35,9 +35,10 @@ pub fn upsert_run(c: &Connection, seq: u64, r: &RunRecord) -> rusqlite::Result<(
             grace_ms, pid, pgid, created_at, started_at, ended_at, exit_code, signal, error, attempt,
             restart_of, last_heartbeat_at, heartbeats, containment, stdout_bytes, stderr_bytes,
             end_reason, output_truncated, logs_missing, agent_spec, agent_state, policy, queued_at,
-            timeout_at, policy_restarts, restarted_as, owner)
+            timeout_at, policy_restarts, restarted_as, owner, usage)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-            ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35)",
+            ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35,
+            ?36)",
     )?
     .execute(params![
         r.run_id,
@@ -75,6 +76,7 @@ pub fn upsert_run(c: &Connection, seq: u64, r: &RunRecord) -> rusqlite::Result<(
         r.policy_restarts,
         r.restarted_as,
         r.spec.owner.as_ref().map(json).unwrap_or_default(),
+        r.usage.as_ref().map(json).unwrap_or_default(),
     ])?;
     Ok(())
 }
@@ -146,6 +148,7 @@ fn run_from_row(row: &Row<'_>) -> rusqlite::Result<LoadedRun> {
         waiting_reason: String::new(),
         policy_restarts: row.get("policy_restarts")?,
         restarted_as: row.get("restarted_as")?,
+        usage: parse_opt(row.get("usage")?),
     };
     Ok(LoadedRun {
         seq: row.get::<_, i64>("seq")? as u64,
@@ -162,7 +165,8 @@ pub fn load_runs(c: &Connection) -> rusqlite::Result<Vec<LoadedRun>> {
 
 /// The columns [`alert_from_row`] reads, in its order.
 pub const ALERT_COLUMNS: &str =
-    "id, at, kind, message, acknowledged_at, acknowledged_by, resolved_at, dedup_key, labels";
+    "id, at, kind, message, acknowledged_at, acknowledged_by, resolved_at, dedup_key, labels, \
+     last_seen";
 
 pub fn alert_from_row(row: &Row<'_>) -> rusqlite::Result<Alert> {
     Ok(Alert {
@@ -175,5 +179,6 @@ pub fn alert_from_row(row: &Row<'_>) -> rusqlite::Result<Alert> {
         resolved_at: row.get(6)?,
         dedup_key: row.get(7)?,
         labels: parse_json(row.get(8)?),
+        last_seen: row.get(9)?,
     })
 }

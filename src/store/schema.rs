@@ -86,6 +86,24 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE audit ADD COLUMN identity TEXT NOT NULL DEFAULT '';
     ALTER TABLE audit ADD COLUMN role TEXT NOT NULL DEFAULT '';
     "#,
+    // 5: observability: each run's resource usage (JSON; '' for runs from before, or runs
+    // that never started); when each firing alert was last seen; the webhook outbox: what
+    // each webhook was sent of each alert, and what it still owes.
+    r#"
+    ALTER TABLE runs ADD COLUMN usage TEXT NOT NULL DEFAULT '';
+    ALTER TABLE alerts ADD COLUMN last_seen INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE alert_deliveries (
+        webhook TEXT NOT NULL,
+        alert_id INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        next_at INTEGER NOT NULL,
+        sent_at INTEGER NOT NULL,
+        last_error TEXT NOT NULL,
+        PRIMARY KEY (webhook, alert_id)
+    );
+    "#,
 ];
 
 /// The schema version this daemon writes.

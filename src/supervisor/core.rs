@@ -29,6 +29,7 @@ use crate::supervisor::handle::{ApiError, KillOutcome, LogSource, SpawnRequest};
 use crate::supervisor::validate::Validator;
 use crate::supervisor::{EndIntent, Msg, RunEvent, SupervisorHandle};
 use crate::time::now_ms;
+use crate::usage::UsageProbe;
 
 /// What the core needs besides the config.
 pub struct CoreSettings {
@@ -44,6 +45,8 @@ pub struct CoreSettings {
     pub watchdog: Option<Duration>,
     /// The unprivileged user agents run as, when configured.
     pub agent_user: Option<AgentUser>,
+    /// Where run starts and ends are counted.
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 /// The user agents run as: resolved once at start.
@@ -76,6 +79,10 @@ struct Entry {
     written_bytes: (u64, u64),
     /// For a queued run: why it waits, as the scheduler last said.
     wait: Option<crate::schedule::Wait>,
+    /// The run's resource usage, read by its run task (a fresh one for each start).
+    usage: UsageProbe,
+    /// Unix ms when its run task was launched (for the spawn latency).
+    launched_at: i64,
 }
 
 /// Where a queued run stands in the queue: priority first, then age.
@@ -237,6 +244,8 @@ pub fn start(settings: CoreSettings) -> SupervisorHandle {
                 alerted: Vec::new(),
                 written_bytes: (0, 0),
                 wait: None,
+                usage: UsageProbe::new(),
+                launched_at: 0,
             },
         );
     }
@@ -371,10 +380,16 @@ impl Core {
                 let _ = reply.send(self.queue_figures());
             }
             Msg::Get { run_id, reply } => {
+                // A live run's usage is read now (a few small files), not as last sampled.
                 let r = self
                     .runs
                     .get(&run_id)
-                    .map(snapshot)
+                    .map(|e| {
+                        if e.control.is_some() {
+                            e.usage.sample();
+                        }
+                        snapshot(e)
+                    })
                     .ok_or(ApiError::NotFound(run_id));
                 let _ = reply.send(r);
             }
@@ -451,6 +466,9 @@ impl Core {
                     return;
                 };
                 let rec = snapshot(e);
+                self.s
+                    .metrics
+                    .run_started(&rec, rec.started_at - e.launched_at);
                 let reply = e.spawn_reply.take();
                 let audits = spawn_audit_outcome(e.spawn_audit.take(), &rec);
                 let answer = rec.clone();
@@ -876,6 +894,10 @@ impl Core {
     }
 
     fn emit(&self, run_id: &str, kind: &'static str, message: String, run: RunRecord) {
+        // Every path to a terminal status announces it as "ended" (or "failed" to start).
+        if matches!(kind, "ended" | "failed") && run.status.is_terminal() {
+            self.s.metrics.run_ended(&run);
+        }
         let _ = self.events.send(RunEvent {
             run_id: run_id.to_string(),
             at: now_ms(),
@@ -999,6 +1021,7 @@ impl Core {
             waiting_reason: String::new(),
             policy_restarts: req.policy_restarts,
             restarted_as: String::new(),
+            usage: None,
         };
         self.next_seq += 1;
         self.runs.insert(
@@ -1020,6 +1043,8 @@ impl Core {
                 alerted: Vec::new(),
                 written_bytes: (0, 0),
                 wait: None,
+                usage: UsageProbe::new(),
+                launched_at: 0,
             },
         );
         if let Some(e) = self.runs.get(&run_id) {
@@ -1180,6 +1205,8 @@ impl Core {
     }
 
     fn ended(&mut self, run_id: String, exit: Option<ExitKind>, report: KillReport) {
+        self.s.metrics.run_stopped(&report);
+        let left_survivors = report.phase == KillPhase::Survivors;
         let Some(e) = self.runs.get_mut(&run_id) else {
             return;
         };
@@ -1246,6 +1273,18 @@ impl Core {
                 r.error = exit.map(describe_exit).unwrap_or_default();
             }
         }
+        // The run task read the final figures before it removed the cgroup.
+        if let Some(u) = e.usage.latest() {
+            let limits = (self.s.config.memory_max_bytes, self.s.config.pids_max);
+            if let Some(note) = crate::usage::end_note(&u, limits.0, limits.1) {
+                r.error = if r.error.is_empty() {
+                    note
+                } else {
+                    format!("{note} ({})", r.error)
+                };
+            }
+            r.usage = Some(u);
+        }
         e.control = None;
         let rec = snapshot(e);
         let waiters: Vec<_> = e.kill_waiters.drain(..).collect();
@@ -1267,6 +1306,15 @@ impl Core {
             self.deadlines.remove(&(at, run_id.clone()));
         }
         self.resolve_alerts(stuck_keys);
+        if let Some(fire) = crate::alerts::end_alert(&rec, left_survivors) {
+            self.s.store.write(
+                Batch {
+                    fire: vec![fire],
+                    ..Batch::default()
+                },
+                None,
+            );
+        }
         info!(
             run_id,
             status = status.as_str(),
@@ -1424,6 +1472,11 @@ fn snapshot(e: &Entry) -> RunRecord {
         r.stdout_bytes = r.stdout_bytes.max(p.stdout);
         r.stderr_bytes = r.stderr_bytes.max(p.stderr);
         r.output_truncated |= p.truncated;
+    }
+    if e.control.is_some() {
+        if let Some(u) = e.usage.latest() {
+            r.usage = Some(u);
+        }
     }
     r
 }

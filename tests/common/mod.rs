@@ -148,3 +148,44 @@ pub fn count_by<T: std::hash::Hash + Eq>(items: impl IntoIterator<Item = T>) -> 
     }
     counts
 }
+
+/// A loopback TCP port nobody listens on now (bound and released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// Starts a daemon on `site` expecting it to refuse; returns its stderr.
+pub fn start_refused(site: &Site) -> String {
+    let mut child = std::process::Command::new(DAEMON_BIN)
+        .arg("--config")
+        .arg(&site.config)
+        .arg("--socket")
+        .arg(&site.socket)
+        .arg("--state-dir")
+        .arg(&site.state)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start wf-supervisor");
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            assert!(!status.success(), "the daemon should refuse to start");
+            let mut err = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err)
+                .expect("read stderr");
+            return err;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the daemon did not refuse to start");
+        }
+        std::thread::sleep(POLL);
+    }
+}

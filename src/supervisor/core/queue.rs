@@ -226,9 +226,12 @@ impl Core {
             log_cap: self.s.config.log_max_bytes_per_stream,
             max_line_bytes: self.s.config.max_line_bytes,
             critical_graces,
+            usage: e.usage.clone(),
+            usage_interval: self.s.config.metrics.usage_sample_interval,
         };
         e.control = Some(control_tx);
         e.progress = progress_rx;
+        e.launched_at = crate::time::now_ms();
         let waited = e.record.queued_at > 0;
         let rec = snapshot(e);
         self.live += 1;
