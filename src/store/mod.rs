@@ -9,14 +9,21 @@
 //! `synchronous=NORMAL` in WAL mode makes each commit survive a crash of the daemon (the case this
 //! invariant is about); a power loss may lose the last commits.
 //!
+//! A commit that fails for a condition that can go away (a full filesystem, an I/O error) keeps
+//! its batch and is retried before anything newer (`failing.rs` decides), so a run's terminal state
+//! reached meanwhile is written once the store accepts writes again; a `store_write_failing` alert
+//! is shown from memory while commits fail and written, resolved, by the first that succeeds.
+//!
 //! At open: `PRAGMA quick_check`; a corrupt or unreadable database is moved aside to
 //! `quarantine/<timestamp>/` with its WAL files, a fresh one is made, and an alert records it
 //! until an operator acknowledges it. A database from a newer daemon is refused.
 mod audit;
+pub mod failing;
 mod rows;
 mod schema;
 
 pub use audit::{AuditRecord, Caller};
+pub use failing::CommitError;
 
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
@@ -46,6 +53,8 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("store {path}: {error}")]
+    Commit { path: PathBuf, error: CommitError },
     #[error("the store's writer has stopped")]
     WriterGone,
 }
@@ -91,7 +100,7 @@ pub struct Opened {
     pub quarantined: Option<PathBuf>,
 }
 
-type Done = Box<dyn FnOnce(Result<(), String>) + Send>;
+type Done = Box<dyn FnOnce(Result<(), CommitError>) + Send>;
 
 /// One batch for the writer.
 #[derive(Default)]
@@ -129,6 +138,8 @@ pub struct Store {
     tx: mpsc::Sender<Op>,
     reader: Arc<Mutex<Connection>>,
     path: PathBuf,
+    /// The writer's current episode of failing commits, for readers (GetHealth, the status line).
+    failing: Arc<Mutex<Option<failing::Failing>>>,
 }
 
 const DB_FILE: &str = "wf-supervisor.db";
@@ -191,9 +202,11 @@ impl Store {
         let _ = reader.busy_timeout(Duration::from_secs(5));
         let (tx, rx) = mpsc::channel();
         let wpath = path.clone();
+        let failing = Arc::new(Mutex::new(None));
+        let shared = failing.clone();
         std::thread::Builder::new()
             .name("wf-store".into())
-            .spawn(move || writer(conn, rx, wpath))
+            .spawn(move || writer(conn, rx, wpath, shared))
             .map_err(|source| StoreError::Quarantine {
                 path: path.clone(),
                 source,
@@ -204,6 +217,7 @@ impl Store {
                 tx,
                 reader: Arc::new(Mutex::new(reader)),
                 path,
+                failing,
             },
             runs,
             quarantined,
@@ -264,7 +278,10 @@ impl Store {
     pub fn write(&self, batch: Batch, done: Option<Done>) {
         if let Err(mpsc::SendError(Op::Write(_, Some(done)))) = self.tx.send(Op::Write(batch, done))
         {
-            done(Err("the store's writer has stopped".into()));
+            done(Err(CommitError {
+                fault: failing::Fault::Permanent,
+                message: "the store's writer has stopped".into(),
+            }));
         }
     }
 
@@ -279,8 +296,35 @@ impl Store {
         );
         match rx.await {
             Ok(Ok(())) => Ok(()),
-            _ => Err(StoreError::WriterGone),
+            Ok(Err(error)) => Err(StoreError::Commit {
+                path: self.path.clone(),
+                error,
+            }),
+            Err(_) => Err(StoreError::WriterGone),
         }
+    }
+
+    /// Why commits fail now, while they do.
+    pub fn write_failing(&self) -> Option<CommitError> {
+        let f = self.failing.lock().unwrap_or_else(|p| p.into_inner());
+        f.as_ref().map(|f| f.error.clone())
+    }
+
+    /// The `store_write_failing` alert while commits fail (it cannot be written until they
+    /// succeed again; then it is written resolved).
+    fn failing_alert(&self) -> Option<Alert> {
+        let f = self.failing.lock().unwrap_or_else(|p| p.into_inner());
+        f.as_ref().map(|f| Alert {
+            id: 0,
+            at: f.since,
+            kind: failing::ALERT_KIND.into(),
+            message: f.message(&self.path.display().to_string()),
+            acknowledged_at: 0,
+            acknowledged_by: String::new(),
+            resolved_at: 0,
+            dedup_key: failing::ALERT_KIND.into(),
+            labels: Default::default(),
+        })
     }
 
     /// Append one audit record and wait until it is durable.
@@ -307,16 +351,18 @@ impl Store {
         self.read(|c| audit::list(c, run_id, since, limit))
     }
 
-    /// Alerts neither acknowledged nor resolved.
+    /// Alerts neither acknowledged nor resolved, and the store's own while its commits fail.
     pub fn open_alerts(&self) -> Result<Vec<Alert>, StoreError> {
-        self.read(|c| {
+        let mut open: Vec<Alert> = self.read(|c| {
             let mut st = c.prepare(&format!(
                 "SELECT {} FROM alerts WHERE acknowledged_at = 0 AND resolved_at = 0 ORDER BY id",
                 rows::ALERT_COLUMNS
             ))?;
             let rows = st.query_map([], rows::alert_from_row)?;
             rows.collect()
-        })
+        })?;
+        open.extend(self.failing_alert());
+        Ok(open)
     }
 
     /// Alerts of these kinds that still fire or resolved at or after `since` (Unix ms).
@@ -386,31 +432,137 @@ fn quarantine(state_dir: &Path, db: &Path) -> Result<PathBuf, StoreError> {
     Ok(dest)
 }
 
-/// The writer thread: group commits until every sender is gone.
-fn writer(mut conn: Connection, rx: mpsc::Receiver<Op>, path: PathBuf) {
-    while let Ok(first) = rx.recv() {
-        let mut ops = vec![first];
+/// The writer thread: group commits until every sender is gone. Batches whose commit failed for a
+/// condition that can go away are kept and committed first, on the next batch or on the retry
+/// timer (backing off, see `failing.rs`).
+fn writer(
+    mut conn: Connection,
+    rx: mpsc::Receiver<Op>,
+    path: PathBuf,
+    shared: Arc<Mutex<Option<failing::Failing>>>,
+) {
+    let mut health = failing::WriteHealth::default();
+    let mut kept: Vec<Batch> = Vec::new();
+    let publish = |h: &failing::WriteHealth| {
+        *shared.lock().unwrap_or_else(|p| p.into_inner()) = h.failing().cloned();
+    };
+    loop {
+        let first = match health.retry_in() {
+            Some(wait) => match rx.recv_timeout(wait) {
+                Ok(op) => Some(op),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            },
+            None => match rx.recv() {
+                Ok(op) => Some(op),
+                Err(_) => break,
+            },
+        };
+        let mut ops: Vec<Op> = first.into_iter().collect();
         while let Ok(more) = rx.try_recv() {
             ops.push(more);
             if ops.len() >= 1024 {
                 break;
             }
         }
-        let result = commit(&mut conn, &ops).map_err(|e| {
-            error!(path = %path.display(), error = %e, "store commit failed");
-            e.to_string()
-        });
-        for Op::Write(_, done) in ops {
+        // What failed before goes first, with the alert of the episode if this ends it.
+        if let Some(f) = health.failing().cloned() {
+            let r = commit(&mut conn, kept.iter(), Some(&f)).map_err(|e| commit_error(&conn, e));
+            match r {
+                Ok(()) => {
+                    health.succeeded();
+                    publish(&health);
+                    kept.clear();
+                    info!(path = %path.display(), failures = f.failures,
+                        "store commits succeed again; the changes kept meanwhile are written");
+                }
+                Err(e) => {
+                    health.failed(e.clone(), crate::time::now_ms());
+                    publish(&health);
+                    // The new batches would fail the same way: keep them behind the others.
+                    for Op::Write(b, done) in ops {
+                        failing::retain(&mut kept, b);
+                        if let Some(done) = done {
+                            done(Err(e.clone()));
+                        }
+                    }
+                    continue;
+                }
+            }
+        }
+        if ops.is_empty() {
+            continue;
+        }
+        let result = commit(&mut conn, ops.iter().map(|Op::Write(b, _)| b), None)
+            .map_err(|e| commit_error(&conn, e));
+        let decision = match &result {
+            Ok(()) => None,
+            Err(e) => {
+                let d = health.failed(e.clone(), crate::time::now_ms());
+                publish(&health);
+                match d {
+                    failing::Decision::Retain => {
+                        error!(path = %path.display(), error = %e,
+                            "store commit failed; keeping the changes in memory until it succeeds")
+                    }
+                    failing::Decision::Drop => {
+                        error!(path = %path.display(), error = %e, "store commit failed")
+                    }
+                }
+                Some(d)
+            }
+        };
+        for Op::Write(b, done) in ops {
+            if decision == Some(failing::Decision::Retain) {
+                failing::retain(&mut kept, b);
+            }
             if let Some(done) = done {
                 done(result.clone());
             }
         }
     }
+    if !kept.is_empty() {
+        error!(path = %path.display(), batches = kept.len(),
+            "the daemon stops with changes its store could not write");
+    }
 }
 
-fn commit(conn: &mut Connection, ops: &[Op]) -> rusqlite::Result<()> {
+/// A failed commit in words: the fault, SQLite's error and the OS error behind it.
+#[allow(unsafe_code)]
+fn commit_error(conn: &Connection, e: rusqlite::Error) -> CommitError {
+    let fault = failing::Fault::of(e.sqlite_error_code());
+    // SAFETY: the handle is the writer's own open connection, used on this thread only;
+    // sqlite3_system_errno only reads the connection's last OS error.
+    let errno = unsafe { rusqlite::ffi::sqlite3_system_errno(conn.handle()) };
+    let os = (errno != 0).then(|| std::io::Error::from_raw_os_error(errno).to_string());
+    CommitError {
+        fault,
+        message: failing::describe(fault, &e.to_string(), os.as_deref()),
+    }
+}
+
+/// Commit `batches` in one transaction; with `ended`, also the alert of an episode of failing
+/// commits that this commit ends (firing since its first failure, resolved now).
+fn commit<'a>(
+    conn: &mut Connection,
+    batches: impl Iterator<Item = &'a Batch>,
+    ended: Option<&failing::Failing>,
+) -> rusqlite::Result<()> {
+    let path = conn.path().unwrap_or_default().to_string();
     let tx = conn.transaction()?;
-    for Op::Write(b, _) in ops {
+    if let Some(f) = ended {
+        tx.execute(
+            "INSERT INTO alerts (at, kind, message, dedup_key, labels, resolved_at)
+             VALUES (?1, ?2, ?3, ?2, '{}', ?4)",
+            params![
+                f.since,
+                failing::ALERT_KIND,
+                f.message(&path),
+                crate::time::now_ms()
+            ],
+        )?;
+    }
+    for b in batches {
         for (seq, r) in &b.runs {
             rows::upsert_run(&tx, *seq, r)?;
         }

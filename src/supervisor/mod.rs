@@ -128,6 +128,11 @@ pub enum Msg {
         run_id: String,
         error: String,
     },
+    /// The first record of a new run could not be written: the run is dropped.
+    NotRecorded {
+        run_id: String,
+        error: crate::store::CommitError,
+    },
     LeaderExited {
         run_id: String,
         exit: Option<ExitKind>,
