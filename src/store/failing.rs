@@ -175,6 +175,20 @@ pub fn retain(kept: &mut Vec<super::Batch>, batch: super::Batch) {
     kept.push(batch);
 }
 
+/// Discard what is kept of runs that were dropped because their first record failed: their
+/// upserts and their audit records (the API records the refused call itself).
+pub fn forget(kept: &mut Vec<super::Batch>, runs: &[String]) {
+    if runs.is_empty() {
+        return;
+    }
+    let gone = |id: &str| runs.iter().any(|r| r == id);
+    for k in kept.iter_mut() {
+        k.runs.retain(|(_, r)| !gone(&r.run_id));
+        k.audits.retain(|a| !gone(&a.run_id));
+    }
+    kept.retain(|k| !k.is_empty());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -324,5 +338,37 @@ mod tests {
         assert_eq!(runs, vec![("b".into(), Running), ("a".into(), Killed)]);
         assert_eq!(kept.len(), 3, "the resolve stays, in order");
         assert_eq!(kept[1].resolve, vec!["k".to_string()]);
+    }
+
+    #[test]
+    fn a_dropped_run_leaves_nothing_kept_but_the_others_stay() {
+        use crate::run::RunStatus::*;
+        use crate::store::{AuditRecord, Caller};
+        let audit = |id: &str| {
+            AuditRecord::new(Caller::Daemon, "spawn", id, serde_json::json!({})).outcome("ok", "")
+        };
+        let mut kept = Vec::new();
+        retain(
+            &mut kept,
+            Batch {
+                runs: vec![(1, rec("a", Killed))],
+                audits: vec![audit("a")],
+                ..Batch::default()
+            },
+        );
+        retain(
+            &mut kept,
+            Batch {
+                runs: vec![(2, rec("new", Queued))],
+                audits: vec![audit("new")],
+                ..Batch::default()
+            },
+        );
+        forget(&mut kept, &[]);
+        assert_eq!(kept.len(), 2);
+        forget(&mut kept, &["new".to_string()]);
+        assert_eq!(kept.len(), 1, "the dropped run's batch is gone");
+        assert_eq!(kept[0].runs[0].1.run_id, "a");
+        assert_eq!(kept[0].audits.len(), 1);
     }
 }

@@ -114,6 +114,10 @@ pub struct Batch {
     pub fire: Vec<AlertFire>,
     /// Dedup keys whose condition is gone: their firing alert gets its resolved time.
     pub resolve: Vec<String>,
+    /// New runs whose first record could not be written and that were dropped: whatever of
+    /// them the writer still keeps for a retry (upserts, audit records) is discarded, and a row
+    /// is deleted if there is one.
+    pub forget: Vec<String>,
 }
 
 impl Batch {
@@ -125,6 +129,7 @@ impl Batch {
             && self.acks.is_empty()
             && self.fire.is_empty()
             && self.resolve.is_empty()
+            && self.forget.is_empty()
     }
 }
 
@@ -465,6 +470,9 @@ fn writer(
                 break;
             }
         }
+        for Op::Write(b, _) in &ops {
+            failing::forget(&mut kept, &b.forget);
+        }
         // What failed before goes first, with the alert of the episode if this ends it.
         if let Some(f) = health.failing().cloned() {
             let r = commit(&mut conn, kept.iter(), Some(&f)).map_err(|e| commit_error(&conn, e));
@@ -527,13 +535,18 @@ fn writer(
     }
 }
 
-/// A failed commit in words: the fault, SQLite's error and the OS error behind it.
+/// A failed commit in words: the fault, SQLite's error and the OS error behind it. SQLite
+/// reports SQLITE_FULL only for a write that failed with ENOSPC (or came up short); for I/O errors
+/// it keeps the OS error on the connection.
 #[allow(unsafe_code)]
 fn commit_error(conn: &Connection, e: rusqlite::Error) -> CommitError {
     let fault = failing::Fault::of(e.sqlite_error_code());
-    // SAFETY: the handle is the writer's own open connection, used on this thread only;
-    // sqlite3_system_errno only reads the connection's last OS error.
-    let errno = unsafe { rusqlite::ffi::sqlite3_system_errno(conn.handle()) };
+    let errno = match fault {
+        failing::Fault::Full => nix::errno::Errno::ENOSPC as i32,
+        // SAFETY: the handle is the writer's own open connection, used on this thread only;
+        // sqlite3_system_errno only reads the connection's last OS error.
+        _ => unsafe { rusqlite::ffi::sqlite3_system_errno(conn.handle()) },
+    };
     let os = (errno != 0).then(|| std::io::Error::from_raw_os_error(errno).to_string());
     CommitError {
         fault,
@@ -569,7 +582,7 @@ fn commit<'a>(
         for a in &b.audits {
             audit::insert(&tx, a)?;
         }
-        for id in &b.deletes {
+        for id in b.deletes.iter().chain(&b.forget) {
             tx.execute("DELETE FROM runs WHERE run_id = ?1", [id])?;
         }
         for (kind, message) in &b.alerts {

@@ -1363,9 +1363,8 @@ impl Core {
     }
 
     /// A new run whose first record could not be written: it is dropped, so that `ps`, the
-    /// store and the spawn's answer agree that it never existed. The delete follows the failed
-    /// upsert the store keeps, so the run is not written later either; the spawn's audit record
-    /// says why.
+    /// store and the spawn's answer agree that it never existed. The store forgets what it kept
+    /// of the run for a retry, so it is not written later either; the API audits the refusal.
     fn drop_unrecorded(&mut self, run_id: String, error: CommitError) {
         let Some(e) = self.runs.get(&run_id) else {
             return;
@@ -1403,18 +1402,9 @@ impl Core {
                 "run {run_id} never started: {answer}"
             ))));
         }
-        let audits = e
-            .spawn_audit
-            .take()
-            .map(|mut a| {
-                a.run_id = run_id.clone();
-                vec![a.outcome("failed", answer.to_string())]
-            })
-            .unwrap_or_default();
         self.s.store.write(
             Batch {
-                deletes: vec![run_id.clone()],
-                audits,
+                forget: vec![run_id.clone()],
                 ..Batch::default()
             },
             None,
