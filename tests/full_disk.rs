@@ -363,3 +363,40 @@ async fn a_full_state_dir_never_stops_a_kill_and_every_end_is_written_once_there
     assert!(failing_alert(&api.health().await).is_none());
     t.site.stop().await;
 }
+
+/// A shutdown on a full disk ends every run and the daemon exits cleanly, after trying for a few
+/// seconds to write the ends; the next daemon, with room again, recovers the run from its last
+/// record: LOST, not left RUNNING.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_on_a_full_disk_ends_every_run() {
+    let Some(mut t) = FullDisk::new() else {
+        return;
+    };
+    let api = t.site.start().await;
+    let run = api
+        .spawn_req(SpawnRequest {
+            argv: fake(&["--children", "2", "--hang"]),
+            ..Default::default()
+        })
+        .await;
+    let run = api.wait_running(&run.run_id).await;
+    let procs = api.fake_agent_procs(&run, true, false).await;
+    t.fill(0);
+
+    t.site.stop().await;
+    assert_nothing_left(&run.run_id, &procs);
+    assert!(
+        t.site
+            .current_log()
+            .contains("stopping with changes the store could not write"),
+        "{}",
+        t.site.current_log()
+    );
+
+    std::fs::remove_file(t.filler()).expect("removing the filler");
+    let api = t.site.start().await;
+    let after = api.get(&run.run_id).await;
+    assert_eq!(after.status(), RunStatus::Lost, "{after:?}");
+    assert!(failing_alert(&api.health().await).is_none());
+    t.site.stop().await;
+}

@@ -159,20 +159,41 @@ impl WriteHealth {
     }
 }
 
+/// At most this many audit records are kept for a retry; past it the oldest are dropped (and
+/// counted in the log), so a long episode under a storm of calls cannot exhaust memory.
+pub const MAX_KEPT_AUDITS: usize = 100_000;
+
 /// Keep `batch` after `kept` for a retry. A run upserted again replaces its older, kept upsert
 /// (the newest state is the one to write; the order of distinct runs does not matter), so a long
-/// episode does not grow with every heartbeat flush.
-pub fn retain(kept: &mut Vec<super::Batch>, batch: super::Batch) {
+/// episode does not grow with every heartbeat flush. Returns how many kept audit records were
+/// dropped to stay within `MAX_KEPT_AUDITS`.
+pub fn retain(kept: &mut Vec<super::Batch>, batch: super::Batch) -> usize {
+    retain_within(kept, batch, MAX_KEPT_AUDITS)
+}
+
+fn retain_within(kept: &mut Vec<super::Batch>, batch: super::Batch, max_audits: usize) -> usize {
     if batch.is_empty() {
-        return;
+        return 0;
     }
     let newer: std::collections::HashSet<&str> =
         batch.runs.iter().map(|(_, r)| r.run_id.as_str()).collect();
     for k in kept.iter_mut() {
         k.runs.retain(|(_, r)| !newer.contains(r.run_id.as_str()));
     }
-    kept.retain(|k| !k.is_empty());
     kept.push(batch);
+    let mut excess = kept
+        .iter()
+        .map(|k| k.audits.len())
+        .sum::<usize>()
+        .saturating_sub(max_audits);
+    let dropped = excess;
+    for k in kept.iter_mut() {
+        let n = excess.min(k.audits.len());
+        k.audits.drain(..n);
+        excess -= n;
+    }
+    kept.retain(|k| !k.is_empty());
+    dropped
 }
 
 /// Discard what is kept of runs that were dropped because their first record failed: their
@@ -338,6 +359,28 @@ mod tests {
         assert_eq!(runs, vec![("b".into(), Running), ("a".into(), Killed)]);
         assert_eq!(kept.len(), 3, "the resolve stays, in order");
         assert_eq!(kept[1].resolve, vec!["k".to_string()]);
+    }
+
+    #[test]
+    fn kept_audit_records_are_bounded_and_the_oldest_go_first() {
+        use crate::store::{AuditRecord, Caller};
+        let audit = |m: &str| {
+            AuditRecord::new(Caller::Daemon, "kill", "r", serde_json::json!({})).outcome("ok", m)
+        };
+        let mut kept = Vec::new();
+        let b = |m: &str| Batch {
+            audits: vec![audit(m)],
+            ..Batch::default()
+        };
+        assert_eq!(retain_within(&mut kept, b("1"), 2), 0);
+        assert_eq!(retain_within(&mut kept, b("2"), 2), 0);
+        assert_eq!(retain_within(&mut kept, b("3"), 2), 1);
+        let left: Vec<&str> = kept
+            .iter()
+            .flat_map(|k| k.audits.iter().map(|a| a.message.as_str()))
+            .collect();
+        assert_eq!(left, vec!["2", "3"]);
+        assert_eq!(kept.len(), 2, "the emptied batch is gone");
     }
 
     #[test]

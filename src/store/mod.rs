@@ -309,6 +309,22 @@ impl Store {
         }
     }
 
+    /// Wait until everything queued so far is committed, retrying while commits fail, for at
+    /// most `bound` (at exit: the ends of the runs a shutdown stopped). Returns the last failure
+    /// when the bound passed first.
+    pub async fn settle(&self, bound: Duration) -> Result<(), StoreError> {
+        let deadline = tokio::time::Instant::now() + bound;
+        loop {
+            // An empty batch commits after everything before it, kept batches first.
+            match self.write_and_wait(Batch::default()).await {
+                Ok(()) => return Ok(()),
+                Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+                Err(StoreError::WriterGone) => return Err(StoreError::WriterGone),
+                Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+            }
+        }
+    }
+
     /// Why commits fail now, while they do.
     pub fn write_failing(&self) -> Option<CommitError> {
         let f = self.failing.lock().unwrap_or_else(|p| p.into_inner());
@@ -489,7 +505,7 @@ fn writer(
                     publish(&health);
                     // The new batches would fail the same way: keep them behind the others.
                     for Op::Write(b, done) in ops {
-                        failing::retain(&mut kept, b);
+                        keep(&mut kept, b, &path);
                         if let Some(done) = done {
                             done(Err(e.clone()));
                         }
@@ -522,7 +538,7 @@ fn writer(
         };
         for Op::Write(b, done) in ops {
             if decision == Some(failing::Decision::Retain) {
-                failing::retain(&mut kept, b);
+                keep(&mut kept, b, &path);
             }
             if let Some(done) = done {
                 done(result.clone());
@@ -532,6 +548,15 @@ fn writer(
     if !kept.is_empty() {
         error!(path = %path.display(), batches = kept.len(),
             "the daemon stops with changes its store could not write");
+    }
+}
+
+/// Keep a batch whose commit failed, saying when that drops the oldest kept audit records.
+fn keep(kept: &mut Vec<Batch>, batch: Batch, path: &Path) {
+    let dropped = failing::retain(kept, batch);
+    if dropped > 0 {
+        error!(path = %path.display(), dropped, max = failing::MAX_KEPT_AUDITS,
+            "too many audit records wait for the store; the oldest are dropped");
     }
 }
 

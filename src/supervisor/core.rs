@@ -495,12 +495,19 @@ impl Core {
                 let reply = e.spawn_reply.take();
                 let audits = spawn_audit_outcome(e.spawn_audit.take(), &rec);
                 let answer = rec.clone();
+                let id = run_id.clone();
                 self.persist_with(
                     &run_id,
                     audits,
                     Some(Box::new(move |r| {
+                        // The run is on record (STARTING, before the fork) and its process runs:
+                        // an error here would have the caller start a second one. The store keeps
+                        // the RUNNING record and writes it once it can.
+                        if let Err(e) = r {
+                            warn!(run_id = id, error = %e, "a started run's record is not written yet");
+                        }
                         if let Some(reply) = reply {
-                            let _ = reply.send(committed(r, answer));
+                            let _ = reply.send(Ok(answer));
                         }
                     })),
                 );
