@@ -500,18 +500,27 @@ fn writer(
                     info!(path = %path.display(), failures = f.failures,
                         "store commits succeed again; the changes kept meanwhile are written");
                 }
-                Err(e) => {
-                    health.failed(e.clone(), crate::time::now_ms());
-                    publish(&health);
-                    // The new batches would fail the same way: keep them behind the others.
-                    for Op::Write(b, done) in ops {
-                        keep(&mut kept, b, &path);
-                        if let Some(done) = done {
-                            done(Err(e.clone()));
+                Err(e) => match health.failed(e.clone(), crate::time::now_ms()) {
+                    failing::Decision::Retain => {
+                        publish(&health);
+                        // The new batches would fail the same way: keep them behind the others.
+                        for Op::Write(b, done) in ops {
+                            keep(&mut kept, b, &path);
+                            if let Some(done) = done {
+                                done(Err(e.clone()));
+                            }
                         }
+                        continue;
                     }
-                    continue;
-                }
+                    failing::Decision::Drop => {
+                        // Something kept cannot be written at all: retrying it would block every
+                        // later change. The episode stays open; the next attempt, with nothing
+                        // kept, ends it.
+                        error!(path = %path.display(), error = %e, batches = kept.len(),
+                            "the changes kept for a retry cannot be written; dropping them");
+                        kept.clear();
+                    }
+                },
             }
         }
         if ops.is_empty() {
