@@ -112,7 +112,7 @@ impl FullDisk {
             match f.write(&chunk) {
                 Ok(0) => break,
                 Ok(n) => len += n as u64,
-                Err(e) if e.raw_os_error() == Some(libc_enospc()) => break,
+                Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ENOSPC as i32) => break,
                 Err(e) => panic!("writing the filler: {e}"),
             }
         }
@@ -120,10 +120,6 @@ impl FullDisk {
         f.set_len(keep).expect("shrinking the filler");
         keep
     }
-}
-
-fn libc_enospc() -> i32 {
-    nix::errno::Errno::ENOSPC as i32
 }
 
 /// The stored spawn audit records: (run id, outcome, message).
@@ -172,6 +168,14 @@ fn run_ids(runs: &[Run]) -> Vec<String> {
     ids
 }
 
+/// A running fake agent with three children, and its processes.
+async fn spawn_tree(api: &Api) -> (Run, Vec<Proc>) {
+    let run = api.spawn(&fake(&["--children", "3", "--hang"])).await;
+    let run = api.wait_running(&run.run_id).await;
+    let procs = api.fake_agent_procs(&run, true, false).await;
+    (run, procs)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_state_dir_never_stops_a_kill_and_every_end_is_written_once_there_is_room() {
     let Some(mut t) = FullDisk::new() else {
@@ -180,14 +184,7 @@ async fn a_full_state_dir_never_stops_a_kill_and_every_end_is_written_once_there
     let api = t.site.start().await;
 
     // A tree to force-kill, and a flooding run held until the disk is nearly full.
-    let tree = api
-        .spawn_req(SpawnRequest {
-            argv: fake(&["--children", "3", "--hang"]),
-            ..Default::default()
-        })
-        .await;
-    let tree = api.wait_running(&tree.run_id).await;
-    let tree_procs = api.fake_agent_procs(&tree, true, false).await;
+    let (tree, tree_procs) = spawn_tree(&api).await;
     let go = t.site.dir.path().join("go");
     let flood = api
         .spawn(&sh(&format!(
@@ -373,14 +370,7 @@ async fn a_shutdown_on_a_full_disk_ends_every_run() {
         return;
     };
     let api = t.site.start().await;
-    let run = api
-        .spawn_req(SpawnRequest {
-            argv: fake(&["--children", "2", "--hang"]),
-            ..Default::default()
-        })
-        .await;
-    let run = api.wait_running(&run.run_id).await;
-    let procs = api.fake_agent_procs(&run, true, false).await;
+    let (run, procs) = spawn_tree(&api).await;
     t.fill(0);
 
     t.site.stop().await;
