@@ -12,7 +12,9 @@ use std::process::Command;
 
 use common::*;
 use tonic::Code;
-use wf_supervisor::proto::{CancelRequest, KillRequest, Run, RunStatus, SpawnRequest};
+use wf_supervisor::proto::{
+    CancelRequest, KillRequest, Run, RunStatus, SpawnRequest, UpdateQueueRequest,
+};
 
 /// The tmpfs: small, so the test fills it in a moment and writes nothing large elsewhere.
 const TMPFS_SIZE: &str = "12m";
@@ -93,6 +95,8 @@ impl FullDisk {
         let disk = Tmpfs::mount()?;
         let site = Site::new(Options {
             grace_ms: 2000,
+            // A queue the test pauses: a spawn into it stays QUEUED.
+            extra_toml: "[queues.held]\nmax_concurrent = 1\n".into(),
             ..Default::default()
         })?;
         std::os::unix::fs::symlink(disk.path(), &site.state).expect("state dir -> the tmpfs");
@@ -185,6 +189,15 @@ async fn a_full_state_dir_never_stops_a_kill_and_every_end_is_written_once_there
 
     // A tree to force-kill, and a flooding run held until the disk is nearly full.
     let (tree, tree_procs) = spawn_tree(&api).await;
+    api.client
+        .clone()
+        .update_queue(UpdateQueueRequest {
+            queue: "held".into(),
+            paused: Some(true),
+            max_concurrent: None,
+        })
+        .await
+        .expect("pausing the held queue");
     let go = t.site.dir.path().join("go");
     let flood = api
         .spawn(&sh(&format!(
@@ -210,10 +223,12 @@ async fn a_full_state_dir_never_stops_a_kill_and_every_end_is_written_once_there
     // The flooding run goes on, its output dropped: nothing else broke.
     assert_eq!(api.get(&flood.run_id).await.status(), RunStatus::Running);
 
-    // A spawn cannot be recorded: refused, clearly, and no run is left behind.
+    // A spawn cannot be recorded: refused, clearly, and no run is left behind (one that would
+    // wait in its queue here; one that would start, below and in the shutdown test).
     let refused = api
         .try_spawn(SpawnRequest {
             argv: fake(&["--hang"]),
+            queue: "held".into(),
             ..Default::default()
         })
         .await
@@ -372,6 +387,15 @@ async fn a_shutdown_on_a_full_disk_ends_every_run() {
     let api = t.site.start().await;
     let (run, procs) = spawn_tree(&api).await;
     t.fill(0);
+    let refused = api
+        .try_spawn(SpawnRequest {
+            argv: fake(&["--hang"]),
+            ..Default::default()
+        })
+        .await
+        .expect_err("a spawn the store cannot record must be refused");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert_eq!(run_ids(&api.list().await), run_ids(&[run.clone()]));
 
     t.site.stop().await;
     assert_nothing_left(&run.run_id, &procs);

@@ -544,7 +544,12 @@ impl Core {
                 self.emit(&run_id, "failed", error, rec);
                 self.check_shutdown();
             }
-            Msg::NotRecorded { run_id, error } => self.drop_unrecorded(run_id, error),
+            Msg::NotRecorded {
+                run_id,
+                error,
+                starting,
+                reply,
+            } => self.drop_unrecorded(run_id, error, starting, reply),
             Msg::LeaderExited { run_id, exit } => {
                 let Some(e) = self.runs.get_mut(&run_id) else {
                     return;
@@ -1153,15 +1158,23 @@ impl Core {
         self.persist_with(
             &run_id,
             audits,
-            Some(Box::new(move |r| {
-                let failed = r.as_ref().err().cloned();
-                if let Some(reply) = reply {
-                    let _ = reply.send(r.map(|()| answer).map_err(|e| not_recorded(&e)));
+            Some(Box::new(move |r| match r {
+                Ok(()) => {
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Ok(answer));
+                    }
                 }
-                if let Some(error) = failed {
-                    // Its QUEUED record is not durable: the run must not start later either.
+                Err(error) => {
+                    // Its QUEUED record is not durable: the core drops the run (so it does not
+                    // start later either) and answers.
                     rt.spawn(async move {
-                        let _ = core.send(Msg::NotRecorded { run_id: id, error }).await;
+                        let msg = Msg::NotRecorded {
+                            run_id: id,
+                            error,
+                            starting: false,
+                            reply,
+                        };
+                        let _ = core.send(msg).await;
                     });
                 }
             })),
@@ -1372,12 +1385,39 @@ impl Core {
     /// A new run whose first record could not be written: it is dropped, so that `ps`, the
     /// store and the spawn's answer agree that it never existed. The store forgets what it kept
     /// of the run for a retry, so it is not written later either; the API audits the refusal.
-    fn drop_unrecorded(&mut self, run_id: String, error: CommitError) {
-        let Some(e) = self.runs.get(&run_id) else {
+    fn drop_unrecorded(
+        &mut self,
+        run_id: String,
+        error: CommitError,
+        starting: bool,
+        reply: Option<oneshot::Sender<Result<RunRecord, ApiError>>>,
+    ) {
+        let Some(e) = self.runs.get_mut(&run_id) else {
+            if let Some(reply) = reply {
+                let _ = reply.send(Err(not_recorded(&error)));
+            }
             return;
         };
-        if e.record.status != RunStatus::Queued && e.record.status != RunStatus::Starting {
+        let droppable = match e.record.status {
+            RunStatus::Queued => !starting,
+            // A failed STARTING record: the process was never started.
+            RunStatus::Starting => starting,
+            _ => false,
+        };
+        if !droppable {
+            // Started since its QUEUED record failed: its STARTING record (kept behind the QUEUED
+            // one) decides. Still starting: answered as that start is; past it: it is on record.
+            if let Some(reply) = reply {
+                if e.record.status == RunStatus::Starting && e.spawn_reply.is_none() {
+                    e.spawn_reply = Some(reply);
+                } else {
+                    let _ = reply.send(Ok(snapshot(e)));
+                }
+            }
             return;
+        }
+        if let Some(reply) = reply {
+            e.spawn_reply = Some(reply);
         }
         let was_live = e.record.status == RunStatus::Starting && e.control.is_some();
         if was_live {

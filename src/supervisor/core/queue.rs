@@ -250,7 +250,12 @@ impl Core {
                 Err(error) => {
                     // Not started, and dropped: a run the store does not know must not show.
                     rt.spawn(async move {
-                        let msg = Msg::NotRecorded { run_id: id, error };
+                        let msg = Msg::NotRecorded {
+                            run_id: id,
+                            error,
+                            starting: true,
+                            reply: None,
+                        };
                         let _ = core.send(msg).await;
                     });
                 }
