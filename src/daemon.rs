@@ -544,6 +544,10 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
             "runs were still ending when the shutdown bound passed"
         ),
     }
+    // The runs' ends are durable before the daemon exits; on a full disk, for a few seconds.
+    if let Err(e) = store.settle(Duration::from_secs(5)).await {
+        error!(error = %e, "stopping with changes the store could not write; the next start recovers those runs from their last record");
+    }
     end_streams.cancel();
     // Let in-flight calls (e.g. kills that just completed) finish answering, briefly.
     let _ = tokio::time::timeout(Duration::from_secs(2), async {

@@ -622,6 +622,7 @@ mod tests {
             kill: Some(k),
             run: Some(r.clone()),
             results: vec![],
+            record_pending: String::new(),
         };
         let cv = cancel_view(&c).0;
         assert_schema_matches(cancel_schema(), &cv);

@@ -832,6 +832,9 @@ pub fn kill_report(k: &KillResponse) -> String {
     if let Some(run) = &k.run {
         lines.push(("status", status_name(run.status)));
     }
+    if !k.record_pending.is_empty() {
+        lines.push(("record", format!("NOT YET ON RECORD: {}", k.record_pending)));
+    }
     if !k.message.is_empty() {
         lines.push(("message", k.message.clone()));
     }

@@ -145,6 +145,14 @@ pub fn queue_to_proto(f: &crate::supervisor::QueueFigures) -> proto::QueueHealth
     }
 }
 
+/// A kill's answer, with whether its end is on record yet.
+pub fn kill_outcome_to_proto(o: &crate::supervisor::KillOutcome) -> proto::KillResponse {
+    proto::KillResponse {
+        record_pending: o.record_pending.clone().unwrap_or_default(),
+        ..kill_to_proto(&o.run, &o.report)
+    }
+}
+
 pub fn kill_to_proto(run: &RunRecord, k: &KillReport) -> proto::KillResponse {
     proto::KillResponse {
         success: k.survivors.is_empty(),

@@ -440,7 +440,7 @@ impl Supervisor for SupervisorService {
                 )
             })
             .await?;
-        Ok(Response::new(convert::kill_to_proto(&out.run, &out.report)))
+        Ok(Response::new(convert::kill_outcome_to_proto(&out)))
     }
 
     async fn restart(

@@ -55,9 +55,13 @@ pub(super) fn cancel_to_proto(o: &CancelOutcome) -> proto::CancelResponse {
             .report
             .as_ref()
             .filter(|_| o.killed)
-            .map(|k| convert::kill_to_proto(&o.run, k)),
+            .map(|k| proto::KillResponse {
+                record_pending: o.record_pending.clone().unwrap_or_default(),
+                ..convert::kill_to_proto(&o.run, k)
+            }),
         run: Some(run_to_proto(&o.run)),
         results: Vec::new(),
+        record_pending: o.record_pending.clone().unwrap_or_default(),
     }
 }
 
@@ -187,7 +191,7 @@ impl SupervisorService {
                 .await;
             match result {
                 Ok(o) => {
-                    let one = convert::kill_to_proto(&o.run, &o.report);
+                    let one = convert::kill_outcome_to_proto(&o);
                     out.success &= one.success;
                     out.results.push(one);
                 }

@@ -9,14 +9,21 @@
 //! `synchronous=NORMAL` in WAL mode makes each commit survive a crash of the daemon (the case this
 //! invariant is about); a power loss may lose the last commits.
 //!
+//! A commit that fails for a condition that can go away (a full filesystem, an I/O error) keeps
+//! its batch and is retried before anything newer (`failing.rs` decides), so a run's terminal state
+//! reached meanwhile is written once the store accepts writes again; a `store_write_failing` alert
+//! is shown from memory while commits fail and written, resolved, by the first that succeeds.
+//!
 //! At open: `PRAGMA quick_check`; a corrupt or unreadable database is moved aside to
 //! `quarantine/<timestamp>/` with its WAL files, a fresh one is made, and an alert records it
 //! until an operator acknowledges it. A database from a newer daemon is refused.
 mod audit;
+pub mod failing;
 mod rows;
 mod schema;
 
 pub use audit::{AuditRecord, Caller};
+pub use failing::CommitError;
 
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
@@ -46,6 +53,8 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("store {path}: {error}")]
+    Commit { path: PathBuf, error: CommitError },
     #[error("the store's writer has stopped")]
     WriterGone,
 }
@@ -138,7 +147,7 @@ pub struct Opened {
     pub quarantined: Option<PathBuf>,
 }
 
-type Done = Box<dyn FnOnce(Result<(), String>) + Send>;
+type Done = Box<dyn FnOnce(Result<(), CommitError>) + Send>;
 
 /// One batch for the writer.
 #[derive(Default)]
@@ -154,6 +163,10 @@ pub struct Batch {
     pub resolve: Vec<String>,
     /// Outbox rows to write (insert or replace).
     pub deliveries: Vec<DeliveryRow>,
+    /// New runs whose first record could not be written and that were dropped: whatever of
+    /// them the writer still keeps for a retry (upserts, audit records) is discarded, and a row
+    /// is deleted if there is one.
+    pub forget: Vec<String>,
 }
 
 impl Batch {
@@ -166,6 +179,7 @@ impl Batch {
             && self.fire.is_empty()
             && self.resolve.is_empty()
             && self.deliveries.is_empty()
+            && self.forget.is_empty()
     }
 
     /// Whether committing it may change what alerts fire (the outbox is told).
@@ -191,6 +205,8 @@ pub struct Store {
     commit_observer: CommitObserver,
     /// Bumped after each commit that may have changed the alerts.
     alert_changes: Arc<tokio::sync::watch::Sender<u64>>,
+    /// The writer's current episode of failing commits, for readers (GetHealth, the status line).
+    failing: Arc<Mutex<Option<failing::Failing>>>,
 }
 
 type CommitObserver = Arc<std::sync::OnceLock<Box<dyn Fn(Duration) + Send + Sync>>>;
@@ -259,9 +275,11 @@ impl Store {
         let observer = commit_observer.clone();
         let alert_changes = Arc::new(tokio::sync::watch::channel(0u64).0);
         let changes = alert_changes.clone();
+        let failing = Arc::new(Mutex::new(None));
+        let shared = failing.clone();
         std::thread::Builder::new()
             .name("wf-store".into())
-            .spawn(move || writer(conn, rx, wpath, observer, changes))
+            .spawn(move || writer(conn, rx, wpath, observer, changes, shared))
             .map_err(|source| StoreError::Quarantine {
                 path: path.clone(),
                 source,
@@ -274,6 +292,7 @@ impl Store {
                 path,
                 commit_observer,
                 alert_changes,
+                failing,
             },
             runs,
             quarantined,
@@ -397,7 +416,10 @@ impl Store {
     pub fn write(&self, batch: Batch, done: Option<Done>) {
         if let Err(mpsc::SendError(Op::Write(_, Some(done)))) = self.tx.send(Op::Write(batch, done))
         {
-            done(Err("the store's writer has stopped".into()));
+            done(Err(CommitError {
+                fault: failing::Fault::Permanent,
+                message: "the store's writer has stopped".into(),
+            }));
         }
     }
 
@@ -412,8 +434,52 @@ impl Store {
         );
         match rx.await {
             Ok(Ok(())) => Ok(()),
-            _ => Err(StoreError::WriterGone),
+            Ok(Err(error)) => Err(StoreError::Commit {
+                path: self.path.clone(),
+                error,
+            }),
+            Err(_) => Err(StoreError::WriterGone),
         }
+    }
+
+    /// Wait until everything queued so far is committed, retrying while commits fail, for at
+    /// most `bound` (at exit: the ends of the runs a shutdown stopped). Returns the last failure
+    /// when the bound passed first.
+    pub async fn settle(&self, bound: Duration) -> Result<(), StoreError> {
+        let deadline = tokio::time::Instant::now() + bound;
+        loop {
+            // An empty batch commits after everything before it, kept batches first.
+            match self.write_and_wait(Batch::default()).await {
+                Ok(()) => return Ok(()),
+                Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+                Err(StoreError::WriterGone) => return Err(StoreError::WriterGone),
+                Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+            }
+        }
+    }
+
+    /// Why commits fail now, while they do.
+    pub fn write_failing(&self) -> Option<CommitError> {
+        let f = self.failing.lock().unwrap_or_else(|p| p.into_inner());
+        f.as_ref().map(|f| f.error.clone())
+    }
+
+    /// The `store_write_failing` alert while commits fail (it cannot be written until they
+    /// succeed again; then it is written resolved).
+    fn failing_alert(&self) -> Option<Alert> {
+        let f = self.failing.lock().unwrap_or_else(|p| p.into_inner());
+        f.as_ref().map(|f| Alert {
+            id: 0,
+            at: f.since,
+            kind: failing::ALERT_KIND.into(),
+            message: f.message(&self.path.display().to_string()),
+            acknowledged_at: 0,
+            acknowledged_by: String::new(),
+            resolved_at: 0,
+            dedup_key: failing::ALERT_KIND.into(),
+            labels: Default::default(),
+            last_seen: crate::time::now_ms(),
+        })
     }
 
     /// Append one audit record and wait until it is durable.
@@ -440,16 +506,18 @@ impl Store {
         self.read(|c| audit::list(c, run_id, since, limit))
     }
 
-    /// Alerts neither acknowledged nor resolved.
+    /// Alerts neither acknowledged nor resolved, and the store's own while its commits fail.
     pub fn open_alerts(&self) -> Result<Vec<Alert>, StoreError> {
-        self.read(|c| {
+        let mut open: Vec<Alert> = self.read(|c| {
             let mut st = c.prepare(&format!(
                 "SELECT {} FROM alerts WHERE acknowledged_at = 0 AND resolved_at = 0 ORDER BY id",
                 rows::ALERT_COLUMNS
             ))?;
             let rows = st.query_map([], rows::alert_from_row)?;
             rows.collect()
-        })
+        })?;
+        open.extend(self.failing_alert());
+        Ok(open)
     }
 
     /// Alerts of these kinds that still fire or resolved at or after `since` (Unix ms).
@@ -519,51 +587,185 @@ fn quarantine(state_dir: &Path, db: &Path) -> Result<PathBuf, StoreError> {
     Ok(dest)
 }
 
-/// The writer thread: group commits until every sender is gone.
+/// The writer thread: group commits until every sender is gone. Batches whose commit failed for a
+/// condition that can go away are kept and committed first, on the next batch or on the retry
+/// timer (backing off, see `failing.rs`).
 fn writer(
     mut conn: Connection,
     rx: mpsc::Receiver<Op>,
     path: PathBuf,
     observer: CommitObserver,
     alert_changes: Arc<tokio::sync::watch::Sender<u64>>,
+    shared: Arc<Mutex<Option<failing::Failing>>>,
 ) {
-    while let Ok(first) = rx.recv() {
-        let mut ops = vec![first];
+    let mut health = failing::WriteHealth::default();
+    let mut kept: Vec<Batch> = Vec::new();
+    let publish = |h: &failing::WriteHealth| {
+        *shared.lock().unwrap_or_else(|p| p.into_inner()) = h.failing().cloned();
+    };
+    loop {
+        let first = match health.retry_in() {
+            Some(wait) => match rx.recv_timeout(wait) {
+                Ok(op) => Some(op),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            },
+            None => match rx.recv() {
+                Ok(op) => Some(op),
+                Err(_) => break,
+            },
+        };
+        let mut ops: Vec<Op> = first.into_iter().collect();
         while let Ok(more) = rx.try_recv() {
             ops.push(more);
             if ops.len() >= 1024 {
                 break;
             }
         }
+        for Op::Write(b, _) in &ops {
+            failing::forget(&mut kept, &b.forget);
+        }
+        // What failed before goes first, with the alert of the episode if this ends it.
+        if let Some(f) = health.failing().cloned() {
+            let started = std::time::Instant::now();
+            let r = commit(&mut conn, kept.iter(), Some(&f)).map_err(|e| commit_error(&conn, e));
+            if let Some(observe) = observer.get() {
+                observe(started.elapsed());
+            }
+            match r {
+                Ok(()) => {
+                    // The episode's own alert was written with the kept changes.
+                    alert_changes.send_modify(|n| *n = n.wrapping_add(1));
+                    health.succeeded();
+                    publish(&health);
+                    kept.clear();
+                    info!(path = %path.display(), failures = f.failures,
+                        "store commits succeed again; the changes kept meanwhile are written");
+                }
+                Err(e) => match health.failed(e.clone(), crate::time::now_ms()) {
+                    failing::Decision::Retain => {
+                        publish(&health);
+                        // The new batches would fail the same way: keep them behind the others.
+                        for Op::Write(b, done) in ops {
+                            keep(&mut kept, b, &path);
+                            if let Some(done) = done {
+                                done(Err(e.clone()));
+                            }
+                        }
+                        continue;
+                    }
+                    failing::Decision::Drop => {
+                        // Something kept cannot be written at all: retrying it would block every
+                        // later change. The episode stays open; the next attempt, with nothing
+                        // kept, ends it.
+                        error!(path = %path.display(), error = %e, batches = kept.len(),
+                            "the changes kept for a retry cannot be written; dropping them");
+                        kept.clear();
+                    }
+                },
+            }
+        }
+        if ops.is_empty() {
+            continue;
+        }
         let started = std::time::Instant::now();
-        let result = commit(&mut conn, &ops).map_err(|e| {
-            error!(path = %path.display(), error = %e, "store commit failed");
-            e.to_string()
-        });
+        let result = commit(&mut conn, ops.iter().map(|Op::Write(b, _)| b), None)
+            .map_err(|e| commit_error(&conn, e));
         if let Some(observe) = observer.get() {
             observe(started.elapsed());
         }
-        if ops.iter().any(|Op::Write(b, _)| b.touches_alerts()) {
+        if result.is_ok() && ops.iter().any(|Op::Write(b, _)| b.touches_alerts()) {
             alert_changes.send_modify(|n| *n = n.wrapping_add(1));
         }
-        for Op::Write(_, done) in ops {
+        let decision = match &result {
+            Ok(()) => None,
+            Err(e) => {
+                let d = health.failed(e.clone(), crate::time::now_ms());
+                publish(&health);
+                match d {
+                    failing::Decision::Retain => {
+                        error!(path = %path.display(), error = %e,
+                            "store commit failed; keeping the changes in memory until it succeeds")
+                    }
+                    failing::Decision::Drop => {
+                        error!(path = %path.display(), error = %e, "store commit failed")
+                    }
+                }
+                Some(d)
+            }
+        };
+        for Op::Write(b, done) in ops {
+            if decision == Some(failing::Decision::Retain) {
+                keep(&mut kept, b, &path);
+            }
             if let Some(done) = done {
                 done(result.clone());
             }
         }
     }
+    if !kept.is_empty() {
+        error!(path = %path.display(), batches = kept.len(),
+            "the daemon stops with changes its store could not write");
+    }
 }
 
-fn commit(conn: &mut Connection, ops: &[Op]) -> rusqlite::Result<()> {
+/// Keep a batch whose commit failed, saying when that drops the oldest kept audit records.
+fn keep(kept: &mut Vec<Batch>, batch: Batch, path: &Path) {
+    let dropped = failing::retain(kept, batch);
+    if dropped > 0 {
+        error!(path = %path.display(), dropped, max = failing::MAX_KEPT_AUDITS,
+            "too many audit records wait for the store; the oldest are dropped");
+    }
+}
+
+/// A failed commit in words: the fault, SQLite's error and the OS error behind it. SQLite
+/// reports SQLITE_FULL only for a write that failed with ENOSPC (or came up short); for I/O errors
+/// it keeps the OS error on the connection.
+#[allow(unsafe_code)]
+fn commit_error(conn: &Connection, e: rusqlite::Error) -> CommitError {
+    let fault = failing::Fault::of(e.sqlite_error_code());
+    let errno = match fault {
+        failing::Fault::Full => nix::errno::Errno::ENOSPC as i32,
+        // SAFETY: the handle is the writer's own open connection, used on this thread only;
+        // sqlite3_system_errno only reads the connection's last OS error.
+        _ => unsafe { rusqlite::ffi::sqlite3_system_errno(conn.handle()) },
+    };
+    let os = (errno != 0).then(|| std::io::Error::from_raw_os_error(errno).to_string());
+    CommitError {
+        fault,
+        message: failing::describe(fault, &e.to_string(), os.as_deref()),
+    }
+}
+
+/// Commit `batches` in one transaction; with `ended`, also the alert of an episode of failing
+/// commits that this commit ends (firing since its first failure, resolved now).
+fn commit<'a>(
+    conn: &mut Connection,
+    batches: impl Iterator<Item = &'a Batch>,
+    ended: Option<&failing::Failing>,
+) -> rusqlite::Result<()> {
+    let path = conn.path().unwrap_or_default().to_string();
     let tx = conn.transaction()?;
-    for Op::Write(b, _) in ops {
+    if let Some(f) = ended {
+        tx.execute(
+            "INSERT INTO alerts (at, kind, message, dedup_key, labels, resolved_at)
+             VALUES (?1, ?2, ?3, ?2, '{}', ?4)",
+            params![
+                f.since,
+                failing::ALERT_KIND,
+                f.message(&path),
+                crate::time::now_ms()
+            ],
+        )?;
+    }
+    for b in batches {
         for (seq, r) in &b.runs {
             rows::upsert_run(&tx, *seq, r)?;
         }
         for a in &b.audits {
             audit::insert(&tx, a)?;
         }
-        for id in &b.deletes {
+        for id in b.deletes.iter().chain(&b.forget) {
             tx.execute("DELETE FROM runs WHERE run_id = ?1", [id])?;
         }
         for (kind, message) in &b.alerts {

@@ -23,7 +23,7 @@ use crate::run::agent::AgentState;
 use crate::run::output::OutputProgress;
 use crate::run::task::{describe_exit, Control};
 use crate::run::{KillPhase, KillReport, RunRecord, RunStatus};
-use crate::store::{AuditRecord, Batch, Caller, LoadedRun, Store};
+use crate::store::{AuditRecord, Batch, Caller, CommitError, LoadedRun, Store};
 use crate::supervisor::handle::restart_request;
 use crate::supervisor::handle::{ApiError, KillOutcome, LogSource, SpawnRequest};
 use crate::supervisor::validate::Validator;
@@ -130,12 +130,53 @@ struct Core {
     no_output: watch::Receiver<OutputProgress>,
 }
 
-type Done = Box<dyn FnOnce(Result<(), String>) + Send>;
+type Done = Box<dyn FnOnce(Result<(), CommitError>) + Send>;
 
-/// Turn a commit result into the API's answer: a failed commit is an internal error.
-fn committed<T>(r: Result<(), String>, ok: T) -> Result<T, ApiError> {
-    r.map(|()| ok)
-        .map_err(|e| ApiError::Internal(format!("the change could not be recorded: {e}")))
+/// Turn a commit result into the API's answer: a failed commit is an internal error, a full
+/// disk an exhausted resource.
+fn committed<T>(r: Result<(), CommitError>, ok: T) -> Result<T, ApiError> {
+    r.map(|()| ok).map_err(|e| {
+        let m = format!("the change could not be recorded: {e}");
+        match e.fault {
+            crate::store::failing::Fault::Full => ApiError::ResourceExhausted(m),
+            _ => ApiError::Internal(m),
+        }
+    })
+}
+
+/// The kill's answer: the report whatever the store did, with a warning when the run's end could
+/// not be recorded yet (ending processes never depends on the disk).
+fn kill_answer(r: &Result<(), CommitError>, report: &KillReport, run: &RunRecord) -> KillOutcome {
+    let mut report = report.clone();
+    let record_pending = r.as_ref().err().map(|e| {
+        let warn = pending_warning(e);
+        report.message = if report.message.is_empty() {
+            warn
+        } else {
+            format!("{}; {warn}", report.message)
+        };
+        e.to_string()
+    });
+    KillOutcome {
+        report,
+        run: run.clone(),
+        record_pending,
+    }
+}
+
+/// The answer to a spawn whose run could not be recorded.
+fn not_recorded(e: &CommitError) -> ApiError {
+    let m = format!("the run could not be recorded, so it was not started: {e}");
+    match e.fault {
+        crate::store::failing::Fault::Full => ApiError::ResourceExhausted(m),
+        _ => ApiError::Unavailable(m),
+    }
+}
+
+fn pending_warning(e: &CommitError) -> String {
+    format!(
+        "warning: the run's end is not on record yet ({e}); the daemon keeps it and writes it once the store accepts writes again"
+    )
 }
 
 /// Start the core task; returns the handle the API uses.
@@ -472,12 +513,19 @@ impl Core {
                 let reply = e.spawn_reply.take();
                 let audits = spawn_audit_outcome(e.spawn_audit.take(), &rec);
                 let answer = rec.clone();
+                let id = run_id.clone();
                 self.persist_with(
                     &run_id,
                     audits,
                     Some(Box::new(move |r| {
+                        // The run is on record (STARTING, before the fork) and its process runs:
+                        // an error here would have the caller start a second one. The store keeps
+                        // the RUNNING record and writes it once it can.
+                        if let Err(e) = r {
+                            warn!(run_id = id, error = %e, "a started run's record is not written yet");
+                        }
                         if let Some(reply) = reply {
-                            let _ = reply.send(committed(r, answer));
+                            let _ = reply.send(Ok(answer));
                         }
                     })),
                 );
@@ -514,6 +562,12 @@ impl Core {
                 self.emit(&run_id, "failed", error, rec);
                 self.check_shutdown();
             }
+            Msg::NotRecorded {
+                run_id,
+                error,
+                starting,
+                reply,
+            } => self.drop_unrecorded(run_id, error, starting, reply),
             Msg::LeaderExited { run_id, exit } => {
                 let Some(e) = self.runs.get_mut(&run_id) else {
                     return;
@@ -600,6 +654,9 @@ impl Core {
             }
         }
         let mut line = format!("{running} running, {queued} queued, {stuck} stuck");
+        if let Some(e) = self.s.store.write_failing() {
+            line = format!("{line}; ALERT store_write_failing: {e}");
+        }
         if self.shutting_down {
             line = format!("stopping: {line}");
         }
@@ -924,6 +981,11 @@ impl Core {
             )));
             return None;
         }
+        if let Some(e) = self.s.store.write_failing() {
+            // A run that cannot be recorded is not started (invariant 5): refused, nothing made.
+            let _ = reply.send(Err(not_recorded(&e)));
+            return None;
+        }
         let now = now_ms();
         if !req.idempotency_key.is_empty() {
             if let Some(first) = self.idempotent_run(&req.idempotency_key, now) {
@@ -1115,12 +1177,30 @@ impl Core {
             .unwrap_or_default();
         let answer = rec.clone();
         debug!(run_id, queue, reason = rec.waiting_reason, "queued");
+        let rt = tokio::runtime::Handle::current();
+        let core = self.tx.clone();
+        let id = run_id.clone();
         self.persist_with(
             &run_id,
             audits,
-            Some(Box::new(move |r| {
-                if let Some(reply) = reply {
-                    let _ = reply.send(committed(r, answer));
+            Some(Box::new(move |r| match r {
+                Ok(()) => {
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Ok(answer));
+                    }
+                }
+                Err(error) => {
+                    // Its QUEUED record is not durable: the core drops the run (so it does not
+                    // start later either) and answers.
+                    rt.spawn(async move {
+                        let msg = Msg::NotRecorded {
+                            run_id: id,
+                            error,
+                            starting: false,
+                            reply,
+                        };
+                        let _ = core.send(msg).await;
+                    });
                 }
             })),
         );
@@ -1293,11 +1373,7 @@ impl Core {
             &run_id,
             Some(Box::new(move |r| {
                 for w in waiters {
-                    let outcome = KillOutcome {
-                        report: report.clone(),
-                        run: answer.clone(),
-                    };
-                    let _ = w.send(committed(r.clone(), outcome));
+                    let _ = w.send(Ok(kill_answer(&r, &report, &answer)));
                 }
             })),
         );
@@ -1351,6 +1427,88 @@ impl Core {
                 let _ = store.audit(rec).await;
             });
         }
+        self.check_shutdown();
+    }
+
+    /// A new run whose first record could not be written: it is dropped, so that `ps`, the
+    /// store and the spawn's answer agree that it never existed. The store forgets what it kept
+    /// of the run for a retry, so it is not written later either; the API audits the refusal.
+    fn drop_unrecorded(
+        &mut self,
+        run_id: String,
+        error: CommitError,
+        starting: bool,
+        reply: Option<oneshot::Sender<Result<RunRecord, ApiError>>>,
+    ) {
+        let Some(e) = self.runs.get_mut(&run_id) else {
+            if let Some(reply) = reply {
+                let _ = reply.send(Err(not_recorded(&error)));
+            }
+            return;
+        };
+        let droppable = match e.record.status {
+            RunStatus::Queued => !starting,
+            // A failed STARTING record: the process was never started.
+            RunStatus::Starting => starting,
+            _ => false,
+        };
+        if !droppable {
+            // Started since its QUEUED record failed: its STARTING record (kept behind the QUEUED
+            // one) decides. Still starting: answered as that start is; past it: it is on record.
+            if let Some(reply) = reply {
+                if e.record.status == RunStatus::Starting && e.spawn_reply.is_none() {
+                    e.spawn_reply = Some(reply);
+                } else {
+                    let _ = reply.send(Ok(snapshot(e)));
+                }
+            }
+            return;
+        }
+        if let Some(reply) = reply {
+            e.spawn_reply = Some(reply);
+        }
+        let was_live = e.record.status == RunStatus::Starting && e.control.is_some();
+        if was_live {
+            self.release_slot(&run_id);
+        }
+        let Some(mut e) = self.runs.remove(&run_id) else {
+            return;
+        };
+        if self.queued.remove(&queue_key(&e)).is_some() {
+            if let Some(d) = self.queued_depth.get_mut(&e.record.spec.policy.queue) {
+                *d = d.saturating_sub(1);
+            }
+        }
+        if let Some(at) = self.armed.remove(&run_id) {
+            self.deadlines.remove(&(at, run_id.clone()));
+        }
+        self.successors.retain(|_, v| v != &run_id);
+        let key = &e.record.spec.policy.idempotency_key;
+        if self.idempotency.get(key) == Some(&run_id) {
+            self.idempotency.remove(key);
+        }
+        let answer = not_recorded(&error);
+        warn!(run_id, error = %error, "a new run could not be recorded; dropped");
+        if let Some(reply) = e.spawn_reply.take() {
+            let _ = reply.send(Err(answer.clone()));
+        }
+        for w in e.kill_waiters.drain(..) {
+            let _ = w.send(Err(ApiError::FailedPrecondition(format!(
+                "run {run_id} never started: {answer}"
+            ))));
+        }
+        self.s.store.write(
+            Batch {
+                forget: vec![run_id.clone()],
+                ..Batch::default()
+            },
+            None,
+        );
+        let mut rec = snapshot(&e);
+        rec.status = RunStatus::Failed;
+        rec.error = answer.to_string();
+        self.emit(&run_id, "failed", rec.error.clone(), rec);
+        self.dispatch_needed = true;
         self.check_shutdown();
     }
 

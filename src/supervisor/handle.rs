@@ -86,6 +86,9 @@ pub struct Overrides {
 pub struct KillOutcome {
     pub report: KillReport,
     pub run: RunRecord,
+    /// Why the run's end is not on record yet (the store could not write it; the daemon keeps it
+    /// and writes it once the store accepts writes again). None: it is on record.
+    pub record_pending: Option<String>,
 }
 
 /// What a cancel did: whether a process had to be ended (and the kill's report), and the run.
@@ -94,6 +97,8 @@ pub struct CancelOutcome {
     pub killed: bool,
     pub report: Option<KillReport>,
     pub run: RunRecord,
+    /// As in `KillOutcome`.
+    pub record_pending: Option<String>,
 }
 
 /// Which runs a List, or a bulk Kill or Cancel, is about: every given part must match.

@@ -128,6 +128,16 @@ pub enum Msg {
         run_id: String,
         error: String,
     },
+    /// The first record of a new run could not be written: the run is dropped, unless it has
+    /// been started since (then its STARTING record decides).
+    NotRecorded {
+        run_id: String,
+        error: crate::store::CommitError,
+        /// The failed record was STARTING (else QUEUED).
+        starting: bool,
+        /// The spawn's reply, for a QUEUED record.
+        reply: Option<oneshot::Sender<Result<RunRecord, ApiError>>>,
+    },
     LeaderExited {
         run_id: String,
         exit: Option<ExitKind>,

@@ -17,14 +17,13 @@ use crate::run::{KillPhase, KillReport, RunRecord, RunStatus};
 use crate::schedule::backoff::{self, Decision, Ending};
 use crate::schedule::{self, Dep, Occupancy, QueueLimits, RestartOn, Waiting};
 use crate::store::{AlertFire, AuditRecord, Batch, Caller};
-use crate::supervisor::handle::{
-    restart_request, ApiError, CancelOutcome, KillOutcome, QueueFigures,
-};
+use crate::supervisor::handle::{restart_request, ApiError, CancelOutcome, QueueFigures};
 use crate::supervisor::{EndIntent, Msg};
 use crate::time::now_ms;
 
 /// Called with the run once its change is durable (or with the failure).
-pub(super) type RunReply = Box<dyn FnOnce(Result<RunRecord, ApiError>) + Send>;
+/// The run as ended, and why its end is not on record yet if it is not.
+pub(super) type RunReply = Box<dyn FnOnce(RunRecord, Option<String>) + Send>;
 
 /// How long an idempotency key names its run.
 pub const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
@@ -251,13 +250,14 @@ impl Core {
                 Ok(()) => {
                     rt.spawn(task::run(ctx));
                 }
-                Err(e) => {
+                Err(error) => {
+                    // Not started, and dropped: a run the store does not know must not show.
                     rt.spawn(async move {
-                        let msg = Msg::SpawnFailed {
+                        let msg = Msg::NotRecorded {
                             run_id: id,
-                            error: format!(
-                                "the run could not be recorded, so it was not started: {e}"
-                            ),
+                            error,
+                            starting: true,
+                            reply: None,
                         };
                         let _ = core.send(msg).await;
                     });
@@ -316,16 +316,10 @@ impl Core {
                     let _ = s.send(committed(r.clone(), answer.clone()));
                 }
                 for w in waiters {
-                    let _ = w.send(committed(
-                        r.clone(),
-                        KillOutcome {
-                            report: not_started_report(),
-                            run: answer.clone(),
-                        },
-                    ));
+                    let _ = w.send(Ok(super::kill_answer(&r, &not_started_report(), &answer)));
                 }
                 if let Some(reply) = reply {
-                    reply(committed(r, answer));
+                    reply(answer, r.err().map(|e| e.to_string()));
                 }
             })),
         );
@@ -355,11 +349,12 @@ impl Core {
                 &run_id,
                 why,
                 Vec::new(),
-                Some(Box::new(move |r| {
-                    let _ = reply.send(r.map(|run| CancelOutcome {
+                Some(Box::new(move |run, record_pending| {
+                    let _ = reply.send(Ok(CancelOutcome {
                         killed: false,
                         report: None,
                         run,
+                        record_pending,
                     }));
                 })),
             );
@@ -373,6 +368,7 @@ impl Core {
                     killed: o.report.phase != KillPhase::NotStarted,
                     report: Some(o.report),
                     run: o.run,
+                    record_pending: o.record_pending,
                 }),
                 Err(_) => Err(ApiError::Unavailable("the daemon is shutting down".into())),
             };
