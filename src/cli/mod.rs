@@ -22,6 +22,7 @@ mod queue;
 mod restart;
 mod spawn;
 mod token;
+mod top;
 mod wait;
 mod watch;
 mod workflows;
@@ -131,6 +132,8 @@ pub enum Command {
     Token(token::TokenCommand),
     /// Print the shell completion script for bash, zsh, fish, elvish or powershell.
     Completions(completions::CompletionsArgs),
+    /// A full-screen live view of runs and queues, with keys to kill, restart and cancel.
+    Top(top::TopArgs),
 }
 
 /// Parse the command line (usage errors exit 2 through clap), run the subcommand, and turn any
@@ -172,6 +175,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         cert: cli.cert,
         key: cli.key,
     };
+    if let Command::Top(a) = cli.command {
+        return top::run(target, creds, a).await;
+    }
     let mut client = connect::connect_with(&target, &creds).await?;
     let json = cli.json;
     match cli.command {
@@ -191,7 +197,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cancel(a) => cancel::run(&mut client, a, json).await,
         Command::Queue(a) => queue::run(&mut client, a, json).await,
         Command::Wait(a) => wait::run(&mut client, a, json).await,
-        Command::Token(_) | Command::Completions(_) => {
+        Command::Token(_) | Command::Completions(_) | Command::Top(_) => {
             unreachable!("handled before connecting")
         }
     }
