@@ -59,7 +59,14 @@ pub async fn run(target: Target, creds: Credentials, _args: TopArgs) -> anyhow::
     ));
     let mut runner = feed::Runner::new(shared, tx);
 
-    let mut terminal = ratatui::try_init().context("cannot set up the terminal")?;
+    let mut terminal = match ratatui::try_init() {
+        Ok(t) => t,
+        Err(e) => {
+            // Raw mode may be on already: give the terminal back before saying why.
+            ratatui::restore();
+            return Err(e).context("cannot set up the terminal");
+        }
+    };
     let size = terminal
         .size()
         .map(|s| (s.width, s.height))
