@@ -15,10 +15,10 @@ use wf_supervisor::proto::{RunStatus, SpawnRequest};
 
 const WFCTL: &str = env!("CARGO_BIN_EXE_wfctl");
 
-/// A tmux server of its own (its own socket name) with one session running `wfctl top`; killed
-/// on drop.
+/// A tmux server of its own (its socket in a directory of its own) with one session running
+/// `wfctl top`; the server is killed and the directory removed on drop.
 struct Tmux {
-    server: String,
+    dir: tempfile::TempDir,
 }
 
 impl Tmux {
@@ -30,7 +30,10 @@ impl Tmux {
             "tmux is needed for this test (.ci/run installs it: apt-get install tmux)"
         );
         let tmux = Tmux {
-            server: unique("wf-top"),
+            dir: tempfile::Builder::new()
+                .prefix("wf-top-tmux-")
+                .tempdir()
+                .expect("a directory for the tmux socket"),
         };
         let command = format!(
             "{} --socket {} top",
@@ -54,9 +57,15 @@ impl Tmux {
         tmux
     }
 
+    fn socket(&self) -> std::path::PathBuf {
+        self.dir.path().join("tmux.sock")
+    }
+
     fn run(&self, args: &[&str]) -> String {
         let out = Command::new("tmux")
-            .args(["-L", &self.server, "-f", "/dev/null"])
+            .arg("-S")
+            .arg(self.socket())
+            .args(["-f", "/dev/null"])
             .args(args)
             .env("TERM", "xterm-256color")
             .output()
@@ -113,7 +122,9 @@ impl Tmux {
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = Command::new("tmux")
-            .args(["-L", &self.server, "kill-server"])
+            .arg("-S")
+            .arg(self.socket())
+            .arg("kill-server")
             .output();
     }
 }
