@@ -70,6 +70,9 @@ _wfctl() {
             wfctl,token)
                 cmd="wfctl__subcmd__token"
                 ;;
+            wfctl,top)
+                cmd="wfctl__subcmd__top"
+                ;;
             wfctl,wait)
                 cmd="wfctl__subcmd__wait"
                 ;;
@@ -132,6 +135,9 @@ _wfctl() {
                 ;;
             wfctl__subcmd__help,token)
                 cmd="wfctl__subcmd__help__subcmd__token"
+                ;;
+            wfctl__subcmd__help,top)
+                cmd="wfctl__subcmd__help__subcmd__top"
                 ;;
             wfctl__subcmd__help,wait)
                 cmd="wfctl__subcmd__help__subcmd__wait"
@@ -197,7 +203,7 @@ _wfctl() {
 
     case "${cmd}" in
         wfctl)
-            opts="-h -V --socket --addr --token-file --ca --cert --key --json --help --version spawn ps get kill restart complete logs watch purge audit health ack alerts workflows cancel queue wait token completions mcp help"
+            opts="-h -V --socket --addr --token-file --ca --cert --key --json --help --version spawn ps get kill restart complete logs watch purge audit health ack alerts workflows cancel queue wait token completions mcp top help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -571,7 +577,7 @@ _wfctl() {
             return 0
             ;;
         wfctl__subcmd__help)
-            opts="spawn ps get kill restart complete logs watch purge audit health ack alerts workflows cancel queue wait token completions mcp help"
+            opts="spawn ps get kill restart complete logs watch purge audit health ack alerts workflows cancel queue wait token completions mcp top help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -881,6 +887,20 @@ _wfctl() {
         wfctl__subcmd__help__subcmd__token__subcmd__create)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        wfctl__subcmd__help__subcmd__top)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -1693,6 +1713,44 @@ _wfctl() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        wfctl__subcmd__top)
+            opts="-h --socket --addr --token-file --ca --cert --key --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --addr)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

@@ -25,6 +25,7 @@ mod queue;
 mod restart;
 mod spawn;
 mod token;
+mod top;
 mod wait;
 mod watch;
 mod workflows;
@@ -138,6 +139,8 @@ pub enum Command {
     Completions(completions::CompletionsArgs),
     /// Serve MCP on stdin/stdout for an orchestrating agent (`claude mcp add wf -- wfctl mcp`).
     Mcp(mcp::McpArgs),
+    /// A full-screen live view of runs and queues, with keys to kill, restart and cancel.
+    Top(top::TopArgs),
 }
 
 /// Parse the command line (usage errors exit 2 through clap), run the subcommand, and turn any
@@ -183,6 +186,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Mcp(a) = cli.command {
         return mcp::run(target, creds, a).await;
     }
+    if let Command::Top(a) = cli.command {
+        return top::run(target, creds, a).await;
+    }
     let mut client = connect::connect_with(&target, &creds).await?;
     let json = cli.json;
     match cli.command {
@@ -203,7 +209,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cancel(a) => cancel::run(&mut client, a, json).await,
         Command::Queue(a) => queue::run(&mut client, a, json).await,
         Command::Wait(a) => wait::run(&mut client, a, json).await,
-        Command::Token(_) | Command::Completions(_) | Command::Mcp(_) => {
+        Command::Token(_) | Command::Completions(_) | Command::Mcp(_) | Command::Top(_) => {
             unreachable!("handled before connecting")
         }
     }
