@@ -402,6 +402,17 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
         None => bind_socket(&socket, &config).await?,
     };
     info!(socket = %socket.display(), state_dir = %state_dir.display(), "listening");
+    // Every API listener is bound before any serves: a client that sees the unix socket answer
+    // can reach the TCP one too.
+    let tcp = match listen {
+        Some(addr) => Some((
+            addr,
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr}"))?,
+        )),
+        None => None,
+    };
     let mut servers = tokio::task::JoinSet::new();
     {
         let routes = routes.clone();
@@ -420,10 +431,7 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
                 .await
         });
     }
-    if let Some(addr) = listen {
-        let tcp = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr}"))?;
+    if let Some((addr, tcp)) = tcp {
         let stop = shutdown.clone();
         match tls.clone() {
             Some(tls) => {
