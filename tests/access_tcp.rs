@@ -15,7 +15,7 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use nix::sys::signal::Signal;
@@ -31,15 +31,6 @@ use wf_supervisor::proto::supervisor_client::SupervisorClient;
 use wf_supervisor::proto::*;
 
 const WFCTL: &str = env!("CARGO_BIN_EXE_wfctl");
-
-/// A port nobody listens on now (bound and released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
 
 /// Sends `authorization: Bearer TOKEN` when it has one.
 #[derive(Clone)]
@@ -100,38 +91,6 @@ fn options(daemon: &str, extra: &str) -> Options {
         daemon_toml: daemon.to_string(),
         extra_toml: format!("[workflows.w]\nprogram = \"/bin/true\"\n\n{extra}"),
         ..Options::default()
-    }
-}
-
-/// Starts the daemon of `site` expecting it to refuse to start; returns its stderr.
-fn start_refused(site: &Site) -> String {
-    let mut child = Command::new(DAEMON_BIN)
-        .arg("--config")
-        .arg(&site.config)
-        .arg("--socket")
-        .arg(&site.socket)
-        .arg("--state-dir")
-        .arg(&site.state)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start wf-supervisor");
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            assert!(!status.success(), "the daemon should refuse to start");
-            let mut err = String::new();
-            std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err)
-                .expect("read stderr");
-            return err;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the daemon did not refuse to start");
-        }
-        std::thread::sleep(POLL);
     }
 }
 

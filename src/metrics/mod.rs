@@ -453,53 +453,13 @@ pub const LIVE_STATUSES: [RunStatus; 4] = [
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::run::{RunSpec, RunStatus};
+    use crate::run::RunStatus;
     use std::sync::Arc;
-    use std::time::Duration;
 
     pub(crate) fn record(status: RunStatus, queue: &str, _workflow: Option<()>) -> RunRecord {
-        let mut spec = RunSpec {
-            argv: vec!["true".into()],
-            cwd: "/".into(),
-            env: Default::default(),
-            labels: Default::default(),
-            stop_signals: vec![],
-            grace: Duration::from_secs(1),
-            agent: None,
-            policy: Default::default(),
-            owner: None,
-        };
-        spec.policy.queue = queue.into();
-        RunRecord {
-            run_id: "run_000000000001".into(),
-            spec: Arc::new(spec),
-            status,
-            pid: 0,
-            pgid: 0,
-            created_at: 0,
-            started_at: 0,
-            ended_at: 0,
-            exit_code: None,
-            signal: None,
-            error: String::new(),
-            attempt: 1,
-            restart_of: String::new(),
-            last_heartbeat_at: 0,
-            heartbeats: 0,
-            containment: String::new(),
-            stdout_bytes: 0,
-            stderr_bytes: 0,
-            end_reason: String::new(),
-            output_truncated: false,
-            logs_missing: false,
-            agent: None,
-            queued_at: 0,
-            timeout_at: 0,
-            waiting_reason: String::new(),
-            policy_restarts: 0,
-            restarted_as: String::new(),
-            usage: None,
-        }
+        let mut r = RunRecord::for_test("run_000000000001", status);
+        Arc::make_mut(&mut r.spec).policy.queue = queue.into();
+        r
     }
 
     #[test]

@@ -283,46 +283,7 @@ mod tests {
     }
 
     fn rec(id: &str, status: crate::run::RunStatus) -> crate::run::RunRecord {
-        crate::run::RunRecord {
-            run_id: id.into(),
-            spec: std::sync::Arc::new(crate::run::RunSpec {
-                argv: vec!["true".into()],
-                cwd: "/".into(),
-                env: Default::default(),
-                labels: Default::default(),
-                stop_signals: Vec::new(),
-                grace: Duration::from_secs(1),
-                agent: None,
-                policy: Default::default(),
-                owner: None,
-            }),
-            status,
-            pid: 0,
-            pgid: 0,
-            created_at: 0,
-            started_at: 0,
-            ended_at: 0,
-            exit_code: None,
-            signal: None,
-            error: String::new(),
-            attempt: 1,
-            restart_of: String::new(),
-            last_heartbeat_at: 0,
-            heartbeats: 0,
-            containment: String::new(),
-            stdout_bytes: 0,
-            stderr_bytes: 0,
-            end_reason: String::new(),
-            output_truncated: false,
-            logs_missing: false,
-            agent: None,
-            queued_at: 0,
-            timeout_at: 0,
-            waiting_reason: String::new(),
-            policy_restarts: 0,
-            restarted_as: String::new(),
-            usage: None,
-        }
+        crate::run::RunRecord::for_test(id, status)
     }
 
     #[test]
