@@ -612,6 +612,9 @@ impl Supervisor for SupervisorService {
         let r = request.into_inner();
         bounds::list_audit(&r)?;
         let limit = if r.limit == 0 { 1000 } else { r.limit as usize };
+        // Read-your-writes: the audit records of calls answered before this one (a Spawn is
+        // answered as soon as its run starts, its record queued just before) are in the store.
+        self.store.settled().await;
         let store = self.store.clone();
         let records =
             tokio::task::spawn_blocking(move || store.list_audit(&r.run_id, r.since, limit))

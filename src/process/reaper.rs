@@ -6,7 +6,8 @@
 //!
 //! Nothing here calls `waitpid(-1)`: the reaper walks the daemon's children by pid, so it never
 //! steals a leader's status. Spawning holds the registry lock from fork until the new leader is
-//! registered, so a child that exits at once is never mistaken for an orphan.
+//! registered, so a child that exits at once is never mistaken for an orphan; the sweep takes the
+//! lock only to check and reap what its walk of /proc found, never for the walk.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -74,9 +75,14 @@ impl Reaper {
 
     /// Reap every exited child that is not a registered leader. Returns how many were reaped.
     pub fn reap_orphans(&self) -> usize {
+        // The walk of /proc goes first, without the lock, so a spawn never waits for it. A child
+        // it finds is either registered by the time the lock is taken (a spawn holds the lock
+        // from fork to registration) or not a leader; one forked after the walk waits for the
+        // next sweep.
+        let children = procscan::own_children();
         let guard = self.lock();
         let mut reaped = 0;
-        for pid in procscan::own_children() {
+        for pid in children {
             if guard.leaders.contains(&pid) {
                 continue;
             }

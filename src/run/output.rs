@@ -25,7 +25,7 @@ const FLOOD_PIPE: usize = 1 << 20;
 /// holds none of them.
 const LINGER: Duration = Duration::from_millis(500);
 /// How long heartbeat lines may gather in the pipe after a batch was read.
-const HEARTBEAT_BATCH: Duration = Duration::from_millis(35);
+const HEARTBEAT_BATCH: Duration = Duration::from_millis(10);
 
 /// Which output stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -423,6 +423,19 @@ impl Store {
         }
     }
 
+    /// Wait until every change queued before this call has been through a commit (written, or
+    /// kept for a retry when commits fail): a read after it sees what was queued before it.
+    pub async fn settled(&self) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.write(
+            Batch::default(),
+            Some(Box::new(move |_| {
+                let _ = tx.send(());
+            })),
+        );
+        let _ = rx.await;
+    }
+
     /// Queue a batch and wait until it is committed.
     pub async fn write_and_wait(&self, batch: Batch) -> Result<(), StoreError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -711,6 +724,10 @@ fn writer(
 
 /// Keep a batch whose commit failed, saying when that drops the oldest kept audit records.
 fn keep(kept: &mut Vec<Batch>, batch: Batch, path: &Path) {
+    if batch.is_empty() {
+        // A barrier (`settled`): nothing to retry.
+        return;
+    }
     let dropped = failing::retain(kept, batch);
     if dropped > 0 {
         error!(path = %path.display(), dropped, max = failing::MAX_KEPT_AUDITS,

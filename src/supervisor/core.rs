@@ -518,17 +518,19 @@ impl Core {
                     &run_id,
                     audits,
                     Some(Box::new(move |r| {
-                        // The run is on record (STARTING, before the fork) and its process runs:
-                        // an error here would have the caller start a second one. The store keeps
-                        // the RUNNING record and writes it once it can.
+                        // The store keeps the RUNNING record and writes it once it can.
                         if let Err(e) = r {
                             warn!(run_id = id, error = %e, "a started run's record is not written yet");
                         }
-                        if let Some(reply) = reply {
-                            let _ = reply.send(Ok(answer));
-                        }
                     })),
                 );
+                // Answered now, not after the RUNNING commit: the run and the spawn's audit
+                // record are on record already (STARTING is durable before the fork, and a
+                // daemon that dies now recovers a STARTING run as it does a RUNNING one), and
+                // its process runs, so the answer cannot be taken back.
+                if let Some(reply) = reply {
+                    let _ = reply.send(Ok(answer));
+                }
                 self.emit(&run_id, "started", format!("pid {pid}"), rec);
             }
             Msg::SpawnFailed { run_id, error } => {

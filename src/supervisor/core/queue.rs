@@ -241,11 +241,26 @@ impl Core {
         } else {
             self.emit(run_id, "spawned", String::new(), rec);
         }
+        // The spawn's audit record goes with STARTING: the Spawn is answered as soon as the
+        // process runs, and by then both are durable.
+        let audits = self
+            .runs
+            .get_mut(run_id)
+            .and_then(|e| e.spawn_audit.take())
+            .map(|mut a| {
+                a.run_id = run_id.to_string();
+                vec![a.outcome(
+                    "ok",
+                    "STARTING: its process is started once this is on record",
+                )]
+            })
+            .unwrap_or_default();
         let rt = tokio::runtime::Handle::current();
         let core = self.tx.clone();
         let id = run_id.to_string();
-        self.persist(
+        self.persist_with(
             run_id,
+            audits,
             Some(Box::new(move |r| match r {
                 Ok(()) => {
                     rt.spawn(task::run(ctx));
