@@ -331,6 +331,9 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
             "containment: process group and /proc tracking only (no cgroups)"
         ),
     }
+    if let Containment::Cgroup(root) = &containment {
+        log_memory_controller(root);
+    }
 
     let host = std::sync::Arc::new(crate::process::limits::start(
         containment.entry_name(),
@@ -626,4 +629,44 @@ async fn reload(
     }
     // READY=1 alone: the STATUS line with the live counts stays as the core last set it.
     crate::systemd::ready_again();
+}
+
+/// Say which memory controller run cgroups have, and sweep the v1 memory cgroups of runs no
+/// longer live (reconciliation ended every earlier run, so none of them is).
+fn log_memory_controller(root: &crate::process::cgroup::CgroupRoot) {
+    use crate::process::cgroup_v1::MemoryController;
+    match root.memory() {
+        MemoryController::V2 => info!(
+            memory_controller = "cgroup v2",
+            "memory: runs.memory_max_bytes is memory.max of each run cgroup"
+        ),
+        MemoryController::V1(v1) => {
+            info!(
+                memory_controller = "cgroup v1",
+                memory_v1_root = %v1.path().display(),
+                "memory: cgroup v2 has no memory controller here; each run also gets a v1 memory \
+                 cgroup (memory.limit_in_bytes, memory.max_usage_in_bytes, memory.oom_control)"
+            );
+            let sweep = root.sweep_memory_v1(&|_| false);
+            if !sweep.removed.is_empty() {
+                info!(
+                    removed = sweep.removed.len(),
+                    runs = ?sweep.removed,
+                    "removed v1 memory cgroups left by runs of an earlier daemon"
+                );
+            }
+            for kept in &sweep.kept {
+                warn!(
+                    cgroup = kept.as_str(),
+                    "cannot remove a leftover v1 memory cgroup"
+                );
+            }
+        }
+        MemoryController::Unavailable { reason } => warn!(
+            memory_controller = "none",
+            reason = reason.as_str(),
+            "memory: no memory controller for run cgroups; runs.memory_max_bytes cannot be \
+             applied and memory figures come from /proc"
+        ),
+    }
 }

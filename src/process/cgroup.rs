@@ -4,6 +4,10 @@
 //! `CLONE_INTO_CGROUP`, through an fd on the cgroup's directory) where the kernel can, else by
 //! writing to an fd on its `cgroup.procs` that the parent opened (see `vfork` for why the first
 //! is faster after a pause).
+//!
+//! Where the v2 hierarchy has no memory controller but a v1 one is mounted (the hybrid layout),
+//! each run cgroup carries a v1 memory cgroup beside it (see `cgroup_v1`): made, limited,
+//! entered before exec and removed together with the v2 one.
 use std::fs;
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -13,6 +17,7 @@ use std::path::{Path, PathBuf};
 use nix::sys::signal::Signal;
 
 use crate::config::{CgroupEntryMode, Config, ContainmentMode};
+use crate::process::cgroup_v1::{MemoryController, RunMemoryV1};
 use crate::process::pidfd::PidFd;
 
 /// The writable cgroup v2 directory under which run cgroups are made.
@@ -20,6 +25,7 @@ use crate::process::pidfd::PidFd;
 pub struct CgroupRoot {
     path: PathBuf,
     entry: CgroupEntry,
+    memory: MemoryController,
 }
 
 /// How a run's leader gets into its cgroup before exec; chosen once at start.
@@ -100,6 +106,15 @@ impl Containment {
             Containment::ProcessGroup { .. } => "",
         }
     }
+
+    /// Which memory controller run cgroups have ("cgroup v2", "cgroup v1"), or "none" (also
+    /// without cgroups: memory figures then come from /proc and no limit applies).
+    pub fn memory_controller_name(&self) -> &'static str {
+        match self {
+            Containment::Cgroup(root) => root.memory.name(),
+            Containment::ProcessGroup { .. } => "none",
+        }
+    }
 }
 
 impl CgroupRoot {
@@ -133,9 +148,11 @@ impl CgroupRoot {
         let _ = fs::remove_dir(&probe);
         // Let run cgroups have memory and pids limits where those controllers are available.
         enable_controllers(&path);
+        let memory = MemoryController::detect(&path);
         Ok(CgroupRoot {
             path,
             entry: CgroupEntry::detect(CgroupEntryMode::Auto),
+            memory,
         })
     }
 
@@ -147,9 +164,44 @@ impl CgroupRoot {
         &self.entry
     }
 
+    /// Which memory controller run cgroups have.
+    pub fn memory(&self) -> &MemoryController {
+        &self.memory
+    }
+
+    /// Remove the v1 memory cgroups of runs not in `live` (at start, after reconciliation);
+    /// nothing to do where memory is in v2.
+    pub fn sweep_memory_v1(&self, live: &dyn Fn(&str) -> bool) -> crate::process::cgroup_v1::Sweep {
+        match &self.memory {
+            MemoryController::V1(v1) => v1.sweep(live),
+            _ => Default::default(),
+        }
+    }
+
     /// Make the run's cgroup and open what the child enters it through: its directory (to be
-    /// cloned into) or its `cgroup.procs` (to write to before exec).
+    /// cloned into) or its `cgroup.procs` (to write to before exec); with a v1 memory
+    /// controller, its v1 memory cgroup and that one's `cgroup.procs` too.
     pub fn create_run(&self, run_id: &str) -> io::Result<RunCgroup> {
+        let mut cg = self.create_v2_run(run_id)?;
+        if let MemoryController::V1(v1) = &self.memory {
+            match v1.create_run(run_id) {
+                Ok(m) => cg.memory_v1 = Some(m),
+                Err(e) => {
+                    let _ = cg.remove();
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!(
+                            "cannot create the v1 memory cgroup {}: {e}",
+                            v1.path().join(run_id).display()
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(cg)
+    }
+
+    fn create_v2_run(&self, run_id: &str) -> io::Result<RunCgroup> {
         let path = self.path.join(run_id);
         // The root may have been removed under us (an operator's cleanup): make it again.
         if !self.path.is_dir() {
@@ -170,6 +222,7 @@ impl CgroupRoot {
                 path,
                 procs: None,
                 dir: Some(OwnedFd::from(dir)),
+                memory_v1: None,
             });
         }
         let procs = fs::OpenOptions::new()
@@ -179,16 +232,22 @@ impl CgroupRoot {
             path,
             procs: Some(OwnedFd::from(procs)),
             dir: None,
+            memory_v1: None,
         })
     }
 
-    /// The run cgroup of `run_id` if it exists (for recovery).
+    /// The run cgroup of `run_id` if it exists (for recovery), with its v1 memory cgroup if
+    /// that exists too.
     pub fn existing_run(&self, run_id: &str) -> Option<RunCgroup> {
         let path = self.path.join(run_id);
-        path.is_dir().then_some(RunCgroup {
+        path.is_dir().then(|| RunCgroup {
             path,
             procs: None,
             dir: None,
+            memory_v1: match &self.memory {
+                MemoryController::V1(v1) => v1.existing_run(run_id),
+                _ => None,
+            },
         })
     }
 }
@@ -228,6 +287,8 @@ pub struct RunCgroup {
     path: PathBuf,
     procs: Option<OwnedFd>,
     dir: Option<OwnedFd>,
+    /// The run's v1 memory cgroup, where memory is on a v1 hierarchy.
+    memory_v1: Option<RunMemoryV1>,
 }
 
 impl RunCgroup {
@@ -245,10 +306,35 @@ impl RunCgroup {
         self.dir.as_ref().map(|f| f.as_raw_fd())
     }
 
-    /// Apply the run's limits (`memory.max`, `pids.max`). Returns what could not be applied.
+    /// The fd on the v1 memory cgroup's `cgroup.procs` the child writes "0" to before exec
+    /// (as well as entering the v2 cgroup), where memory is on v1.
+    pub fn memory_v1_procs_fd(&self) -> Option<RawFd> {
+        self.memory_v1.as_ref().and_then(|m| m.procs_fd())
+    }
+
+    /// The directory of the run's v1 memory cgroup, where memory is on v1.
+    pub fn memory_v1_path(&self) -> Option<&Path> {
+        self.memory_v1.as_ref().map(|m| m.path())
+    }
+
+    /// Apply the run's limits (`memory.max`, or `memory.limit_in_bytes` of the v1 memory
+    /// cgroup; `pids.max`). Returns what could not be applied.
     pub fn apply_limits(&self, memory_max: Option<u64>, pids_max: Option<u64>) -> Vec<String> {
         let mut missed = Vec::new();
-        for (file, value) in [("memory.max", memory_max), ("pids.max", pids_max)] {
+        if let (Some(v1), Some(m)) = (&self.memory_v1, memory_max) {
+            if let Err(e) = v1.set_limit(m) {
+                missed.push(format!(
+                    "{}: {e}",
+                    v1.path().join("memory.limit_in_bytes").display()
+                ));
+            }
+        }
+        let v2_memory = if self.memory_v1.is_some() {
+            None
+        } else {
+            memory_max
+        };
+        for (file, value) in [("memory.max", v2_memory), ("pids.max", pids_max)] {
             let Some(v) = value else { continue };
             if let Err(e) = fs::write(self.path.join(file), v.to_string()) {
                 missed.push(format!("{file}: {e}"));
@@ -261,6 +347,9 @@ impl RunCgroup {
     pub fn close_procs_fd(&mut self) {
         self.procs = None;
         self.dir = None;
+        if let Some(m) = self.memory_v1.as_mut() {
+            m.close_procs_fd();
+        }
     }
 
     /// The pids in the cgroup now.
@@ -316,12 +405,17 @@ impl RunCgroup {
         self.signal_all(Signal::SIGKILL, None).map(|_| ())
     }
 
-    /// Remove the (empty) cgroup directory.
+    /// Remove the (empty) cgroup directory, then the v1 memory cgroup's. Removing both again
+    /// after a failure is fine: a directory already gone counts as removed.
     pub fn remove(&self) -> io::Result<()> {
         match fs::remove_dir(&self.path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e),
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        match &self.memory_v1 {
+            Some(m) => m.remove(),
+            None => Ok(()),
         }
     }
 
