@@ -162,11 +162,16 @@ async fn an_oom_kill_is_reported_as_such() {
 }
 
 /// On a hybrid host (memory on cgroup v1): the run's leader is in the run's v1 memory cgroup
-/// from its start, with the run's limit, and the cgroup is gone once the run ended.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_runs_v1_memory_cgroup_holds_it_and_is_gone_after_it() {
+/// from its start, with the run's limit, and the cgroup is gone once the run ended; by each
+/// spawn route (vfork or fork, cloned into the v2 cgroup or writing to its cgroup.procs).
+async fn v1_memory_cgroup_holds_the_run(spawn_method: &str, cgroup_entry: &str) {
     let mut options = usage_options(Containment::Cgroup);
-    options.runs_toml = format!("memory_max_bytes = {}\n", 256 * MIB);
+    options.runs_toml = format!(
+        "memory_max_bytes = {}\nspawn_method = \"{spawn_method}\"\n",
+        256 * MIB
+    );
+    // Appended right after the harness's [containment] table: this line belongs to it.
+    options.extra_toml = format!("cgroup_entry = \"{cgroup_entry}\"\n{}", options.extra_toml);
     let Some(daemon) = Daemon::try_start_with(options).await else {
         return;
     };
@@ -212,8 +217,29 @@ async fn a_runs_v1_memory_cgroup_holds_it_and_is_gone_after_it() {
     assert!(!dir.exists(), "{} is left after the run", dir.display());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vforked_run_is_in_its_v1_memory_cgroup_until_it_ends() {
+    v1_memory_cgroup_holds_the_run("vfork", "auto").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forked_run_is_in_its_v1_memory_cgroup_until_it_ends() {
+    v1_memory_cgroup_holds_the_run("fork", "auto").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vforked_procs_write_run_is_in_its_v1_memory_cgroup_until_it_ends() {
+    v1_memory_cgroup_holds_the_run("vfork", "procs-write").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forked_procs_write_run_is_in_its_v1_memory_cgroup_until_it_ends() {
+    v1_memory_cgroup_holds_the_run("fork", "procs-write").await;
+}
+
 /// A v1 memory cgroup an earlier daemon left (it crashed between a run's end and its cleanup)
-/// is removed when the next daemon starts.
+/// is removed when the next daemon starts, and so is that of a run live when a daemon crashed
+/// (reconciliation ends it and removes both its cgroups).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leftover_v1_memory_cgroups_are_swept_at_start() {
     let Some(mut site) = Site::new(usage_options(Containment::Cgroup)) else {
@@ -226,11 +252,21 @@ async fn leftover_v1_memory_cgroups_are_swept_at_start() {
     };
     let leftover = v1.join("run_0123456789ab");
     std::fs::create_dir_all(&leftover).expect("a leftover v1 memory cgroup");
-    let _api = site.start().await;
+    let api = site.start().await;
     assert!(!leftover.exists(), "{} is left", leftover.display());
     assert!(
         site.log_text().contains("run_0123456789ab"),
         "the sweep is logged"
     );
+
+    let run = api.spawn(&fake(&["--hang"])).await;
+    let dir = v1.join(&run.run_id);
+    assert!(dir.is_dir(), "{} is missing", dir.display());
+    site.crash();
+    let api = site.start().await;
+    let lost = api.get(&run.run_id).await;
+    assert_eq!(lost.status(), RunStatus::Lost, "{lost:?}");
+    site.assert_run_gone(&run.run_id, &[]).await;
+    assert!(!dir.exists(), "{} is left after recovery", dir.display());
     site.stop().await;
 }
