@@ -217,6 +217,33 @@ async fn v1_memory_cgroup_holds_the_run(spawn_method: &str, cgroup_entry: &str) 
     assert!(!dir.exists(), "{} is left after the run", dir.display());
 }
 
+/// Without a memory limit a run gets no v1 memory cgroup (its spawn keeps the clone into the
+/// v2 cgroup, with no migration), and its memory figures come from /proc.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_without_a_memory_limit_has_no_v1_memory_cgroup() {
+    let Some(daemon) = Daemon::try_start_with(usage_options(Containment::Cgroup)).await else {
+        return;
+    };
+    let root = daemon.cgroup_root.clone().expect("a cgroup root");
+    let Some(v1) = v1_memory_root(&root) else {
+        eprintln!("SKIP: memory is in cgroup v2 here, or on no hierarchy at all");
+        return;
+    };
+    let api = daemon.api();
+    let run = api.spawn(&fake(&["--alloc-mib", "20", "--hang"])).await;
+    api.wait_line(&run.run_id, "allocated:").await;
+    assert!(
+        !v1.join(&run.run_id).exists(),
+        "a v1 memory cgroup without a limit"
+    );
+    let u = api.get(&run.run_id).await.usage.expect("usage");
+    assert!(u.memory_peak_bytes >= 20 * MIB, "{u:?}");
+    assert!(u.unavailable.contains(&"oom_kill".to_string()), "{u:?}");
+    api.kill(&run.run_id).await;
+    api.wait_terminal(&run.run_id, TIMEOUT).await;
+    daemon.assert_run_gone(&run.run_id, &[]).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vforked_run_is_in_its_v1_memory_cgroup_until_it_ends() {
     v1_memory_cgroup_holds_the_run("vfork", "auto").await;
@@ -242,7 +269,9 @@ async fn a_forked_procs_write_run_is_in_its_v1_memory_cgroup_until_it_ends() {
 /// (reconciliation ends it and removes both its cgroups).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leftover_v1_memory_cgroups_are_swept_at_start() {
-    let Some(mut site) = Site::new(usage_options(Containment::Cgroup)) else {
+    let mut options = usage_options(Containment::Cgroup);
+    options.runs_toml = format!("memory_max_bytes = {}\n", 256 * MIB);
+    let Some(mut site) = Site::new(options) else {
         return;
     };
     let root = site.cgroup_root.clone().expect("a cgroup root");

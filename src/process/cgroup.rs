@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use nix::sys::signal::Signal;
 
 use crate::config::{CgroupEntryMode, Config, ContainmentMode};
-use crate::process::cgroup_v1::{MemoryController, RunMemoryV1};
+use crate::process::cgroup_v1::{MemoryController, MemoryV1Root, RunMemoryV1};
 use crate::process::pidfd::PidFd;
 
 /// The writable cgroup v2 directory under which run cgroups are made.
@@ -179,29 +179,9 @@ impl CgroupRoot {
     }
 
     /// Make the run's cgroup and open what the child enters it through: its directory (to be
-    /// cloned into) or its `cgroup.procs` (to write to before exec); with a v1 memory
-    /// controller, its v1 memory cgroup and that one's `cgroup.procs` too.
+    /// cloned into) or its `cgroup.procs` (to write to before exec). The v1 memory cgroup, where
+    /// memory is on v1, comes with a memory limit (`apply_limits`).
     pub fn create_run(&self, run_id: &str) -> io::Result<RunCgroup> {
-        let mut cg = self.create_v2_run(run_id)?;
-        if let MemoryController::V1(v1) = &self.memory {
-            match v1.create_run(run_id) {
-                Ok(m) => cg.memory_v1 = Some(m),
-                Err(e) => {
-                    let _ = cg.remove();
-                    return Err(io::Error::new(
-                        e.kind(),
-                        format!(
-                            "cannot create the v1 memory cgroup {}: {e}",
-                            v1.path().join(run_id).display()
-                        ),
-                    ));
-                }
-            }
-        }
-        Ok(cg)
-    }
-
-    fn create_v2_run(&self, run_id: &str) -> io::Result<RunCgroup> {
         let path = self.path.join(run_id);
         // The root may have been removed under us (an operator's cleanup): make it again.
         if !self.path.is_dir() {
@@ -223,6 +203,7 @@ impl CgroupRoot {
                 procs: None,
                 dir: Some(OwnedFd::from(dir)),
                 memory_v1: None,
+                memory_v1_root: self.memory_v1_root(),
             });
         }
         let procs = fs::OpenOptions::new()
@@ -233,6 +214,7 @@ impl CgroupRoot {
             procs: Some(OwnedFd::from(procs)),
             dir: None,
             memory_v1: None,
+            memory_v1_root: self.memory_v1_root(),
         })
     }
 
@@ -248,7 +230,15 @@ impl CgroupRoot {
                 MemoryController::V1(v1) => v1.existing_run(run_id),
                 _ => None,
             },
+            memory_v1_root: None,
         })
+    }
+
+    fn memory_v1_root(&self) -> Option<MemoryV1Root> {
+        match &self.memory {
+            MemoryController::V1(v1) => Some(v1.clone()),
+            _ => None,
+        }
     }
 }
 
@@ -287,8 +277,10 @@ pub struct RunCgroup {
     path: PathBuf,
     procs: Option<OwnedFd>,
     dir: Option<OwnedFd>,
-    /// The run's v1 memory cgroup, where memory is on a v1 hierarchy.
+    /// The run's v1 memory cgroup, where memory is on a v1 hierarchy and the run has a limit.
     memory_v1: Option<RunMemoryV1>,
+    /// Where that is made, where memory is on v1.
+    memory_v1_root: Option<MemoryV1Root>,
 }
 
 impl RunCgroup {
@@ -317,23 +309,38 @@ impl RunCgroup {
         self.memory_v1.as_ref().map(|m| m.path())
     }
 
-    /// Apply the run's limits (`memory.max`, or `memory.limit_in_bytes` of the v1 memory
-    /// cgroup; `pids.max`). Returns what could not be applied.
-    pub fn apply_limits(&self, memory_max: Option<u64>, pids_max: Option<u64>) -> Vec<String> {
+    /// Apply the run's limits (`memory.max`; `pids.max`). Returns what could not be applied.
+    ///
+    /// Where memory is on v1, a memory limit makes the run's v1 memory cgroup, with
+    /// `memory.limit_in_bytes`, for the child to enter before exec. Only then: entering it is a
+    /// cgroup migration, which after a pause costs the spawn an RCU grace period (milliseconds;
+    /// see `vfork`), so a run without a limit keeps the fast spawn and its memory figures come
+    /// from /proc.
+    pub fn apply_limits(&mut self, memory_max: Option<u64>, pids_max: Option<u64>) -> Vec<String> {
         let mut missed = Vec::new();
-        if let (Some(v1), Some(m)) = (&self.memory_v1, memory_max) {
-            if let Err(e) = v1.set_limit(m) {
-                missed.push(format!(
-                    "{}: {e}",
-                    v1.path().join("memory.limit_in_bytes").display()
-                ));
+        let mut v2_memory = memory_max;
+        if let (Some(root), Some(m)) = (&self.memory_v1_root, memory_max) {
+            v2_memory = None;
+            let run_id = self
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let dir = root.path().join(&run_id);
+            match root.create_run(&run_id) {
+                Ok(v1) => match v1.set_limit(m) {
+                    Ok(()) => self.memory_v1 = Some(v1),
+                    Err(e) => {
+                        missed.push(format!(
+                            "{}: {e}",
+                            dir.join("memory.limit_in_bytes").display()
+                        ));
+                        let _ = v1.remove();
+                    }
+                },
+                Err(e) => missed.push(format!("{}: {e}", dir.display())),
             }
         }
-        let v2_memory = if self.memory_v1.is_some() {
-            None
-        } else {
-            memory_max
-        };
         for (file, value) in [("memory.max", v2_memory), ("pids.max", pids_max)] {
             let Some(v) = value else { continue };
             if let Err(e) = fs::write(self.path.join(file), v.to_string()) {

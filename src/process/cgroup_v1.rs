@@ -1,10 +1,13 @@
 //! The memory controller on a cgroup v1 hierarchy, for hosts with the hybrid layout (cgroup v2
 //! mounted beside v1 hierarchies, with the memory controller bound to v1, so v2 has no
-//! `memory.max`, `memory.peak` or `memory.events`). There each run also gets a v1 memory cgroup,
-//! named after the run, under a root named after the v2 one inside the daemon's own v1 memory
-//! cgroup (from `/proc/self/cgroup`, line `N:memory:/...`). `memory.limit_in_bytes` carries the
-//! run's `memory_max_bytes`, `memory.max_usage_in_bytes` its peak and `memory.oom_control`'s
-//! `oom_kill` (Linux 4.13+) its OOM kills.
+//! `memory.max`, `memory.peak` or `memory.events`). There each run with a memory limit
+//! (`runs.memory_max_bytes`) also gets a v1 memory cgroup, named after the run, under a root
+//! named after the v2 one inside the daemon's own v1 memory cgroup (from `/proc/self/cgroup`,
+//! line `N:memory:/...`). `memory.limit_in_bytes` carries the limit, `memory.max_usage_in_bytes`
+//! the run's peak and `memory.oom_control`'s `oom_kill` (Linux 4.13+) its OOM kills. Runs without
+//! a limit get none: entering a v1 cgroup is a migration, which costs a spawn after a pause an
+//! RCU grace period that the clone into the v2 cgroup avoids (see `vfork`); their memory figures
+//! come from /proc, as on hosts with no memory controller.
 //!
 //! The invariant is the v2 one: the leader enters the run's v1 memory cgroup before it executes
 //! anything, by writing "0" to an fd on its `cgroup.procs` that the parent opened (the clone into

@@ -192,7 +192,7 @@ async fn run_inner(mut ctx: RunContext) {
     };
     let mut cgroup = match &ctx.containment {
         Containment::Cgroup(root) => match root.create_run(&run_id) {
-            Ok(c) => {
+            Ok(mut c) => {
                 let missed = c.apply_limits(ctx.limits.0, ctx.limits.1);
                 if !missed.is_empty() {
                     warn!(missed = ?missed, "cgroup limits not applied (controllers not available here)");
