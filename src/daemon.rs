@@ -485,13 +485,14 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
         };
         store.write(batch, None);
     }
-    let _deliveries = crate::alerts::start(
+    let mut deliveries = crate::alerts::start(
         &config.alerts,
         store.clone(),
         metrics.clone(),
         shutdown.clone(),
     )
     .map_err(anyhow::Error::msg)?;
+    let _retention = crate::alerts::retention::start(store.clone(), shutdown.clone());
     if let Some(addr) = config.metrics.listen {
         let ctx = crate::http::HttpContext::new(
             handle.clone(),
@@ -518,7 +519,11 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
         tokio::select! {
             sig = signals.next() => match sig {
                 Some(signal_hook::consts::SIGHUP) => {
-                    reload(&args, &handle, &host, &access, tls.as_ref()).await
+                    let running = Running {
+                        metrics_listen: config.metrics.listen,
+                    };
+                    reload(&args, &handle, &host, &access, tls.as_ref(), &mut deliveries, &running)
+                        .await
                 }
                 Some(signal_hook::consts::SIGUSR2) => {
                     if config.debug_wedge_on_sigusr2 {
@@ -573,14 +578,23 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What the daemon started with that a reload cannot change (the core keeps the rest).
+struct Running {
+    /// The `/metrics` listener is bound once, at start.
+    metrics_listen: Option<std::net::SocketAddr>,
+}
+
 /// SIGHUP: re-read the config file and apply what can change live; a bad file is refused with a
-/// logged error and the daemon keeps running on the old config.
+/// logged error and the daemon keeps running on the old config. The webhooks are handed to the
+/// delivery tasks; a changed `metrics.listen` is named as needing a restart.
 async fn reload(
     args: &Args,
     handle: &supervisor::SupervisorHandle,
     host: &crate::process::limits::Host,
     access: &Access,
     tls: Option<&TlsSettings>,
+    deliveries: &mut crate::alerts::deliver::Deliveries,
+    running: &Running,
 ) {
     crate::systemd::reloading();
     let loaded = match &args.config {
@@ -607,7 +621,39 @@ async fn reload(
     match loaded {
         Ok(new) => {
             let max_live_runs = new.max_live_runs;
+            let alerts = new.alerts.clone();
+            let metrics_listen = new.metrics.listen;
             let result = handle.reload(new).await;
+            let result = result.map(|mut needs_restart| {
+                if metrics_listen != running.metrics_listen {
+                    let show = |a: Option<std::net::SocketAddr>| {
+                        a.map_or("off".to_string(), |a| a.to_string())
+                    };
+                    warn!(
+                        running = show(running.metrics_listen).as_str(),
+                        configured = show(metrics_listen).as_str(),
+                        "metrics.listen changed; it needs a restart: /metrics stays where it \
+                         is until the daemon is restarted"
+                    );
+                    needs_restart.push("metrics.listen".to_string());
+                }
+                needs_restart
+            });
+            if result.is_ok() {
+                match deliveries.reload(&alerts).await {
+                    Ok(r) if r.plan.start.is_empty() && r.plan.stop.is_empty() => {}
+                    Ok(r) => info!(
+                        started = ?r.plan.start,
+                        stopped = ?r.plan.stop,
+                        removed = ?r.plan.removed,
+                        webhooks = ?deliveries.webhooks(),
+                        "alert webhooks reloaded"
+                    ),
+                    Err(e) => {
+                        error!(error = %e, "cannot reload the alert webhooks; the old ones still deliver")
+                    }
+                }
+            }
             if result.is_ok() {
                 // GetHealth's capacity follows the new limit.
                 host.max_live_runs
