@@ -182,16 +182,7 @@ impl CgroupRoot {
     /// cloned into) or its `cgroup.procs` (to write to before exec). The v1 memory cgroup, where
     /// memory is on v1, comes with a memory limit (`apply_limits`).
     pub fn create_run(&self, run_id: &str) -> io::Result<RunCgroup> {
-        let path = self.path.join(run_id);
-        // The root may have been removed under us (an operator's cleanup): make it again.
-        if !self.path.is_dir() {
-            fs::create_dir_all(&self.path)?;
-        }
-        match fs::create_dir(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e),
-        }
+        let path = make_dir_under(&self.path, run_id)?;
         if self.entry == CgroupEntry::Clone3 {
             // std opens with O_CLOEXEC; O_DIRECTORY through the custom flags.
             let dir = fs::OpenOptions::new()
@@ -415,11 +406,7 @@ impl RunCgroup {
     /// Remove the (empty) cgroup directory, then the v1 memory cgroup's. Removing both again
     /// after a failure is fine: a directory already gone counts as removed.
     pub fn remove(&self) -> io::Result<()> {
-        match fs::remove_dir(&self.path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
+        remove_dir(&self.path)?;
         match &self.memory_v1 {
             Some(m) => m.remove(),
             None => Ok(()),
@@ -431,6 +418,29 @@ impl RunCgroup {
         let mount = cgroup2_mount()?;
         let rel = self.path.strip_prefix(&mount).ok()?;
         Some(format!("/{}", rel.display()))
+    }
+}
+
+/// Make the cgroup `root/name` and return its path; one that exists already is fine, and so is
+/// a root removed under us (an operator's cleanup): it is made again.
+pub(crate) fn make_dir_under(root: &Path, name: &str) -> io::Result<PathBuf> {
+    let path = root.join(name);
+    if !root.is_dir() {
+        fs::create_dir_all(root)?;
+    }
+    match fs::create_dir(&path) {
+        Ok(()) => Ok(path),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(path),
+        Err(e) => Err(e),
+    }
+}
+
+/// Remove an (empty) cgroup directory; one already gone counts as removed.
+pub(crate) fn remove_dir(path: &Path) -> io::Result<()> {
+    match fs::remove_dir(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
     }
 }
 

@@ -102,15 +102,7 @@ impl MemoryV1Root {
 
     /// Make the run's v1 memory cgroup and open its `cgroup.procs` for the child to write to.
     pub fn create_run(&self, run_id: &str) -> io::Result<RunMemoryV1> {
-        let path = self.path.join(run_id);
-        if !self.path.is_dir() {
-            fs::create_dir_all(&self.path)?;
-        }
-        match fs::create_dir(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e),
-        }
+        let path = crate::process::cgroup::make_dir_under(&self.path, run_id)?;
         // std opens with O_CLOEXEC: the fd never reaches the agent.
         let procs = fs::OpenOptions::new()
             .write(true)
@@ -211,11 +203,7 @@ impl RunMemoryV1 {
 
     /// Remove the (empty) directory; a missing one is fine.
     pub fn remove(&self) -> io::Result<()> {
-        match fs::remove_dir(&self.path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e),
-        }
+        crate::process::cgroup::remove_dir(&self.path)
     }
 }
 

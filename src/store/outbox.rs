@@ -161,6 +161,17 @@ mod tests {
         store.write_and_wait(b).await.expect("commit");
     }
 
+    async fn purge_with(store: &Store, p: Purge) {
+        write(
+            store,
+            Batch {
+                purge: Some(p),
+                ..Default::default()
+            },
+        )
+        .await;
+    }
+
     fn ids(store: &Store) -> std::collections::BTreeMap<String, i64> {
         store
             .alerts_of_kinds(&["queue_depth"], 0)
@@ -232,27 +243,17 @@ mod tests {
             alerts_ms: 30 * DAY,
             max_delivery_rows: 10_000,
         };
-        write(
-            &store,
-            Batch {
-                purge: Some(week),
-                ..Default::default()
-            },
-        )
-        .await;
+        purge_with(&store, week).await;
         assert_eq!(rows_of(&store).len(), 4, "{:?}", rows_of(&store));
         assert!(!rows_of(&store).iter().any(|r| r.1 == 9999));
 
         // Eight days on: the resolved alert's done rows go; its pending row and the firing
         // alert's row stay, and so does the resolved alert itself (30-day retention).
-        write(
+        purge_with(
             &store,
-            Batch {
-                purge: Some(Purge {
-                    now: now + 8 * DAY,
-                    ..week
-                }),
-                ..Default::default()
+            Purge {
+                now: now + 8 * DAY,
+                ..week
             },
         )
         .await;
@@ -266,14 +267,11 @@ mod tests {
         assert_eq!(store.outbox_counts().expect("counts"), (2, 2));
 
         // 31 days on: the resolved alert goes, with its pending row; the firing one stays.
-        write(
+        purge_with(
             &store,
-            Batch {
-                purge: Some(Purge {
-                    now: now + 31 * DAY,
-                    ..week
-                }),
-                ..Default::default()
+            Purge {
+                now: now + 31 * DAY,
+                ..week
             },
         )
         .await;
@@ -285,15 +283,12 @@ mod tests {
 
         // A cap of 0 cannot take the firing alert's row: without it the alert would be sent
         // again.
-        write(
+        purge_with(
             &store,
-            Batch {
-                purge: Some(Purge {
-                    now: now + 31 * DAY,
-                    max_delivery_rows: 0,
-                    ..week
-                }),
-                ..Default::default()
+            Purge {
+                now: now + 31 * DAY,
+                max_delivery_rows: 0,
+                ..week
             },
         )
         .await;
@@ -336,31 +331,25 @@ mod tests {
         .await;
         let now = crate::time::now_ms();
         // Retentions of 0 are a day: nothing resolved just now goes, cap or not.
-        write(
+        purge_with(
             &store,
-            Batch {
-                purge: Some(Purge {
-                    now,
-                    deliveries_ms: 0,
-                    alerts_ms: 0,
-                    max_delivery_rows: 2,
-                }),
-                ..Default::default()
+            Purge {
+                now,
+                deliveries_ms: 0,
+                alerts_ms: 0,
+                max_delivery_rows: 2,
             },
         )
         .await;
         assert_eq!(rows_of(&store).len(), 5);
         // Two days on, with long retentions: the cap of 2 takes the three oldest.
-        write(
+        purge_with(
             &store,
-            Batch {
-                purge: Some(Purge {
-                    now: now + 2 * DAY,
-                    deliveries_ms: 7 * DAY,
-                    alerts_ms: 30 * DAY,
-                    max_delivery_rows: 2,
-                }),
-                ..Default::default()
+            Purge {
+                now: now + 2 * DAY,
+                deliveries_ms: 7 * DAY,
+                alerts_ms: 30 * DAY,
+                max_delivery_rows: 2,
             },
         )
         .await;
