@@ -394,6 +394,17 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
     .add_service(reflection_v1)
     .add_service(reflection_v1alpha);
 
+    // The signals are watched before anyone can see the socket: a SIGTERM or SIGHUP sent as
+    // soon as the daemon answers waits for the loop below instead of ending the daemon by the
+    // signal's default action.
+    let mut signals = signal_hook_tokio::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+        signal_hook::consts::SIGUSR2,
+    ])
+    .context("cannot watch SIGTERM/SIGINT/SIGHUP")?;
+
     // Socket activation: systemd holds the socket, so clients wait through a daemon restart.
     let activated = crate::systemd::activated_listener();
     let we_bound = activated.is_none();
@@ -506,13 +517,6 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on metrics.listen {addr}"))?;
     }
 
-    let mut signals = signal_hook_tokio::Signals::new([
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGHUP,
-        signal_hook::consts::SIGUSR2,
-    ])
-    .context("cannot watch SIGTERM/SIGINT/SIGHUP")?;
     crate::systemd::ready("0 running, 0 queued, 0 stuck");
     info!("ready");
     loop {

@@ -118,7 +118,10 @@ pub fn start(
         shared: None,
         tasks: BTreeMap::new(),
     };
-    d.shared = Some(d.build_shared(cfg)?);
+    // The HTTP client is built only when there is somewhere to deliver to.
+    if !cfg.webhooks.is_empty() {
+        d.shared = Some(d.build_shared(cfg)?);
+    }
     for hook in &cfg.webhooks {
         d.spawn(hook.clone());
     }
@@ -184,7 +187,11 @@ impl Deliveries {
                 dropped: Vec::new(),
             });
         }
-        let shared = self.build_shared(cfg)?;
+        let shared = if cfg.webhooks.is_empty() {
+            None
+        } else {
+            Some(self.build_shared(cfg)?)
+        };
         for name in &plan.stop {
             if let Some(t) = self.tasks.remove(name) {
                 t.cancel.cancel();
@@ -221,7 +228,7 @@ impl Deliveries {
                 ),
             }
         }
-        self.shared = Some(shared);
+        self.shared = shared;
         let by_name: BTreeMap<&str, &WebhookConfig> =
             cfg.webhooks.iter().map(|h| (h.name.as_str(), h)).collect();
         for name in &plan.start {
