@@ -331,6 +331,9 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
             "containment: process group and /proc tracking only (no cgroups)"
         ),
     }
+    if let Containment::Cgroup(root) = &containment {
+        log_memory_controller(root);
+    }
 
     let host = std::sync::Arc::new(crate::process::limits::start(
         containment.entry_name(),
@@ -390,6 +393,17 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
     .add_service(health_service)
     .add_service(reflection_v1)
     .add_service(reflection_v1alpha);
+
+    // The signals are watched before anyone can see the socket: a SIGTERM or SIGHUP sent as
+    // soon as the daemon answers waits for the loop below instead of ending the daemon by the
+    // signal's default action.
+    let mut signals = signal_hook_tokio::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+        signal_hook::consts::SIGUSR2,
+    ])
+    .context("cannot watch SIGTERM/SIGINT/SIGHUP")?;
 
     // Socket activation: systemd holds the socket, so clients wait through a daemon restart.
     let activated = crate::systemd::activated_listener();
@@ -482,13 +496,14 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
         };
         store.write(batch, None);
     }
-    let _deliveries = crate::alerts::start(
+    let mut deliveries = crate::alerts::start(
         &config.alerts,
         store.clone(),
         metrics.clone(),
         shutdown.clone(),
     )
     .map_err(anyhow::Error::msg)?;
+    let _retention = crate::alerts::retention::start(store.clone(), shutdown.clone());
     if let Some(addr) = config.metrics.listen {
         let ctx = crate::http::HttpContext::new(
             handle.clone(),
@@ -502,20 +517,17 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on metrics.listen {addr}"))?;
     }
 
-    let mut signals = signal_hook_tokio::Signals::new([
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGHUP,
-        signal_hook::consts::SIGUSR2,
-    ])
-    .context("cannot watch SIGTERM/SIGINT/SIGHUP")?;
     crate::systemd::ready("0 running, 0 queued, 0 stuck");
     info!("ready");
     loop {
         tokio::select! {
             sig = signals.next() => match sig {
                 Some(signal_hook::consts::SIGHUP) => {
-                    reload(&args, &handle, &host, &access, tls.as_ref()).await
+                    let running = Running {
+                        metrics_listen: config.metrics.listen,
+                    };
+                    reload(&args, &handle, &host, &access, tls.as_ref(), &mut deliveries, &running)
+                        .await
                 }
                 Some(signal_hook::consts::SIGUSR2) => {
                     if config.debug_wedge_on_sigusr2 {
@@ -570,14 +582,23 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What the daemon started with that a reload cannot change (the core keeps the rest).
+struct Running {
+    /// The `/metrics` listener is bound once, at start.
+    metrics_listen: Option<std::net::SocketAddr>,
+}
+
 /// SIGHUP: re-read the config file and apply what can change live; a bad file is refused with a
-/// logged error and the daemon keeps running on the old config.
+/// logged error and the daemon keeps running on the old config. The webhooks are handed to the
+/// delivery tasks; a changed `metrics.listen` is named as needing a restart.
 async fn reload(
     args: &Args,
     handle: &supervisor::SupervisorHandle,
     host: &crate::process::limits::Host,
     access: &Access,
     tls: Option<&TlsSettings>,
+    deliveries: &mut crate::alerts::deliver::Deliveries,
+    running: &Running,
 ) {
     crate::systemd::reloading();
     let loaded = match &args.config {
@@ -604,7 +625,39 @@ async fn reload(
     match loaded {
         Ok(new) => {
             let max_live_runs = new.max_live_runs;
+            let alerts = new.alerts.clone();
+            let metrics_listen = new.metrics.listen;
             let result = handle.reload(new).await;
+            let result = result.map(|mut needs_restart| {
+                if metrics_listen != running.metrics_listen {
+                    let show = |a: Option<std::net::SocketAddr>| {
+                        a.map_or("off".to_string(), |a| a.to_string())
+                    };
+                    warn!(
+                        running = show(running.metrics_listen).as_str(),
+                        configured = show(metrics_listen).as_str(),
+                        "metrics.listen changed; it needs a restart: /metrics stays where it \
+                         is until the daemon is restarted"
+                    );
+                    needs_restart.push("metrics.listen".to_string());
+                }
+                needs_restart
+            });
+            if result.is_ok() {
+                match deliveries.reload(&alerts).await {
+                    Ok(r) if r.plan.start.is_empty() && r.plan.stop.is_empty() => {}
+                    Ok(r) => info!(
+                        started = ?r.plan.start,
+                        stopped = ?r.plan.stop,
+                        removed = ?r.plan.removed,
+                        webhooks = ?deliveries.webhooks(),
+                        "alert webhooks reloaded"
+                    ),
+                    Err(e) => {
+                        error!(error = %e, "cannot reload the alert webhooks; the old ones still deliver")
+                    }
+                }
+            }
             if result.is_ok() {
                 // GetHealth's capacity follows the new limit.
                 host.max_live_runs
@@ -626,4 +679,44 @@ async fn reload(
     }
     // READY=1 alone: the STATUS line with the live counts stays as the core last set it.
     crate::systemd::ready_again();
+}
+
+/// Say which memory controller run cgroups have, and sweep the v1 memory cgroups of runs no
+/// longer live (reconciliation ended every earlier run, so none of them is).
+fn log_memory_controller(root: &crate::process::cgroup::CgroupRoot) {
+    use crate::process::cgroup_v1::MemoryController;
+    match root.memory() {
+        MemoryController::V2 => info!(
+            memory_controller = "cgroup v2",
+            "memory: runs.memory_max_bytes is memory.max of each run cgroup"
+        ),
+        MemoryController::V1(v1) => {
+            info!(
+                memory_controller = "cgroup v1",
+                memory_v1_root = %v1.path().display(),
+                "memory: cgroup v2 has no memory controller here; each run also gets a v1 memory \
+                 cgroup (memory.limit_in_bytes, memory.max_usage_in_bytes, memory.oom_control)"
+            );
+            let sweep = root.sweep_memory_v1(&|_| false);
+            if !sweep.removed.is_empty() {
+                info!(
+                    removed = sweep.removed.len(),
+                    runs = ?sweep.removed,
+                    "removed v1 memory cgroups left by runs of an earlier daemon"
+                );
+            }
+            for kept in &sweep.kept {
+                warn!(
+                    cgroup = kept.as_str(),
+                    "cannot remove a leftover v1 memory cgroup"
+                );
+            }
+        }
+        MemoryController::Unavailable { reason } => warn!(
+            memory_controller = "none",
+            reason = reason.as_str(),
+            "memory: no memory controller for run cgroups; runs.memory_max_bytes cannot be \
+             applied and memory figures come from /proc"
+        ),
+    }
 }

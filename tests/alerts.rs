@@ -4,7 +4,8 @@
 //! notification; a receiver answering 500 twice then 200 gets the alert on the third try; one
 //! answering 400 is tried once, not again, and its failure is an alert of its own, delivered to
 //! the receiver that takes that kind and listed by GetHealth. After a daemon restart the outbox
-//! sends nothing twice.
+//! sends nothing twice. A reload changes the webhooks: an added one hears of what fires, a
+//! removed one's pending deliveries are dropped.
 mod common;
 mod workflow_support;
 
@@ -297,4 +298,63 @@ async fn a_stuck_run_reaches_every_receiver_once_and_its_resolution_too() {
     assert_eq!(firing_to_refusing, 1, "a 400 is not retried");
     assert_eq!(watcher.hits().len(), 1, "{:?}", watcher.hits());
     site.assert_run_gone(&run.run_id, &[]).await;
+}
+
+/// A reload (SIGHUP) hands the delivery tasks the new webhooks: a receiver added by the reload
+/// hears of the alert already firing; one removed stops hearing, and what it was still owed
+/// (a delivery waiting for its retry) is dropped, with a log line saying how many.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_changes_the_webhooks_and_drops_what_a_removed_one_was_owed() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipping: the agents_run_as_root alert needs a daemon running as root");
+        return;
+    }
+    // The old receiver fails every attempt; its retry waits a minute, so it is owed one.
+    let old = Receiver::start(&[500; 10]).await;
+    let new = Receiver::start(&[]).await;
+    let settings = "[alerts]\nretry_initial_ms = 60000\nretry_max_ms = 60000\n\n";
+    let before = webhook("old", &old, "json", &["agents_run_as_root"]);
+    let mut site = Site::new(Options {
+        containment: Containment::ProcessGroup,
+        // Agents running as root: an alert that fires from the start.
+        runs_toml: "allow_root_agents = false\n".into(),
+        extra_toml: format!("{settings}{before}"),
+        ..Default::default()
+    })
+    .expect("a site");
+    let _api = site.start().await;
+    let hits = old.wait_hits(1, "the old receiver is tried").await;
+    assert_eq!(hits[0]["kind"], "agents_run_as_root", "{hits:?}");
+
+    let text = std::fs::read_to_string(&site.config).expect("config");
+    let after = webhook("new", &new, "json", &["agents_run_as_root"]);
+    std::fs::write(&site.config, text.replace(&before, &after)).expect("config");
+    site.signal(nix::sys::signal::Signal::SIGHUP);
+
+    let hits = new
+        .wait_hits(
+            1,
+            "the receiver added by the reload hears of the firing alert",
+        )
+        .await;
+    assert_eq!(hits[0]["kind"], "agents_run_as_root", "{hits:?}");
+    assert_eq!(hits[0]["status"], "firing", "{hits:?}");
+    wait_until(
+        TIMEOUT,
+        "the reload logs what the removed webhook was owed",
+        || {
+            site.current_log().lines().any(|l| {
+                l.contains("its pending deliveries are dropped")
+                    && l.contains("webhook=\"old\"")
+                    && l.contains("dropped=1")
+            })
+        },
+    )
+    .await;
+    // The old receiver hears nothing more (its retry was due in a minute; watched for a
+    // second), and one notification reached the new one.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(old.hits().len(), 1, "{:?}", old.hits());
+    assert_eq!(new.hits().len(), 1, "{:?}", new.hits());
+    site.stop().await;
 }

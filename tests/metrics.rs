@@ -1,6 +1,6 @@
 //! `/metrics` on `[metrics] listen`: the body parses as Prometheus text (with a parser crate,
 //! not by pattern), its counters move as runs start and end, scrape-time gauges follow the live
-//! runs, and no metric carries a run id.
+//! runs, and no metric carries a run id; a reload cannot move the listener and says so.
 mod common;
 
 use std::collections::HashMap;
@@ -197,4 +197,46 @@ async fn metrics_follow_runs_and_carry_no_run_ids() {
     let (code, _, _) = http_get(port, "/nothing-here").await;
     assert_eq!(code, 404);
     daemon.assert_run_gone(&hang.run_id, &[]).await;
+}
+
+/// `metrics.listen` is bound once, at start: a reload that changes it says in the log that it
+/// needs a restart, and `/metrics` stays where it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_moves_metrics_listen_says_it_needs_a_restart() {
+    let (port, moved) = (free_port(), free_port());
+    let daemon = Daemon::start_with(Options {
+        extra_toml: format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
+        ..Default::default()
+    })
+    .await;
+    let text = std::fs::read_to_string(&daemon.config).expect("config");
+    std::fs::write(
+        &daemon.config,
+        text.replace(&format!(":{port}\""), &format!(":{moved}\"")),
+    )
+    .expect("config");
+    daemon.signal(nix::sys::signal::Signal::SIGHUP);
+    wait_until(
+        TIMEOUT,
+        "the reload names metrics.listen as needing a restart",
+        || {
+            let log = daemon.current_log();
+            log.lines().any(|l| {
+                l.contains("metrics.listen changed; it needs a restart")
+                    && l.contains(&format!("running=\"127.0.0.1:{port}\""))
+                    && l.contains(&format!("configured=\"127.0.0.1:{moved}\""))
+            }) && log
+                .lines()
+                .any(|l| l.contains("apply only after a restart") && l.contains("metrics.listen"))
+        },
+    )
+    .await;
+    // Still served (and parsed) on the address the daemon started with.
+    assert!(!scrape(port).await.samples.is_empty());
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", moved))
+            .await
+            .is_err(),
+        "nothing listens on the new address before a restart"
+    );
 }

@@ -10,10 +10,12 @@
 //! alerts are against what it sent, and attempts what is due, woken by the store after any
 //! commit that touched alerts, and by its own next retry or repeat. So neither the core nor
 //! an API call ever waits for a receiver. Bodies are built by [`format`], and what follows an
-//! attempt is decided by [`retry`]; both are pure.
+//! attempt is decided by [`retry`]; both are pure. What is done with is purged by
+//! [`retention`]; a reload hands the tasks the new webhooks (`deliver::Deliveries::reload`).
 pub mod deliver;
 pub mod format;
 pub mod plan;
+pub mod retention;
 pub mod retry;
 
 pub use deliver::start;

@@ -3,8 +3,11 @@
 //! second) and one without, their Spawn calls alternated trial by trial (each run is killed
 //! before the next trial; not timed); the time is the Spawn call's round trip (the answer comes
 //! once the run is RUNNING and recorded), not a kernel marker as in spawn_burst; target: the
-//! mean with metrics on within 5% of off. Throughput with metrics on is not measured here. (2) A
-//! scrape with N live runs: N idle runs (`sleep 3600`) on the metrics daemon, then `GET
+//! mean with metrics on within 5% of off. (2) Throughput with metrics on against off: the
+//! throughput measure's repetition (its own code, `throughput::daemon_once`) on a fresh daemon
+//! with metrics on, then on one with metrics off, alternating which goes first, as many times as
+//! the throughput measure repeats; target: the median rate with metrics on at least 95% of off.
+//! (3) A scrape with N live runs: N idle runs (`sleep 3600`) on the metrics daemon, then `GET
 //! /metrics` timed (connect, request, whole body); target p99 <= 20 ms.
 use std::time::Instant;
 
@@ -14,17 +17,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::daemon::{self, Daemon};
 use super::report::{Report, Row};
 use super::stats::{ms, Summary};
+use super::throughput;
 use super::Ctx;
 
 const WARMUP: usize = 3;
 
 pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     let mut rep = Report::new("metrics");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let extra =
-        format!("\n[metrics]\nlisten = \"127.0.0.1:{port}\"\nusage_sample_interval_ms = 1000\n");
+    let (port, extra) = metrics_on()?;
     let mut on = Daemon::start_with(ctx, "metrics-on", &extra).await?;
     let mut off = Daemon::start(ctx, "metrics-off").await?;
     let compared = compare(ctx, &on, &off).await;
@@ -36,6 +36,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     rep.daemon_stopped(on.stop());
     let (on_ms, off_ms) = compared?;
     let scrape_ms = scraped?;
+    let (on_rates, off_rates) = throughput_compare(ctx, &mut rep).await?;
 
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
     let ratio = mean(&on_ms) / mean(&off_ms).max(f64::MIN_POSITIVE);
@@ -46,6 +47,36 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     rep.rows.push(
         Row::value("metrics", "Spawn mean, on / off", "x", ratio).target("<= 1.05", ratio <= 1.05),
     );
+    let median = |v: &[f64]| Summary::of(v).map(|s| s.p50).unwrap_or(0.0);
+    let (on_rate, off_rate) = (median(&on_rates), median(&off_rates));
+    let rate_ratio = on_rate / off_rate.max(f64::MIN_POSITIVE);
+    let what = format!(
+        "{} x true, {} clients",
+        ctx.plan.throughput_runs, ctx.plan.throughput_clients
+    );
+    rep.rows.push(Row::value(
+        "metrics",
+        &format!("Throughput, metrics off ({what})"),
+        "runs/s",
+        off_rate,
+    ));
+    rep.rows.push(Row::value(
+        "metrics",
+        &format!("Throughput, metrics on ({what})"),
+        "runs/s",
+        on_rate,
+    ));
+    rep.rows.push(
+        Row::value("metrics", "Throughput median, on / off", "x", rate_ratio)
+            .target(">= 0.95", rate_ratio >= 0.95),
+    );
+    rep.notes.push(format!(
+        "throughput: {} repetition(s) each way, each on a fresh daemon, alternating which goes \
+         first: on {}, off {} runs/s",
+        on_rates.len(),
+        list(&on_rates),
+        list(&off_rates)
+    ));
     let n = ctx.plan.scale_runs;
     let s = Summary::of(&scrape_ms);
     rep.rows.push(
@@ -59,8 +90,55 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     );
     rep.data = serde_json::json!({
         "spawn_on_ms": on_ms, "spawn_off_ms": off_ms, "scrape_ms": scrape_ms, "live_runs": n,
+        "throughput_on_runs_per_s": on_rates, "throughput_off_runs_per_s": off_rates,
     });
     Ok(rep)
+}
+
+/// A free loopback port and the config that turns metrics on there (usage sampled every second).
+fn metrics_on() -> anyhow::Result<(u16, String)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let extra =
+        format!("\n[metrics]\nlisten = \"127.0.0.1:{port}\"\nusage_sample_interval_ms = 1000\n");
+    Ok((port, extra))
+}
+
+fn list(v: &[f64]) -> String {
+    v.iter()
+        .map(|x| format!("{x:.0}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The throughput measure's repetition with metrics on and off, each on a fresh daemon,
+/// alternating which goes first: (on, off) runs per second.
+async fn throughput_compare(ctx: &Ctx, rep: &mut Report) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
+    let (mut on, mut off) = (Vec::new(), Vec::new());
+    for r in 0..ctx.plan.throughput_repeats {
+        for metrics in if r % 2 == 0 {
+            [true, false]
+        } else {
+            [false, true]
+        } {
+            let mut d = if metrics {
+                let (_, extra) = metrics_on()?;
+                Daemon::start_with(ctx, &format!("metrics-throughput-on{r}"), &extra).await?
+            } else {
+                Daemon::start(ctx, &format!("metrics-throughput-off{r}")).await?
+            };
+            let result = throughput::daemon_once(ctx, &d).await;
+            rep.daemon_stopped(d.stop());
+            let rate = result?.runs_per_s;
+            if metrics {
+                on.push(rate)
+            } else {
+                off.push(rate)
+            }
+        }
+    }
+    Ok((on, off))
 }
 
 /// Spawn latency on both daemons, alternated: (on, off).

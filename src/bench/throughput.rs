@@ -20,8 +20,8 @@ use super::stats::{ms, Summary};
 use super::Ctx;
 
 #[derive(Debug, Clone, serde::Serialize)]
-struct Repetition {
-    runs_per_s: f64,
+pub(super) struct Repetition {
+    pub(super) runs_per_s: f64,
     seconds: f64,
     issue_seconds: f64,
     finished_seen_by: &'static str,
@@ -120,7 +120,8 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     Ok(rep)
 }
 
-async fn daemon_once(ctx: &Ctx, d: &Daemon) -> anyhow::Result<Repetition> {
+/// One repetition on the fresh daemon `d` (also the metrics measure's, with metrics on and off).
+pub(super) async fn daemon_once(ctx: &Ctx, d: &Daemon) -> anyhow::Result<Repetition> {
     let p = &ctx.plan;
     let total = p.throughput_runs;
     let clients = d.clients(p.throughput_clients).await?;

@@ -4,6 +4,10 @@
 //! `CLONE_INTO_CGROUP`, through an fd on the cgroup's directory) where the kernel can, else by
 //! writing to an fd on its `cgroup.procs` that the parent opened (see `vfork` for why the first
 //! is faster after a pause).
+//!
+//! Where the v2 hierarchy has no memory controller but a v1 one is mounted (the hybrid layout),
+//! each run cgroup carries a v1 memory cgroup beside it (see `cgroup_v1`): made, limited,
+//! entered before exec and removed together with the v2 one.
 use std::fs;
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -13,6 +17,7 @@ use std::path::{Path, PathBuf};
 use nix::sys::signal::Signal;
 
 use crate::config::{CgroupEntryMode, Config, ContainmentMode};
+use crate::process::cgroup_v1::{MemoryController, MemoryV1Root, RunMemoryV1};
 use crate::process::pidfd::PidFd;
 
 /// The writable cgroup v2 directory under which run cgroups are made.
@@ -20,6 +25,7 @@ use crate::process::pidfd::PidFd;
 pub struct CgroupRoot {
     path: PathBuf,
     entry: CgroupEntry,
+    memory: MemoryController,
 }
 
 /// How a run's leader gets into its cgroup before exec; chosen once at start.
@@ -100,6 +106,15 @@ impl Containment {
             Containment::ProcessGroup { .. } => "",
         }
     }
+
+    /// Which memory controller run cgroups have ("cgroup v2", "cgroup v1"), or "none" (also
+    /// without cgroups: memory figures then come from /proc and no limit applies).
+    pub fn memory_controller_name(&self) -> &'static str {
+        match self {
+            Containment::Cgroup(root) => root.memory.name(),
+            Containment::ProcessGroup { .. } => "none",
+        }
+    }
 }
 
 impl CgroupRoot {
@@ -133,9 +148,11 @@ impl CgroupRoot {
         let _ = fs::remove_dir(&probe);
         // Let run cgroups have memory and pids limits where those controllers are available.
         enable_controllers(&path);
+        let memory = MemoryController::detect(&path);
         Ok(CgroupRoot {
             path,
             entry: CgroupEntry::detect(CgroupEntryMode::Auto),
+            memory,
         })
     }
 
@@ -147,19 +164,25 @@ impl CgroupRoot {
         &self.entry
     }
 
+    /// Which memory controller run cgroups have.
+    pub fn memory(&self) -> &MemoryController {
+        &self.memory
+    }
+
+    /// Remove the v1 memory cgroups of runs not in `live` (at start, after reconciliation);
+    /// nothing to do where memory is in v2.
+    pub fn sweep_memory_v1(&self, live: &dyn Fn(&str) -> bool) -> crate::process::cgroup_v1::Sweep {
+        match &self.memory {
+            MemoryController::V1(v1) => v1.sweep(live),
+            _ => Default::default(),
+        }
+    }
+
     /// Make the run's cgroup and open what the child enters it through: its directory (to be
-    /// cloned into) or its `cgroup.procs` (to write to before exec).
+    /// cloned into) or its `cgroup.procs` (to write to before exec). The v1 memory cgroup, where
+    /// memory is on v1, comes with a memory limit (`apply_limits`).
     pub fn create_run(&self, run_id: &str) -> io::Result<RunCgroup> {
-        let path = self.path.join(run_id);
-        // The root may have been removed under us (an operator's cleanup): make it again.
-        if !self.path.is_dir() {
-            fs::create_dir_all(&self.path)?;
-        }
-        match fs::create_dir(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e),
-        }
+        let path = make_dir_under(&self.path, run_id)?;
         if self.entry == CgroupEntry::Clone3 {
             // std opens with O_CLOEXEC; O_DIRECTORY through the custom flags.
             let dir = fs::OpenOptions::new()
@@ -170,6 +193,8 @@ impl CgroupRoot {
                 path,
                 procs: None,
                 dir: Some(OwnedFd::from(dir)),
+                memory_v1: None,
+                memory_v1_root: self.memory_v1_root(),
             });
         }
         let procs = fs::OpenOptions::new()
@@ -179,17 +204,32 @@ impl CgroupRoot {
             path,
             procs: Some(OwnedFd::from(procs)),
             dir: None,
+            memory_v1: None,
+            memory_v1_root: self.memory_v1_root(),
         })
     }
 
-    /// The run cgroup of `run_id` if it exists (for recovery).
+    /// The run cgroup of `run_id` if it exists (for recovery), with its v1 memory cgroup if
+    /// that exists too.
     pub fn existing_run(&self, run_id: &str) -> Option<RunCgroup> {
         let path = self.path.join(run_id);
-        path.is_dir().then_some(RunCgroup {
+        path.is_dir().then(|| RunCgroup {
             path,
             procs: None,
             dir: None,
+            memory_v1: match &self.memory {
+                MemoryController::V1(v1) => v1.existing_run(run_id),
+                _ => None,
+            },
+            memory_v1_root: None,
         })
+    }
+
+    fn memory_v1_root(&self) -> Option<MemoryV1Root> {
+        match &self.memory {
+            MemoryController::V1(v1) => Some(v1.clone()),
+            _ => None,
+        }
     }
 }
 
@@ -228,6 +268,10 @@ pub struct RunCgroup {
     path: PathBuf,
     procs: Option<OwnedFd>,
     dir: Option<OwnedFd>,
+    /// The run's v1 memory cgroup, where memory is on a v1 hierarchy and the run has a limit.
+    memory_v1: Option<RunMemoryV1>,
+    /// Where that is made, where memory is on v1.
+    memory_v1_root: Option<MemoryV1Root>,
 }
 
 impl RunCgroup {
@@ -245,10 +289,50 @@ impl RunCgroup {
         self.dir.as_ref().map(|f| f.as_raw_fd())
     }
 
-    /// Apply the run's limits (`memory.max`, `pids.max`). Returns what could not be applied.
-    pub fn apply_limits(&self, memory_max: Option<u64>, pids_max: Option<u64>) -> Vec<String> {
+    /// The fd on the v1 memory cgroup's `cgroup.procs` the child writes "0" to before exec
+    /// (as well as entering the v2 cgroup), where memory is on v1.
+    pub fn memory_v1_procs_fd(&self) -> Option<RawFd> {
+        self.memory_v1.as_ref().and_then(|m| m.procs_fd())
+    }
+
+    /// The directory of the run's v1 memory cgroup, where memory is on v1.
+    pub fn memory_v1_path(&self) -> Option<&Path> {
+        self.memory_v1.as_ref().map(|m| m.path())
+    }
+
+    /// Apply the run's limits (`memory.max`; `pids.max`). Returns what could not be applied.
+    ///
+    /// Where memory is on v1, a memory limit makes the run's v1 memory cgroup, with
+    /// `memory.limit_in_bytes`, for the child to enter before exec. Only then: entering it is a
+    /// cgroup migration, which after a pause costs the spawn an RCU grace period (milliseconds;
+    /// see `vfork`), so a run without a limit keeps the fast spawn and its memory figures come
+    /// from /proc.
+    pub fn apply_limits(&mut self, memory_max: Option<u64>, pids_max: Option<u64>) -> Vec<String> {
         let mut missed = Vec::new();
-        for (file, value) in [("memory.max", memory_max), ("pids.max", pids_max)] {
+        let mut v2_memory = memory_max;
+        if let (Some(root), Some(m)) = (&self.memory_v1_root, memory_max) {
+            v2_memory = None;
+            let run_id = self
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let dir = root.path().join(&run_id);
+            match root.create_run(&run_id) {
+                Ok(v1) => match v1.set_limit(m) {
+                    Ok(()) => self.memory_v1 = Some(v1),
+                    Err(e) => {
+                        missed.push(format!(
+                            "{}: {e}",
+                            dir.join("memory.limit_in_bytes").display()
+                        ));
+                        let _ = v1.remove();
+                    }
+                },
+                Err(e) => missed.push(format!("{}: {e}", dir.display())),
+            }
+        }
+        for (file, value) in [("memory.max", v2_memory), ("pids.max", pids_max)] {
             let Some(v) = value else { continue };
             if let Err(e) = fs::write(self.path.join(file), v.to_string()) {
                 missed.push(format!("{file}: {e}"));
@@ -261,6 +345,9 @@ impl RunCgroup {
     pub fn close_procs_fd(&mut self) {
         self.procs = None;
         self.dir = None;
+        if let Some(m) = self.memory_v1.as_mut() {
+            m.close_procs_fd();
+        }
     }
 
     /// The pids in the cgroup now.
@@ -316,12 +403,13 @@ impl RunCgroup {
         self.signal_all(Signal::SIGKILL, None).map(|_| ())
     }
 
-    /// Remove the (empty) cgroup directory.
+    /// Remove the (empty) cgroup directory, then the v1 memory cgroup's. Removing both again
+    /// after a failure is fine: a directory already gone counts as removed.
     pub fn remove(&self) -> io::Result<()> {
-        match fs::remove_dir(&self.path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e),
+        remove_dir(&self.path)?;
+        match &self.memory_v1 {
+            Some(m) => m.remove(),
+            None => Ok(()),
         }
     }
 
@@ -330,6 +418,29 @@ impl RunCgroup {
         let mount = cgroup2_mount()?;
         let rel = self.path.strip_prefix(&mount).ok()?;
         Some(format!("/{}", rel.display()))
+    }
+}
+
+/// Make the cgroup `root/name` and return its path; one that exists already is fine, and so is
+/// a root removed under us (an operator's cleanup): it is made again.
+pub(crate) fn make_dir_under(root: &Path, name: &str) -> io::Result<PathBuf> {
+    let path = root.join(name);
+    if !root.is_dir() {
+        fs::create_dir_all(root)?;
+    }
+    match fs::create_dir(&path) {
+        Ok(()) => Ok(path),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(path),
+        Err(e) => Err(e),
+    }
+}
+
+/// Remove an (empty) cgroup directory; one already gone counts as removed.
+pub(crate) fn remove_dir(path: &Path) -> io::Result<()> {
+    match fs::remove_dir(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
     }
 }
 

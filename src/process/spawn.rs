@@ -49,6 +49,9 @@ pub struct SpawnSpec {
     /// An fd on the run's cgroup directory, when the child is to be cloned straight into it
     /// (`CLONE_INTO_CGROUP`); then `cgroup_procs_fd` is not written.
     pub cgroup_dir_fd: Option<RawFd>,
+    /// An open `cgroup.procs` fd of the run's v1 memory cgroup (hybrid hosts), written before
+    /// exec whichever way the child entered its v2 cgroup.
+    pub cgroup_v1_procs_fd: Option<RawFd>,
     /// Run as this uid/gid (when the daemon is privileged and a user is configured).
     pub uid_gid: Option<(u32, u32)>,
     /// How to start the child.
@@ -101,24 +104,27 @@ pub enum SpawnError {
 struct RunSetup {
     heartbeat_write: RawFd,
     cgroup_procs: Option<RawFd>,
+    cgroup_v1_procs: Option<RawFd>,
 }
 
 impl CommandWrapper for RunSetup {
     fn pre_spawn(&mut self, command: &mut Command, _core: &CommandWrap) -> io::Result<()> {
         let hb = self.heartbeat_write;
         let cg = self.cgroup_procs;
+        let v1 = self.cgroup_v1_procs;
         // Safety: the closure runs in the forked child before exec and only makes
         // async-signal-safe system calls on integers; it neither allocates nor locks.
         unsafe {
-            command.pre_exec(move || child_setup(hb, cg));
+            command.pre_exec(move || child_setup(hb, cg, v1));
         }
         Ok(())
     }
 }
 
 /// In the child, between fork and exec. Only raw system calls: see the Safety note above.
-fn child_setup(hb: RawFd, cgroup_procs: Option<RawFd>) -> io::Result<()> {
+fn child_setup(hb: RawFd, cgroup_procs: Option<RawFd>, v1_procs: Option<RawFd>) -> io::Result<()> {
     let ok = cgroup_procs.is_none_or(child::enter_cgroup)
+        && v1_procs.is_none_or(child::enter_cgroup)
         && child::install_heartbeat(hb)
         && child::restore_nofile()
         && child::no_new_privs()
@@ -136,8 +142,8 @@ pub(crate) mod child {
     #![allow(unsafe_code)]
     use super::{RawFd, HEARTBEAT_FD};
 
-    /// Write "0" (the writing process itself) to the run cgroup's `cgroup.procs`: everything
-    /// the agent starts is then born inside it.
+    /// Write "0" (the writing process itself) to the run cgroup's `cgroup.procs` (v2, or the
+    /// v1 memory cgroup's): everything the agent starts is then born inside it.
     pub fn enter_cgroup(procs: RawFd) -> bool {
         // Safety: write(2) of a static byte to an fd the parent prepared.
         unsafe { libc::write(procs, b"0".as_ptr().cast(), 1) == 1 }
@@ -245,6 +251,7 @@ fn spawn_clone(
         heartbeat: &hb_w,
         cgroup_procs: spec.cgroup_procs_fd,
         cgroup_dir: spec.cgroup_dir_fd,
+        cgroup_v1_procs: spec.cgroup_v1_procs_fd,
         uid_gid: spec.uid_gid,
     };
     let mut guard = reaper.spawn_guard();
@@ -308,6 +315,7 @@ fn spawn_fork(spec: &SpawnSpec, reaper: &Reaper) -> Result<Spawned, SpawnError> 
     cmd.wrap(RunSetup {
         heartbeat_write: hb_write.as_raw_fd(),
         cgroup_procs: spec.cgroup_procs_fd,
+        cgroup_v1_procs: spec.cgroup_v1_procs_fd,
     });
 
     let mut guard = reaper.spawn_guard();

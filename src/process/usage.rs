@@ -1,6 +1,7 @@
 //! Reading what a run costs the host: its cgroup's accounting files (`cpu.stat`,
 //! `memory.current`/`memory.peak`, `memory.events`, `pids.current`/`pids.peak`, `pids.events`,
-//! `io.stat`) and, for what the cgroup cannot give (a controller this host's v2 hierarchy lacks,
+//! `io.stat`; on hybrid hosts the v1 memory cgroup's `memory.usage_in_bytes`,
+//! `memory.max_usage_in_bytes` and `memory.oom_control`) and, for what the cgroup cannot give (a controller this host's v2 hierarchy lacks,
 //! or process-group containment), the run's processes in /proc. Every figure is optional: a file
 //! that is missing is reported as unavailable, never as an error, so usage can never fail a run.
 //! The parsers are pure and unit-tested; the readers only open files.
@@ -167,9 +168,10 @@ pub fn read_procs(pids: &[i32]) -> Reading {
     r
 }
 
-/// Read a run's cgroup directory. Figures whose files are missing stay None; memory falls back
-/// to the cgroup's processes in /proc when the memory controller is not there (`members`).
-pub fn read_cgroup(dir: &Path, members: &[i32]) -> Reading {
+/// Read a run's cgroup directory (and its v1 memory cgroup `memory_v1`, where memory is on v1).
+/// Figures whose files are missing stay None; memory falls back to the cgroup's processes in
+/// /proc when no memory controller is there (`members`).
+pub fn read_cgroup(dir: &Path, memory_v1: Option<&Path>, members: &[i32]) -> Reading {
     let read = |f: &str| fs::read_to_string(dir.join(f)).ok();
     let mut r = Reading::default();
     if let Some(text) = read("cpu.stat") {
@@ -187,6 +189,11 @@ pub fn read_cgroup(dir: &Path, members: &[i32]) -> Reading {
                 .copied()
                 .unwrap_or_default()
         });
+    } else if let Some(v1) = memory_v1 {
+        let m = crate::process::cgroup_v1::RunMemoryV1::read(v1);
+        r.memory_bytes = m.usage_bytes;
+        r.memory_peak_bytes = m.max_usage_bytes;
+        r.oom_kills = m.oom_kills;
     }
     if r.memory_bytes.is_none() || r.memory_peak_bytes.is_none() {
         let p = read_procs(members);
@@ -275,7 +282,7 @@ mod tests {
     #[test]
     fn a_directory_without_cgroup_files_gives_nothing_but_processes() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let r = read_cgroup(dir.path(), &[]);
+        let r = read_cgroup(dir.path(), None, &[]);
         assert_eq!(r.cpu_user_usec, None);
         assert_eq!(r.oom_kills, None);
         assert_eq!(r.io_read_bytes, None);

@@ -58,6 +58,8 @@ struct ChildPlan {
     stderr: RawFd,
     heartbeat: RawFd,
     cgroup_procs: RawFd,
+    /// The v1 memory cgroup's `cgroup.procs` (hybrid hosts), or -1.
+    cgroup_v1_procs: RawFd,
     /// A close-on-exec pipe for (step, errno) when the child does not share our memory, or -1.
     report: RawFd,
     uid_gid: Option<(libc::uid_t, libc::gid_t)>,
@@ -167,6 +169,9 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         if plan.cgroup_procs >= 0 && !child::enter_cgroup(plan.cgroup_procs) {
             return fail(plan, 2);
         }
+        if plan.cgroup_v1_procs >= 0 && !child::enter_cgroup(plan.cgroup_v1_procs) {
+            return fail(plan, 2);
+        }
         for (from, to) in [(plan.stdin, 0), (plan.stdout, 1), (plan.stderr, 2)] {
             if libc::dup2(from, to) < 0 {
                 return fail(plan, 3);
@@ -215,6 +220,9 @@ pub struct Plan<'a> {
     /// An fd on the run's cgroup directory: the child is cloned into it (`CLONE_INTO_CGROUP`)
     /// and `cgroup_procs` is not used.
     pub cgroup_dir: Option<RawFd>,
+    /// The v1 memory cgroup's `cgroup.procs`, written whichever way the v2 cgroup is entered
+    /// (`CLONE_INTO_CGROUP` is v2 only).
+    pub cgroup_v1_procs: Option<RawFd>,
     pub uid_gid: Option<(u32, u32)>,
 }
 
@@ -379,6 +387,7 @@ pub fn spawn(p: &Plan<'_>, mode: Mode) -> Result<Cloned, Failed> {
         } else {
             p.cgroup_procs.unwrap_or(-1)
         },
+        cgroup_v1_procs: p.cgroup_v1_procs.unwrap_or(-1),
         report: report.as_ref().map_or(-1, |(_, w)| w.as_raw_fd()),
         uid_gid: p.uid_gid,
         old_mask: unsafe { std::mem::zeroed() },

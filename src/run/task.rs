@@ -192,7 +192,7 @@ async fn run_inner(mut ctx: RunContext) {
     };
     let mut cgroup = match &ctx.containment {
         Containment::Cgroup(root) => match root.create_run(&run_id) {
-            Ok(c) => {
+            Ok(mut c) => {
                 let missed = c.apply_limits(ctx.limits.0, ctx.limits.1);
                 if !missed.is_empty() {
                     warn!(missed = ?missed, "cgroup limits not applied (controllers not available here)");
@@ -213,6 +213,7 @@ async fn run_inner(mut ctx: RunContext) {
         env: ctx.child_env.clone(),
         cgroup_procs_fd: cgroup.as_ref().and_then(|c| c.procs_fd()),
         cgroup_dir_fd: cgroup.as_ref().and_then(|c| c.dir_fd()),
+        cgroup_v1_procs_fd: cgroup.as_ref().and_then(|c| c.memory_v1_procs_fd()),
         uid_gid: ctx.uid_gid,
         method: ctx.spawn_method,
     };
@@ -248,7 +249,7 @@ async fn run_inner(mut ctx: RunContext) {
         .await;
 
     ctx.usage.attach(match &cgroup {
-        Some(cg) => crate::usage::Source::Cgroup(cg.path().to_path_buf()),
+        Some(cg) => crate::usage::Source::of_cgroup(cg),
         None => crate::usage::Source::Procs { leader: pid },
     });
     let sampler = tokio::spawn(sample_usage(ctx.usage.clone(), ctx.usage_interval));

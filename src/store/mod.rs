@@ -19,6 +19,7 @@
 //! until an operator acknowledges it. A database from a newer daemon is refused.
 mod audit;
 pub mod failing;
+mod outbox;
 mod rows;
 mod schema;
 
@@ -33,6 +34,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use tracing::{error, info, warn};
 
 use crate::run::RunRecord;
+pub use outbox::{Purge, Purged};
 
 /// Why the store could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -163,6 +165,10 @@ pub struct Batch {
     pub resolve: Vec<String>,
     /// Outbox rows to write (insert or replace).
     pub deliveries: Vec<DeliveryRow>,
+    /// Webhooks removed from the config: their pending outbox rows are dropped.
+    pub drop_pending: Vec<String>,
+    /// Purge outbox rows and resolved alerts past their retention (see `outbox`).
+    pub purge: Option<Purge>,
     /// New runs whose first record could not be written and that were dropped: whatever of
     /// them the writer still keeps for a retry (upserts, audit records) is discarded, and a row
     /// is deleted if there is one.
@@ -179,6 +185,8 @@ impl Batch {
             && self.fire.is_empty()
             && self.resolve.is_empty()
             && self.deliveries.is_empty()
+            && self.drop_pending.is_empty()
+            && self.purge.is_none()
             && self.forget.is_empty()
     }
 
@@ -828,6 +836,12 @@ fn commit<'a>(
                     d.last_error
                 ],
             )?;
+        }
+        for name in &b.drop_pending {
+            outbox::drop_pending(&tx, name)?;
+        }
+        if let Some(p) = &b.purge {
+            outbox::purge(&tx, p)?;
         }
         for key in &b.resolve {
             tx.execute(

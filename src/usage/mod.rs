@@ -83,7 +83,7 @@ pub fn end_note(u: &Usage, memory_max: Option<u64>, pids_max: Option<u64>) -> Op
     let mut notes = Vec::new();
     if u.oom_killed {
         notes.push(match memory_max {
-            Some(m) => format!("the kernel's OOM killer ended a process of the run (memory.max {m} bytes, peak {} bytes)", u.memory_peak_bytes),
+            Some(m) => format!("the kernel's OOM killer ended a process of the run (runs.memory_max_bytes {m}, peak {} bytes)", u.memory_peak_bytes),
             None => "the kernel's OOM killer ended a process of the run".to_string(),
         });
     }
@@ -99,12 +99,24 @@ pub fn end_note(u: &Usage, memory_max: Option<u64>, pids_max: Option<u64>) -> Op
 /// Where a run's processes are.
 #[derive(Debug, Clone)]
 pub enum Source {
-    Cgroup(PathBuf),
+    /// The run's cgroup, and its v1 memory cgroup where memory is on a v1 hierarchy.
+    Cgroup {
+        dir: PathBuf,
+        memory_v1: Option<PathBuf>,
+    },
     /// Process-group containment: the leader and its descendants (walked from the leader,
     /// not by a scan of all of /proc, so that sampling costs the size of the run).
-    Procs {
-        leader: i32,
-    },
+    Procs { leader: i32 },
+}
+
+impl Source {
+    /// The source of a run contained in `cg`.
+    pub fn of_cgroup(cg: &crate::process::cgroup::RunCgroup) -> Source {
+        Source::Cgroup {
+            dir: cg.path().to_path_buf(),
+            memory_v1: cg.memory_v1_path().map(|p| p.to_path_buf()),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -174,13 +186,13 @@ impl UsageProbe {
 
 fn read_source(source: &Source) -> (Reading, &'static str) {
     match source {
-        Source::Cgroup(dir) => {
+        Source::Cgroup { dir, memory_v1 } => {
             let members: Vec<i32> = std::fs::read_to_string(dir.join("cgroup.procs"))
                 .unwrap_or_default()
                 .split_whitespace()
                 .filter_map(|s| s.parse().ok())
                 .collect();
-            (read_cgroup(dir, &members), "cgroup")
+            (read_cgroup(dir, memory_v1.as_deref(), &members), "cgroup")
         }
         Source::Procs { leader } => {
             // The leader stays unreaped until the run is empty: as a zombie its stat still

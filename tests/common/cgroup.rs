@@ -1,4 +1,5 @@
-//! cgroup v2: the mount, a fresh cgroup root per site, what is in a subtree, and its removal.
+//! cgroup v2: the mount, a fresh cgroup root per site, what is in a subtree, and its removal;
+//! on hybrid hosts also the v1 memory cgroups the daemon makes beside it (`memory_v1_root`).
 
 use std::fs;
 use std::io::Write;
@@ -77,4 +78,52 @@ pub(super) fn remove_cgroup_tree(root: &Path) {
         }
     }
     remove(root);
+    // The daemon's v1 memory root for this site, on hybrid hosts (its run cgroups are gone
+    // with the runs; only empty directories are left to remove).
+    if let Some(v1) = memory_v1_root(root) {
+        if v1.exists() {
+            remove(&v1);
+        }
+    }
+}
+
+/// Where the v1 memory hierarchy is mounted, if this host has one.
+pub fn memory_v1_mount() -> Option<(PathBuf, String)> {
+    let info = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        let mut r = right.split_whitespace();
+        (r.next()? == "cgroup" && r.nth(1)?.split(',').any(|o| o == "memory")).then_some(())?;
+        let mut l = left.split_whitespace();
+        let root = l.nth(3)?.to_string();
+        Some((PathBuf::from(l.next()?), root))
+    })
+}
+
+/// The v1 memory cgroup a daemon on the cgroup v2 root `v2_root` makes its runs' v1 memory
+/// cgroups under: `<the test's own v1 memory cgroup>/<v2 root's name>` (a daemon the test starts
+/// is in the test's cgroups). None where this host has no v1 memory hierarchy.
+pub fn memory_v1_root(v2_root: &Path) -> Option<PathBuf> {
+    let (mount, mount_root) = memory_v1_mount()?;
+    let own = fs::read_to_string("/proc/self/cgroup")
+        .ok()?
+        .lines()
+        .find_map(|l| {
+            let mut it = l.splitn(3, ':');
+            let _ = it.next()?;
+            let ctrl = it.next()?;
+            let path = it.next()?;
+            ctrl.split(',')
+                .any(|c| c == "memory")
+                .then(|| path.to_string())
+        })?;
+    let rel = match own.strip_prefix(mount_root.as_str()) {
+        Some(rest) if mount_root != "/" => rest.to_string(),
+        _ => own,
+    };
+    Some(
+        mount
+            .join(rel.trim_start_matches('/'))
+            .join(v2_root.file_name()?),
+    )
 }
