@@ -337,6 +337,7 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
 
     let host = std::sync::Arc::new(crate::process::limits::start(
         containment.entry_name(),
+        containment.memory_controller_name(),
         config.max_live_runs,
     ));
 
@@ -427,6 +428,20 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
         )),
         None => None,
     };
+    // The HTTP listener too (it serves as soon as it is bound: its pages read the core, which
+    // runs already).
+    if let Some(addr) = config.metrics.listen {
+        let ctx = crate::http::HttpContext::new(
+            handle.clone(),
+            store.clone(),
+            metrics.clone(),
+            access.clone(),
+        );
+        let tls = tls.clone().filter(|_| !addr.ip().is_loopback());
+        crate::http::serve(addr, tls, ctx, shutdown.clone())
+            .await
+            .with_context(|| format!("cannot listen on metrics.listen {addr}"))?;
+    }
     let mut servers = tokio::task::JoinSet::new();
     {
         let routes = routes.clone();
@@ -504,18 +519,6 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
     )
     .map_err(anyhow::Error::msg)?;
     let _retention = crate::alerts::retention::start(store.clone(), shutdown.clone());
-    if let Some(addr) = config.metrics.listen {
-        let ctx = crate::http::HttpContext::new(
-            handle.clone(),
-            store.clone(),
-            metrics.clone(),
-            access.clone(),
-        );
-        let tls = tls.clone().filter(|_| !addr.ip().is_loopback());
-        crate::http::serve(addr, tls, ctx, shutdown.clone())
-            .await
-            .with_context(|| format!("cannot listen on metrics.listen {addr}"))?;
-    }
 
     crate::systemd::ready("0 running, 0 queued, 0 stuck");
     info!("ready");

@@ -138,6 +138,13 @@ async fn an_oom_kill_is_reported_as_such() {
         return;
     }
     let api = daemon.api();
+    // GetHealth says which controller limits the run.
+    let expected = if memory_controller_in(&root) {
+        "cgroup v2"
+    } else {
+        "cgroup v1"
+    };
+    assert_eq!(api.health().await.memory_controller, expected);
     let run = api.spawn(&fake(&["--alloc-mib", "200", "--hang"])).await;
     let done = api.wait_terminal(&run.run_id, TIMEOUT).await;
     eprintln!("{done:?}");

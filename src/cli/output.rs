@@ -951,7 +951,7 @@ pub fn health_report(h: &GetHealthResponse) -> String {
 
 /// "cgroup (clone3)": how runs are contained and how leaders enter their cgroups.
 fn containment_line(h: &GetHealthResponse) -> String {
-    if h.cgroup_entry.is_empty() {
+    let line = if h.cgroup_entry.is_empty() {
         or_dash(&h.containment)
     } else {
         format!(
@@ -959,6 +959,11 @@ fn containment_line(h: &GetHealthResponse) -> String {
             or_dash(&h.containment),
             h.cgroup_entry
         )
+    };
+    if h.memory_controller.is_empty() {
+        line
+    } else {
+        format!("{line}; memory controller {}", h.memory_controller)
     }
 }
 
@@ -1263,6 +1268,7 @@ pub fn health_json(h: &GetHealthResponse) -> Value {
         "total_runs": h.total_runs,
         "containment": h.containment,
         "cgroup_entry": h.cgroup_entry,
+        "memory_controller": h.memory_controller,
         "capacity": {
             "fd_limit": h.fd_limit,
             "fds_open": h.fds_open,
@@ -1575,6 +1581,7 @@ mod tests {
         );
         let with_capacity = GetHealthResponse {
             cgroup_entry: "clone3".into(),
+            memory_controller: "cgroup v2".into(),
             fd_limit: 524288,
             fds_open: 40,
             fds_per_run: 8,
@@ -1587,7 +1594,7 @@ mod tests {
         };
         let text = health_report(&with_capacity);
         assert!(
-            text.contains("containment: cgroup (entered by clone3)\n")
+            text.contains("containment: cgroup (entered by clone3); memory controller cgroup v2\n")
                 && text.contains(
                     "capacity:    900 more runs (open files 40/524288: 65523; pids.max 1000: 900; \
                      runs.max_live_runs: 4095)\n"
@@ -1597,6 +1604,7 @@ mod tests {
         let v = health_json(&with_capacity);
         assert_eq!(v["capacity"]["runs_left"], 900);
         assert_eq!(v["cgroup_entry"], "clone3");
+        assert_eq!(v["memory_controller"], "cgroup v2");
         h.alerts.push(alert.clone());
         let text = health_report(&h);
         assert!(text.contains("alerts:      1 unacknowledged"), "{text}");

@@ -673,6 +673,7 @@ impl Supervisor for SupervisorService {
             let sample = limits::sample();
             let c = limits::capacity(&sample, live, host.max_live_runs.load(Ordering::Relaxed));
             response.cgroup_entry = host.cgroup_entry.to_string();
+            response.memory_controller = host.memory_controller.to_string();
             response.fd_limit = sample.fd_limit;
             response.fds_open = sample.fds_open;
             response.fds_per_run = limits::FDS_PER_RUN as u32;

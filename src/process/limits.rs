@@ -81,11 +81,17 @@ pub fn raise_nofile() -> io::Result<FdLimit> {
 pub struct Host {
     /// How leaders enter their cgroups ("clone3", "procs-write", "" without cgroups).
     pub cgroup_entry: &'static str,
+    /// Which memory controller run cgroups have ("cgroup v2", "cgroup v1", "none").
+    pub memory_controller: &'static str,
     pub max_live_runs: AtomicUsize,
 }
 
 /// At start: raise the open-file limit and log what the host allows (one call from the daemon).
-pub fn start(cgroup_entry: &'static str, max_live_runs: usize) -> Host {
+pub fn start(
+    cgroup_entry: &'static str,
+    memory_controller: &'static str,
+    max_live_runs: usize,
+) -> Host {
     match raise_nofile() {
         Ok(l) if l.soft > l.soft_before => tracing::info!(
             from = l.soft_before,
@@ -112,6 +118,7 @@ pub fn start(cgroup_entry: &'static str, max_live_runs: usize) -> Host {
     );
     Host {
         cgroup_entry,
+        memory_controller,
         max_live_runs: AtomicUsize::new(max_live_runs),
     }
 }
