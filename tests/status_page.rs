@@ -309,13 +309,45 @@ async fn the_page_shows_a_killed_run_killed_without_a_reload() {
         return;
     }
     let port = free_port();
-    let daemon = Daemon::start_with(Options {
-        extra_toml: format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
+    let site = Site::new(Options {
+        extra_toml: format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n\n"),
         ..Default::default()
     })
-    .await;
+    .expect("a site");
+    // A workflow whose "agent" replays a Claude transcript and then waits: the table shows
+    // its phase, turns and cost.
+    let agent = site.dir.path().join("agent.sh");
+    std::fs::write(
+        &agent,
+        format!(
+            "#!/bin/sh\nexec {} --replay {} --hang\n",
+            FAKE_AGENT,
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/claude-stream-json/success.jsonl")
+                .display()
+        ),
+    )
+    .expect("the agent script");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    site.add_config(&format!(
+        "[workflows.builder]\nprogram = {}\n",
+        toml_str(agent.display().to_string())
+    ));
+    let daemon = Daemon::start_on(site).await;
     let api = daemon.api();
     wait_listening(port).await;
+    let done = api.spawn(&fake(&["--exit", "0"])).await;
+    let failed = api.spawn(&fake(&["--exit", "3"])).await;
+    let agent_run = api
+        .spawn_req(SpawnRequest {
+            workflow: "builder".into(),
+            prompt: "fix the flaky test in tests/kill.rs".into(),
+            ..Default::default()
+        })
+        .await;
     let decoy = api.spawn(&fake(&["--hang"])).await;
     let hostile = "<script>window.injected=1</script><img src=x onerror=\"window.injected=2\">";
     let run = api
@@ -330,6 +362,18 @@ async fn the_page_shows_a_killed_run_killed_without_a_reload() {
     let procs = api.fake_agent_procs(&run, true, false).await;
     assert_eq!(procs.len(), 3);
     let id = run.run_id.clone();
+
+    api.wait_status(&done.run_id, RunStatus::Succeeded).await;
+    api.wait_status(&failed.run_id, RunStatus::Failed).await;
+    wait_for(TIMEOUT, "the agent's turns are counted", || {
+        let api = api.clone();
+        let id = agent_run.run_id.clone();
+        async move {
+            let r = api.get(&id).await;
+            r.agent.filter(|a| a.turns > 0 && a.cost_usd.is_some())
+        }
+    })
+    .await;
 
     let browser = Browser::start().await;
     let page = format!("http://127.0.0.1:{port}/");
@@ -440,6 +484,7 @@ async fn the_page_shows_a_killed_run_killed_without_a_reload() {
         .await;
     browser.finish().await;
     api.kill(&decoy.run_id).await;
+    api.kill(&agent_run.run_id).await;
 }
 
 // ---------------------------------------------------------------------------------------------
