@@ -34,53 +34,105 @@ const BACKLOG: usize = 8;
 
 type Tx = mpsc::Sender<Result<Event, Infallible>>;
 
-/// What sending a message found.
+/// A stream with nothing to say for this long sends a comment, so proxies keep it open and a
+/// browser that went away is noticed.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// What offering a message found.
 enum Sent {
     Ok,
-    /// The browser is behind: try again later.
+    /// The browser is behind: offer it again later.
     Full,
-    /// The browser left.
+    /// The browser left (or the daemon stops).
     Gone,
 }
 
-fn send(tx: &Tx, event: Event) -> Sent {
-    match tx.try_send(Ok(event)) {
-        Ok(()) => Sent::Ok,
-        Err(mpsc::error::TrySendError::Full(_)) => Sent::Full,
-        Err(mpsc::error::TrySendError::Closed(_)) => Sent::Gone,
+/// One browser's stream: the fragment it was last sent, and when anything was last sent.
+struct Out {
+    tx: Tx,
+    /// The SSE event name of the fragments.
+    event: &'static str,
+    sent: String,
+    last: Instant,
+}
+
+impl Out {
+    fn new(tx: Tx, event: &'static str) -> Out {
+        Out {
+            tx,
+            event,
+            sent: String::new(),
+            last: Instant::now(),
+        }
+    }
+
+    /// Sends without waiting.
+    fn try_send(&mut self, event: Event) -> Sent {
+        match self.tx.try_send(Ok(event)) {
+            Ok(()) => {
+                self.last = Instant::now();
+                Sent::Ok
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => Sent::Full,
+            Err(mpsc::error::TrySendError::Closed(_)) => Sent::Gone,
+        }
+    }
+
+    /// Sends and waits for room (output must not be skipped), unless the daemon stops first.
+    async fn send_all(&mut self, event: Event, stop: &tokio_util::sync::CancellationToken) -> Sent {
+        tokio::select! {
+            r = self.tx.send(Ok(event)) => {
+                if r.is_err() {
+                    return Sent::Gone;
+                }
+                self.last = Instant::now();
+                Sent::Ok
+            }
+            _ = stop.cancelled() => Sent::Gone,
+        }
+    }
+
+    /// Offers a fragment: sent when it differs from the last one sent.
+    fn fragment(&mut self, fragment: String) -> Sent {
+        if fragment == self.sent {
+            return Sent::Ok;
+        }
+        let sent = self.try_send(Event::default().event(self.event).data(&fragment));
+        if let Sent::Ok = sent {
+            self.sent = fragment;
+        }
+        sent
+    }
+
+    /// A comment when nothing was sent for [`KEEP_ALIVE`].
+    fn keep_alive(&mut self) -> Sent {
+        if self.last.elapsed() < KEEP_ALIVE {
+            return Sent::Ok;
+        }
+        self.try_send(Event::default().comment("keep-alive"))
+    }
+
+    /// The `end` event: the daemon is going away (the browser reconnects by itself later).
+    fn end(&mut self) {
+        let _ = self.try_send(
+            Event::default()
+                .event("end")
+                .data("the daemon is shutting down"),
+        );
     }
 }
 
-/// Sends and waits for room (output must not be skipped), unless the daemon stops meanwhile.
-async fn send_all(tx: &Tx, event: Event, stop: &tokio_util::sync::CancellationToken) -> Sent {
-    tokio::select! {
-        r = tx.send(Ok(event)) => if r.is_ok() { Sent::Ok } else { Sent::Gone },
-        _ = stop.cancelled() => Sent::Gone,
+/// When to draw again after offering a fragment, or None when the browser left.
+fn after(sent: Sent) -> Option<Option<Instant>> {
+    match sent {
+        Sent::Ok => Some(None),
+        Sent::Full => Some(Some(Instant::now() + REFRESH / 4)),
+        Sent::Gone => None,
     }
 }
 
 fn stream(rx: mpsc::Receiver<Result<Event, Infallible>>) -> Response {
     Sse::new(ReceiverStream::new(rx)).into_response()
-}
-
-/// A stream with nothing to say for this long sends a comment, so proxies keep it open and a
-/// browser that went away is noticed.
-const KEEP_ALIVE: Duration = Duration::from_secs(15);
-
-/// Whether a keep-alive comment is due since `last` was sent; sends it.
-fn keep_alive(tx: &Tx, last: &mut Instant) -> Sent {
-    if last.elapsed() < KEEP_ALIVE {
-        return Sent::Ok;
-    }
-    *last = Instant::now();
-    send(tx, Event::default().comment("keep-alive"))
-}
-
-/// The `end` event: the daemon is going away (the browser reconnects by itself later).
-fn end_event() -> Event {
-    Event::default()
-        .event("end")
-        .data("the daemon is shutting down")
 }
 
 /// Sleeps until `at`, or forever without one.
@@ -115,18 +167,16 @@ async fn board_feed(ctx: HttpContext, tx: Tx) {
     if resync(&ctx, &mut inputs).await.is_err() {
         return;
     }
-    let mut sent = String::new();
-    let mut last_sent = Instant::now();
+    let mut out = Out::new(tx, "board");
+    // Whether the queues' and alerts' figures were just read (by a snapshot).
+    let mut fresh = true;
     let mut draw_at = Some(Instant::now());
     let mut refresh = tokio::time::interval_at(Instant::now() + REFRESH, REFRESH);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = ctx.stop.cancelled() => {
-                let _ = send(&tx, end_event());
-                return;
-            }
-            _ = tx.closed() => return,
+            _ = ctx.stop.cancelled() => return out.end(),
+            _ = out.tx.closed() => return,
             ev = events.recv() => match ev {
                 Ok(ev) => {
                     if feed::apply(&mut inputs, &ev) && draw_at.is_none() {
@@ -138,35 +188,29 @@ async fn board_feed(ctx: HttpContext, tx: Tx) {
                     if resync(&ctx, &mut inputs).await.is_err() {
                         return;
                     }
+                    fresh = true;
                     draw_at = Some(Instant::now());
                 }
                 Err(RecvError::Closed) => return,
             },
             _ = refresh.tick() => {
-                if let Sent::Gone = keep_alive(&tx, &mut last_sent) {
+                if let Sent::Gone = out.keep_alive() {
                     return;
                 }
                 if resync(&ctx, &mut inputs).await.is_err() {
                     return;
                 }
+                fresh = true;
                 draw_at = Some(Instant::now());
             }
             _ = until(draw_at) => {
-                draw_at = None;
-                if feed::figures(&ctx, &mut inputs).await.is_err() {
+                if !std::mem::take(&mut fresh) && feed::figures(&ctx, &mut inputs).await.is_err() {
                     return;
                 }
                 let fragment = html::board(&board::board(&inputs, crate::time::now_ms()));
-                if fragment == sent {
-                    continue;
-                }
-                match send(&tx, Event::default().event("board").data(&fragment)) {
-                    Sent::Ok => {
-                        sent = fragment;
-                        last_sent = Instant::now();
-                    }
-                    Sent::Full => draw_at = Some(Instant::now() + REFRESH / 4),
-                    Sent::Gone => return,
+                match after(out.fragment(fragment)) {
+                    Some(next) => draw_at = next,
+                    None => return,
                 }
             }
         }
@@ -213,18 +257,17 @@ async fn run_feed(
     let id = run.run_id.clone();
     let mut run = crate::grpc::run_to_proto(&run);
     let mut audit = feed::audit_of(&ctx, &id).await;
+    let mut out = Out::new(tx, "run");
     let mut log = match ctx.handle.logs(&id).await {
         Ok(source) => {
             let (tail, text) = feed::LogTail::open(&source, feed::LOG_TAIL_BYTES);
-            if let Sent::Gone = send(&tx, log_event("log-reset", &text)) {
+            if let Sent::Gone = out.try_send(log_event("log-reset", &text)) {
                 return;
             }
             Some((tail, source.progress))
         }
         Err(_) => None,
     };
-    let mut sent = String::new();
-    let mut last_sent = Instant::now();
     let mut draw_at = Some(Instant::now());
     let mut refresh = tokio::time::interval_at(Instant::now() + REFRESH, REFRESH);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -236,11 +279,8 @@ async fn run_feed(
             }
         };
         tokio::select! {
-            _ = ctx.stop.cancelled() => {
-                let _ = send(&tx, end_event());
-                return;
-            }
-            _ = tx.closed() => return,
+            _ = ctx.stop.cancelled() => return out.end(),
+            _ = out.tx.closed() => return,
             ev = events.recv() => match ev {
                 Ok(ev) if ev.run_id == id => {
                     if let Some(r) = &ev.run {
@@ -269,10 +309,9 @@ async fn run_feed(
                 let done = !alive || progress.borrow_and_update().done;
                 let more = tail.more();
                 if !more.is_empty() {
-                    if let Sent::Gone = send_all(&tx, log_event("log", &more), &ctx.stop).await {
+                    if let Sent::Gone = out.send_all(log_event("log", &more), &ctx.stop).await {
                         return;
                     }
-                    last_sent = Instant::now();
                 }
                 if done {
                     // The drains finished: nothing more will be written.
@@ -280,7 +319,7 @@ async fn run_feed(
                 }
             }
             _ = refresh.tick() => {
-                if let Sent::Gone = keep_alive(&tx, &mut last_sent) {
+                if let Sent::Gone = out.keep_alive() {
                     return;
                 }
                 match ctx.handle.get(&id).await {
@@ -293,18 +332,10 @@ async fn run_feed(
                 draw_at = Some(Instant::now());
             }
             _ = until(draw_at) => {
-                draw_at = None;
                 let fragment = html::run_detail(&detail::detail(&run, &audit, crate::time::now_ms()));
-                if fragment == sent {
-                    continue;
-                }
-                match send(&tx, Event::default().event("run").data(&fragment)) {
-                    Sent::Ok => {
-                        sent = fragment;
-                        last_sent = Instant::now();
-                    }
-                    Sent::Full => draw_at = Some(Instant::now() + REFRESH / 4),
-                    Sent::Gone => return,
+                match after(out.fragment(fragment)) {
+                    Some(next) => draw_at = next,
+                    None => return,
                 }
             }
         }
