@@ -423,6 +423,7 @@ async fn the_page_shows_a_killed_run_killed_without_a_reload() {
         .await;
 
     let report = api.kill(&id).await;
+    let killed_at = Instant::now();
     assert_eq!(
         report.run.as_ref().map(|r| r.status()),
         Some(RunStatus::Killed)
@@ -434,6 +435,10 @@ async fn the_page_shows_a_killed_run_killed_without_a_reload() {
             &format!("return {} === 'KILLED';", status_of(&id)),
         )
         .await;
+    println!(
+        "the page showed KILLED {:?} after the kill was answered",
+        killed_at.elapsed()
+    );
     assert_eq!(
         browser.js("return window.wfMark || ''").await,
         serde_json::json!("no reload"),
@@ -472,6 +477,11 @@ async fn the_page_shows_a_killed_run_killed_without_a_reload() {
     // The run's page has the kill report.
     browser
         .client()
+        .set_window_size(1280, 1000)
+        .await
+        .expect("a desktop-sized window");
+    browser
+        .client()
         .goto(&format!("{page}runs/{id}"))
         .await
         .expect("loading the run's page");
@@ -481,6 +491,9 @@ async fn the_page_shows_a_killed_run_killed_without_a_reload() {
             "the run's page shows the kill report",
             "var r = document.getElementById('run'); return !!r && r.innerText.indexOf('kill report') >= 0 && document.getElementById('status').textContent === 'KILLED';",
         )
+        .await;
+    browser
+        .screenshot(&target_dir().join("status-page-run.png"))
         .await;
     browser.finish().await;
     api.kill(&decoy.run_id).await;
