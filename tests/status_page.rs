@@ -20,8 +20,14 @@ use common::*;
 use wf_supervisor::proto::{ListAuditRequest, RunStatus, SpawnRequest};
 
 const WFCTL: &str = env!("CARGO_BIN_EXE_wfctl");
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+/// Debian's Chromium and chromedriver; `WF_TEST_CHROMIUM` and `WF_TEST_CHROMEDRIVER` name others.
+fn chromium() -> String {
+    std::env::var("WF_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into())
+}
+
+fn chromedriver() -> String {
+    std::env::var("WF_TEST_CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into())
+}
 
 /// The bound for the page to show a kill.
 const SHOWN_WITHIN: Duration = Duration::from_secs(2);
@@ -31,7 +37,7 @@ const SHOWN_WITHIN: Duration = Duration::from_secs(2);
 
 /// Whether the browser test can run here; panics when it must and cannot.
 fn browser_available() -> bool {
-    let missing: Vec<&str> = [CHROMIUM, CHROMEDRIVER]
+    let missing: Vec<String> = [chromium(), chromedriver()]
         .into_iter()
         .filter(|p| !Path::new(p).exists())
         .collect();
@@ -91,7 +97,7 @@ impl Browser {
             // and crash handler (which leaves the process group) stay there, and every process
             // of the browser names it on its command line.
             let home = profile.path();
-            Command::new(CHROMEDRIVER)
+            Command::new(chromedriver())
                 .env("HOME", home)
                 .env("XDG_CONFIG_HOME", home.join("config"))
                 .env("XDG_CACHE_HOME", home.join("cache"))
@@ -141,7 +147,7 @@ impl Browser {
         caps.insert("browserName".into(), "chrome".into());
         caps.insert(
             "goog:chromeOptions".into(),
-            serde_json::json!({"binary": CHROMIUM, "args": args}),
+            serde_json::json!({"binary": chromium(), "args": args}),
         );
         let client = fantoccini::ClientBuilder::new(
             hyper_util::client::legacy::connect::HttpConnector::new(),
