@@ -26,8 +26,16 @@ use crate::supervisor::ApiError;
 /// How long a burst of events is gathered before the fragment is drawn.
 const GATHER: Duration = Duration::from_millis(100);
 
-/// How often the figures that events do not carry are read again.
-pub const REFRESH: Duration = Duration::from_secs(2);
+/// How often the figures that events do not carry (usage, ages, queues, alerts) are read again
+/// for the board. The whole board is sent again then (its ages have changed): about 400 bytes a
+/// run, so this is kept slow.
+pub const BOARD_REFRESH: Duration = Duration::from_secs(5);
+
+/// The same for a run's page (one run: small).
+pub const RUN_REFRESH: Duration = Duration::from_secs(2);
+
+/// How soon a fragment that found the browser behind is offered again.
+const RETRY: Duration = Duration::from_millis(500);
 
 /// Messages a stream may have unread before fragments are skipped.
 const BACKLOG: usize = 8;
@@ -126,7 +134,7 @@ impl Out {
 fn after(sent: Sent) -> Option<Option<Instant>> {
     match sent {
         Sent::Ok => Some(None),
-        Sent::Full => Some(Some(Instant::now() + REFRESH / 4)),
+        Sent::Full => Some(Some(Instant::now() + RETRY)),
         Sent::Gone => None,
     }
 }
@@ -171,7 +179,7 @@ async fn board_feed(ctx: HttpContext, tx: Tx) {
     // Whether the queues' and alerts' figures were just read (by a snapshot).
     let mut fresh = true;
     let mut draw_at = Some(Instant::now());
-    let mut refresh = tokio::time::interval_at(Instant::now() + REFRESH, REFRESH);
+    let mut refresh = tokio::time::interval_at(Instant::now() + BOARD_REFRESH, BOARD_REFRESH);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -219,7 +227,7 @@ async fn board_feed(ctx: HttpContext, tx: Tx) {
 
 /// `GET /runs/{id}/events`.
 pub async fn run_events(State(ctx): State<HttpContext>, Path(id): Path<String>) -> Response {
-    if let Err(resp) = pages::check_run_id(&id) {
+    if let Some(resp) = pages::bad_run_id(&id) {
         return resp;
     }
     // Subscribe first, then look the run up, so no change falls between the two.
@@ -269,7 +277,7 @@ async fn run_feed(
         Err(_) => None,
     };
     let mut draw_at = Some(Instant::now());
-    let mut refresh = tokio::time::interval_at(Instant::now() + REFRESH, REFRESH);
+    let mut refresh = tokio::time::interval_at(Instant::now() + RUN_REFRESH, RUN_REFRESH);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let output = async {

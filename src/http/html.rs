@@ -80,8 +80,47 @@ pub fn index_page(b: &Board) -> String {
     )
 }
 
-/// The board fragment: the header's counts and queue lines, then the runs table. Each cell has
-/// the class `pN` of its column's priority, which the style sheet hides on narrow screens.
+/// Below which screen width (CSS px) a column of this priority is hidden; None: never.
+fn hidden_below(priority: u8) -> Option<u16> {
+    match priority {
+        0 => None,
+        1 => Some(420),
+        2 | 3 => Some(700),
+        4..=6 => Some(960),
+        _ => Some(1200),
+    }
+}
+
+/// The style sheet's rules that hide the table's columns by priority as the screen narrows (in
+/// the order `wfctl top` drops them), made from [`Column::priority`] so they cannot disagree.
+/// By position, so that the rows need no class per cell.
+pub fn column_rules() -> String {
+    let mut widths: Vec<u16> = Column::ALL
+        .iter()
+        .filter_map(|c| hidden_below(c.priority()))
+        .collect();
+    widths.sort_unstable_by(|a, b| b.cmp(a));
+    widths.dedup();
+    let mut css = String::from("/* Columns by priority (generated from the daemon's table). */\n");
+    for w in widths {
+        let cells: Vec<String> = Column::ALL
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| hidden_below(c.priority()).is_some_and(|h| h >= w))
+            .map(|(i, _)| format!(".runs tr > :nth-child({})", i + 1))
+            .collect();
+        let _ = writeln!(
+            css,
+            "@media (max-width: {w}px) {{ {} {{ display: none; }} }}",
+            cells.join(", ")
+        );
+    }
+    css
+}
+
+/// The board fragment: the header's counts and queue lines, then the runs table. The header
+/// cells carry the class `pN` of their column's priority; the style sheet hides columns by
+/// position on narrow screens ([`column_rules`]).
 pub fn board(b: &Board) -> String {
     let c = b.counts;
     let flag = |n: u32| if n > 0 { " bad" } else { "" };
@@ -140,7 +179,7 @@ pub fn board(b: &Board) -> String {
                 ),
                 _ => text,
             };
-            let _ = write!(s, "<td class=\"p{}\">{body}</td>", col.priority());
+            let _ = write!(s, "<td>{body}</td>");
         }
         s.push_str("</tr>\n");
     }
@@ -285,6 +324,25 @@ mod tests {
         assert!(html.contains("stuck <b>1</b>"));
         assert!(html.contains("15:00:00 UTC"));
         assert!(html.contains("<li class=\"bad\">queue default  running 2/8"));
+    }
+
+    #[test]
+    fn narrow_screens_hide_columns_in_the_order_of_their_priority() {
+        let css = column_rules();
+        // PHASE (5th, priority 8) goes first, HEALTH (3rd, priority 1) last; RUN ID, STATUS and
+        // WORKFLOW/COMMAND never.
+        let at = |w: u16| {
+            css.lines()
+                .find(|l| l.starts_with(&format!("@media (max-width: {w}px)")))
+                .unwrap_or_else(|| panic!("no rule for {w}px: {css}"))
+                .to_string()
+        };
+        assert!(at(1200).contains(":nth-child(5)") && !at(1200).contains(":nth-child(10)"));
+        assert!(at(700).contains(":nth-child(10)") && at(700).contains(":nth-child(5)"));
+        assert!(at(420).contains(":nth-child(3)"));
+        for always in [1, 2, 4] {
+            assert!(!css.contains(&format!(":nth-child({always})")), "{css}");
+        }
     }
 
     #[test]

@@ -76,9 +76,12 @@ impl HttpContext {
     }
 }
 
+/// Makes the handler of one route.
+pub type Handler = fn() -> MethodRouter<HttpContext>;
+
 /// The route table: each path and its handler (read-only pages only; every route gets the
 /// listener's access rule).
-pub const ROUTES: &[(&str, fn() -> MethodRouter<HttpContext>)] = &[
+pub const ROUTES: &[(&str, Handler)] = &[
     ("/metrics", || get(metrics::get)),
     ("/", || get(pages::index)),
     ("/events", || get(events::board_events)),

@@ -55,12 +55,13 @@ fn unavailable(e: &ApiError) -> Response {
     )
 }
 
-/// `400` for a path segment that is not a run id (echoed back escaped and clipped).
-pub fn check_run_id(id: &str) -> Result<(), Response> {
+/// The `400` answer for a path segment that is not a run id (echoed back escaped and clipped);
+/// None for a run id.
+pub fn bad_run_id(id: &str) -> Option<Response> {
     if crate::ids::is_run_id(id) {
-        return Ok(());
+        return None;
     }
-    Err(error(
+    Some(error(
         StatusCode::BAD_REQUEST,
         &format!(
             "\"{}\" is not a run id: run ids are run_ and 12 lowercase hex digits, e.g. \
@@ -83,7 +84,7 @@ pub async fn index(State(ctx): State<HttpContext>) -> Response {
 
 /// `GET /runs/{id}`.
 pub async fn run(State(ctx): State<HttpContext>, Path(id): Path<String>) -> Response {
-    if let Err(resp) = check_run_id(&id) {
+    if let Some(resp) = bad_run_id(&id) {
         return resp;
     }
     let run = match ctx.handle.get(&id).await {
@@ -117,9 +118,11 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
     resp
 }
 
-/// `GET /assets/status.css`.
+/// `GET /assets/status.css`: the style sheet and the table's column rules.
 pub async fn css() -> Response {
-    asset("text/css; charset=utf-8", CSS)
+    static SHEET: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let sheet = SHEET.get_or_init(|| format!("{CSS}\n{}", html::column_rules()));
+    asset("text/css; charset=utf-8", sheet.as_str())
 }
 
 /// `GET /assets/status.js`.
