@@ -9,7 +9,8 @@
 //!
 //! Off loopback (HTTPS): no token and an unknown token are refused (401), the refusals are one
 //! audit record, without the token; a good token given once as `?token=` becomes a cookie that
-//! the page and its event stream accept. And an event stream ends when the daemon stops.
+//! the page and its event stream accept. And a run's event stream sends its output's tail, then
+//! new output as it is written, and ends when the daemon stops.
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -690,6 +691,18 @@ async fn off_loopback_the_page_takes_a_token_once_and_audits_refusals() {
     );
 }
 
+/// Reads the event stream into `seen` until it holds `want`.
+async fn read_until(events: &mut reqwest::Response, seen: &mut String, want: &str) {
+    let read = tokio::time::timeout(TIMEOUT, async {
+        while !seen.contains(want) {
+            let chunk = events.chunk().await.expect("a chunk").expect("more events");
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "no {want:?} in the stream: {seen}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_stream_ends_when_the_daemon_stops() {
     let port = free_port();
@@ -700,7 +713,25 @@ async fn an_event_stream_ends_when_the_daemon_stops() {
     .expect("a site");
     let api = site.start().await;
     wait_listening(port).await;
-    let run = api.spawn(&fake(&["--hang"])).await;
+    // The run writes its second line once the test has read the first from the stream.
+    let flags = tempfile::Builder::new()
+        .prefix("wf-status-page-flag-")
+        .tempdir()
+        .expect("a directory");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(flags.path(), std::fs::Permissions::from_mode(0o777))
+            .expect("chmod");
+    }
+    let flag = flags.path().join("go");
+    let run = api
+        .spawn(&sh(&format!(
+            "echo first line; while [ ! -e '{}' ]; do sleep 0.05; done; echo second line; \
+             exec sleep 600",
+            flag.display()
+        )))
+        .await;
+    api.wait_line(&run.run_id, "first line").await;
     let mut events = reqwest::get(format!(
         "http://127.0.0.1:{port}/runs/{}/events",
         run.run_id
@@ -712,12 +743,24 @@ async fn an_event_stream_ends_when_the_daemon_stops() {
         events.headers()["content-type"].to_str().expect("text"),
         "text/event-stream"
     );
+    // The log's tail first (as a JSON string), then the run, then the output as it comes.
     let mut seen = String::new();
-    while !seen.contains("event: run\n") {
-        let chunk = events.chunk().await.expect("a chunk").expect("more events");
-        seen.push_str(&String::from_utf8_lossy(&chunk));
-    }
-    assert!(seen.contains(&run.run_id), "{seen}");
+    read_until(&mut events, &mut seen, "event: run\n").await;
+    std::fs::write(&flag, "").expect("the flag");
+    read_until(
+        &mut events,
+        &mut seen,
+        "event: log\ndata: \"second line\\n\"",
+    )
+    .await;
+    assert!(
+        seen.starts_with("event: log-reset\ndata: \"first line\\n\"\n\n"),
+        "{seen}"
+    );
+    assert!(
+        seen.contains("event: run\n") && seen.contains(&run.run_id),
+        "{seen}"
+    );
 
     // The daemon stops (ending the run); the stream says so and ends, not cut off.
     site.signal(nix::sys::signal::Signal::SIGTERM);
