@@ -8,20 +8,25 @@
 //! queues' and alerts' figures). A subscriber that lags behind the broadcast takes a fresh
 //! snapshot instead of the events it missed. A fragment is sent only when it changed, and never
 //! waited for: a browser that does not read gets the next one instead. At daemon shutdown every
-//! stream sends `end` and finishes, so the listener's connections close cleanly.
+//! stream sends `end` and finishes, so the listener's connections close cleanly. The board's
+//! stream reads the daemon through [`BoardSource`], so that the lag and shutdown handling are
+//! unit-tested with a stand-in.
 use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
+use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 
+use tokio_util::sync::CancellationToken;
+
 use super::{board, detail, feed, html, pages, HttpContext};
-use crate::supervisor::ApiError;
+use crate::supervisor::{ApiError, RunEvent};
 
 /// How long a burst of events is gathered before the fragment is drawn.
 const GATHER: Duration = Duration::from_millis(100);
@@ -87,7 +92,7 @@ impl Out {
     }
 
     /// Sends and waits for room (output must not be skipped), unless the daemon stops first.
-    async fn send_all(&mut self, event: Event, stop: &tokio_util::sync::CancellationToken) -> Sent {
+    async fn send_all(&mut self, event: Event, stop: &CancellationToken) -> Sent {
         tokio::select! {
             r = self.tx.send(Ok(event)) => {
                 if r.is_err() {
@@ -154,13 +159,42 @@ async fn until(at: Option<Instant>) {
 /// `GET /events`.
 pub async fn board_events(State(ctx): State<HttpContext>) -> Response {
     let (tx, rx) = mpsc::channel(BACKLOG);
-    tokio::spawn(board_feed(ctx, tx));
+    tokio::spawn(board_feed(ctx, tx, BOARD_REFRESH));
     stream(rx)
 }
 
+/// What the board's stream reads: the daemon (an [`HttpContext`]), or a test's stand-in, so that
+/// the stream's handling of a lagging subscriber is tested without a daemon.
+pub(crate) trait BoardSource {
+    /// The Watch broadcast.
+    fn subscribe(&self) -> broadcast::Receiver<RunEvent>;
+    /// Fired at shutdown.
+    fn stop(&self) -> &CancellationToken;
+    async fn snapshot(&self) -> Result<board::Inputs, ApiError>;
+    async fn figures(&self, inputs: &mut board::Inputs) -> Result<(), ApiError>;
+}
+
+impl BoardSource for HttpContext {
+    fn subscribe(&self) -> broadcast::Receiver<RunEvent> {
+        self.handle.subscribe()
+    }
+
+    fn stop(&self) -> &CancellationToken {
+        &self.stop
+    }
+
+    async fn snapshot(&self) -> Result<board::Inputs, ApiError> {
+        feed::snapshot(self).await
+    }
+
+    async fn figures(&self, inputs: &mut board::Inputs) -> Result<(), ApiError> {
+        feed::figures(self, inputs).await
+    }
+}
+
 /// A fresh snapshot that keeps the last events seen of the runs it still has.
-async fn resync(ctx: &HttpContext, inputs: &mut board::Inputs) -> Result<(), ApiError> {
-    let mut fresh = feed::snapshot(ctx).await?;
+async fn resync(src: &impl BoardSource, inputs: &mut board::Inputs) -> Result<(), ApiError> {
+    let mut fresh = src.snapshot().await?;
     let mut last = std::mem::take(&mut inputs.last_events);
     last.retain(|id, _| fresh.runs.contains_key(id));
     fresh.last_events = last;
@@ -168,22 +202,23 @@ async fn resync(ctx: &HttpContext, inputs: &mut board::Inputs) -> Result<(), Api
     Ok(())
 }
 
-async fn board_feed(ctx: HttpContext, tx: Tx) {
+/// The board's stream; `every` is how often it reads everything again.
+async fn board_feed(src: impl BoardSource, tx: Tx, every: Duration) {
     // Subscribe first, then read, so that no change falls between the two.
-    let mut events = ctx.handle.subscribe();
+    let mut events = src.subscribe();
     let mut inputs = board::Inputs::default();
-    if resync(&ctx, &mut inputs).await.is_err() {
+    if resync(&src, &mut inputs).await.is_err() {
         return;
     }
     let mut out = Out::new(tx, "board");
     // Whether the queues' and alerts' figures were just read (by a snapshot).
     let mut fresh = true;
     let mut draw_at = Some(Instant::now());
-    let mut refresh = tokio::time::interval_at(Instant::now() + BOARD_REFRESH, BOARD_REFRESH);
+    let mut refresh = tokio::time::interval_at(Instant::now() + every, every);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = ctx.stop.cancelled() => return out.end(),
+            _ = src.stop().cancelled() => return out.end(),
             _ = out.tx.closed() => return,
             ev = events.recv() => match ev {
                 Ok(ev) => {
@@ -193,7 +228,7 @@ async fn board_feed(ctx: HttpContext, tx: Tx) {
                 }
                 Err(RecvError::Lagged(n)) => {
                     tracing::debug!(missed = n, "a status page stream fell behind: resyncing");
-                    if resync(&ctx, &mut inputs).await.is_err() {
+                    if resync(&src, &mut inputs).await.is_err() {
                         return;
                     }
                     fresh = true;
@@ -205,14 +240,14 @@ async fn board_feed(ctx: HttpContext, tx: Tx) {
                 if let Sent::Gone = out.keep_alive() {
                     return;
                 }
-                if resync(&ctx, &mut inputs).await.is_err() {
+                if resync(&src, &mut inputs).await.is_err() {
                     return;
                 }
                 fresh = true;
                 draw_at = Some(Instant::now());
             }
             _ = until(draw_at) => {
-                if !std::mem::take(&mut fresh) && feed::figures(&ctx, &mut inputs).await.is_err() {
+                if !std::mem::take(&mut fresh) && src.figures(&mut inputs).await.is_err() {
                     return;
                 }
                 let fragment = html::board(&board::board(&inputs, crate::time::now_ms()));
@@ -259,7 +294,7 @@ fn log_event(kind: &'static str, text: &str) -> Event {
 async fn run_feed(
     ctx: HttpContext,
     run: crate::run::RunRecord,
-    mut events: tokio::sync::broadcast::Receiver<crate::supervisor::RunEvent>,
+    mut events: broadcast::Receiver<RunEvent>,
     tx: Tx,
 ) {
     let id = run.run_id.clone();
@@ -347,5 +382,135 @@ async fn run_feed(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use tokio::sync::Semaphore;
+
+    use super::*;
+    use crate::proto;
+
+    /// A daemon stand-in: its snapshots are the test's, one per call, each let through by a
+    /// permit of `gate`.
+    struct Fake {
+        events: broadcast::Sender<RunEvent>,
+        stop: CancellationToken,
+        snapshots: Mutex<VecDeque<board::Inputs>>,
+        calls: AtomicUsize,
+        gate: Semaphore,
+    }
+
+    #[derive(Clone)]
+    struct Src(Arc<Fake>);
+
+    impl BoardSource for Src {
+        fn subscribe(&self) -> broadcast::Receiver<RunEvent> {
+            self.0.events.subscribe()
+        }
+
+        fn stop(&self) -> &CancellationToken {
+            &self.0.stop
+        }
+
+        async fn snapshot(&self) -> Result<board::Inputs, ApiError> {
+            self.0.gate.acquire().await.expect("the gate").forget();
+            self.0.calls.fetch_add(1, Ordering::SeqCst);
+            let next = self.0.snapshots.lock().expect("lock").pop_front();
+            next.ok_or_else(|| ApiError::Unavailable("no more snapshots".into()))
+        }
+
+        async fn figures(&self, _: &mut board::Inputs) -> Result<(), ApiError> {
+            Ok(())
+        }
+    }
+
+    fn with_run(status: proto::RunStatus) -> board::Inputs {
+        let run = proto::Run {
+            run_id: "run_5fbae44ab6f0".into(),
+            status: status as i32,
+            created_at: 1,
+            ..proto::Run::default()
+        };
+        board::Inputs {
+            runs: [(run.run_id.clone(), run)].into(),
+            ..board::Inputs::default()
+        }
+    }
+
+    /// One SSE message as text.
+    fn data(event: &Event) -> String {
+        format!("{event:?}")
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_that_lags_behind_sends_a_fresh_snapshot() {
+        let (events, _) = broadcast::channel(2);
+        let fake = Arc::new(Fake {
+            events,
+            stop: CancellationToken::new(),
+            snapshots: Mutex::new(
+                [
+                    with_run(proto::RunStatus::Running),
+                    with_run(proto::RunStatus::Killed),
+                ]
+                .into(),
+            ),
+            calls: AtomicUsize::new(0),
+            gate: Semaphore::new(0),
+        });
+        let (tx, mut rx) = mpsc::channel(BACKLOG);
+        // No periodic refresh within the test: only the lag can bring the second snapshot.
+        let feed = tokio::spawn(board_feed(
+            Src(fake.clone()),
+            tx,
+            Duration::from_secs(86_400),
+        ));
+        while fake.events.receiver_count() == 0 {
+            tokio::task::yield_now().await;
+        }
+        // While the stream waits for its first snapshot, more events come than the broadcast
+        // keeps for it.
+        for n in 0..5 {
+            let _ = fake.events.send(RunEvent {
+                run_id: "run_5fbae44ab6f0".into(),
+                at: n,
+                kind: "heartbeat",
+                message: String::new(),
+                status: crate::run::RunStatus::Running,
+                run: None,
+                heartbeat: Some((n, n as u64)),
+            });
+        }
+        fake.gate.add_permits(2);
+        let fresh = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                let ev = rx
+                    .recv()
+                    .await
+                    .expect("the stream goes on")
+                    .expect("an event");
+                if data(&ev).contains("KILLED") {
+                    return;
+                }
+            }
+        })
+        .await;
+        assert!(fresh.is_ok(), "no fresh snapshot after the stream lagged");
+        assert_eq!(
+            fake.calls.load(Ordering::SeqCst),
+            2,
+            "one snapshot for the lag"
+        );
+        fake.stop.cancel();
+        let end = rx.recv().await.expect("the end event").expect("an event");
+        assert!(data(&end).contains("shutting down"), "{}", data(&end));
+        assert!(rx.recv().await.is_none(), "the stream ends at shutdown");
+        feed.await.expect("the stream's task");
     }
 }
