@@ -1,17 +1,32 @@
 //! The daemon's HTTP listener (`[metrics] listen`): a small route table of read-only pages
-//! served beside the gRPC API, today `/metrics`. Theory of operation: [`serve`] accepts
-//! connections through the same code as the API's TCP listener (`grpc::listen`: plaintext, or TLS
-//! with the reloadable settings), attaches each connection's [`Peer`] to its requests, and hands
-//! them to an axum [`Router`] built by [`router`] from [`ROUTES`]. Handlers live in their own
-//! files and reach the daemon through [`HttpContext`]: the core's handle (List, Get, Watch's
-//! event broadcast through `subscribe`), the store, the metrics and the access settings.
+//! served beside the gRPC API: `/metrics`, and the status page (`/`, `/runs/ID`, their event
+//! streams and assets). Theory of operation: [`serve`] accepts connections through the same
+//! code as the API's TCP listener (`grpc::listen`: plaintext, or TLS with the reloadable
+//! settings), attaches each connection's [`Peer`] to its requests, and hands them to an axum
+//! [`Router`] built by [`router`] from [`ROUTES`]. Handlers live in their own files and reach the
+//! daemon through [`HttpContext`]: the core's handle (List, Get, Watch's event broadcast through
+//! `subscribe`), the store, the metrics and the access settings. Nothing served here changes a
+//! run: the status page has no caller identity to authorize actions with, so it has none.
+//!
+//! The status page: `board.rs` and `detail.rs` are its pure models (the same header and runs
+//! table as `wfctl top`), `html.rs` renders and escapes them, `feed.rs` reads the daemon,
+//! `pages.rs` answers plain GETs with complete snapshots, `events.rs` keeps them live with
+//! server-sent events fed by the Watch broadcast; `assets/` holds its style sheet and script.
 //!
 //! Access: a loopback address serves anyone on the host, as the unix socket's viewers could read
 //! the same figures; any other address needs `[tls]` (refused at start without it, see
-//! [`mode_for`]) and every request a viewer (a bearer token, or a client certificate granted a
-//! role), decided in `auth.rs` with the API's own policy and tokens.
+//! [`mode_for`]) and every request a viewer (a bearer token, the token cookie of the status page,
+//! or a client certificate granted a role), decided in `auth.rs` with the API's own policy and
+//! tokens; refusals are audited, at most once a minute per address (`refusals.rs`).
 mod auth;
+mod board;
+mod detail;
+mod events;
+mod feed;
+mod html;
 mod metrics;
+mod pages;
+mod refusals;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,6 +51,10 @@ pub struct HttpContext {
     pub access: Access,
     /// One scrape at a time (the scrape-time gauges are cleared and refilled).
     scrape: Arc<tokio::sync::Mutex<()>>,
+    /// Fired at shutdown: the event streams end so the connections can close.
+    stop: CancellationToken,
+    /// Which refused requests are audited.
+    refusals: Arc<std::sync::Mutex<refusals::Limiter>>,
 }
 
 impl HttpContext {
@@ -51,14 +70,26 @@ impl HttpContext {
             metrics,
             access,
             scrape: Arc::default(),
+            stop: CancellationToken::new(),
+            refusals: Arc::default(),
         }
     }
 }
 
+/// Makes the handler of one route.
+pub type Handler = fn() -> MethodRouter<HttpContext>;
+
 /// The route table: each path and its handler (read-only pages only; every route gets the
 /// listener's access rule).
-pub const ROUTES: &[(&str, fn() -> MethodRouter<HttpContext>)] =
-    &[("/metrics", || get(metrics::get))];
+pub const ROUTES: &[(&str, Handler)] = &[
+    ("/metrics", || get(metrics::get)),
+    ("/", || get(pages::index)),
+    ("/events", || get(events::board_events)),
+    ("/runs/{id}", || get(pages::run)),
+    ("/runs/{id}/events", || get(events::run_events)),
+    ("/assets/status.css", || get(pages::css)),
+    ("/assets/status.js", || get(pages::js)),
+];
 
 /// The listener's routes, behind the viewer check when `require_viewer`.
 pub fn router(ctx: HttpContext, require_viewer: bool) -> Router {
@@ -66,6 +97,7 @@ pub fn router(ctx: HttpContext, require_viewer: bool) -> Router {
     for (path, handler) in ROUTES {
         r = r.route(path, handler());
     }
+    r = r.fallback(pages::not_found);
     if require_viewer {
         r = r.layer(axum::middleware::from_fn_with_state(
             ctx.clone(),
@@ -107,17 +139,21 @@ pub async fn serve(
     ctx: HttpContext,
     stop: CancellationToken,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let ctx = HttpContext {
+        stop: stop.clone(),
+        ..ctx
+    };
     let mode = mode_for(addr, tls.is_some()).map_err(std::io::Error::other)?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     Ok(match (mode, tls) {
         (Mode::TlsViewers, Some(tls)) => {
-            info!(addr = %local, "serving /metrics over HTTPS (viewers only)");
+            info!(addr = %local, "serving /metrics and the status page over HTTPS (viewers only)");
             let app = router(ctx, true);
             tokio::spawn(accept_loop(listen::tls_incoming(listener, tls), app, stop))
         }
         _ => {
-            info!(addr = %local, "serving /metrics over HTTP (loopback)");
+            info!(addr = %local, "serving /metrics and the status page over HTTP (loopback)");
             let app = router(ctx, false);
             tokio::spawn(accept_loop(listen::tcp_incoming(listener), app, stop))
         }
