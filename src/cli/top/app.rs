@@ -581,6 +581,17 @@ pub fn update(app: &mut App, event: Event) -> Vec<Cmd> {
                 }
             }
             match ev.run {
+                // A heartbeat event's run is partial (id, status, heartbeat fields): only those
+                // fields move; a run not seen yet waits for the next List.
+                Some(run) if ev.kind == "heartbeat" => {
+                    if let Some(r) = app.runs.get_mut(&ev.run_id) {
+                        if !is_terminal(r.status) {
+                            r.status = run.status;
+                            r.last_heartbeat_at = run.last_heartbeat_at;
+                            r.heartbeats = run.heartbeats;
+                        }
+                    }
+                }
                 Some(run) => app.merge_run(run),
                 None => {
                     if let Some(r) = app.runs.get_mut(&ev.run_id) {
@@ -887,6 +898,36 @@ pub(crate) mod tests {
             ]
         );
         assert_eq!(app.selected.as_deref(), Some("run_000000000004"));
+    }
+
+    #[test]
+    fn a_heartbeat_event_moves_only_the_heartbeat_fields() {
+        let mut full = run("run_000000000001", RunStatus::Running, 1000);
+        full.workflow = "review".into();
+        full.heartbeats = 3;
+        let mut app = loaded(vec![full]);
+        let partial = Run {
+            run_id: "run_000000000001".into(),
+            status: RunStatus::Running as i32,
+            last_heartbeat_at: 5000,
+            heartbeats: 9,
+            ..Run::default()
+        };
+        update(
+            &mut app,
+            Event::Watch(Box::new(wf_supervisor::proto::RunEvent {
+                run_id: "run_000000000001".into(),
+                at: 5000,
+                kind: "heartbeat".into(),
+                status: RunStatus::Running as i32,
+                message: String::new(),
+                run: Some(partial),
+            })),
+        );
+        let r = &app.runs["run_000000000001"];
+        assert_eq!((r.heartbeats, r.last_heartbeat_at), (9, 5000));
+        assert_eq!(r.workflow, "review", "the rest of the row stays");
+        assert_eq!(r.created_at, 1000);
     }
 
     #[test]
