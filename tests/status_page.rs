@@ -343,11 +343,25 @@ async fn the_page_shows_a_killed_run_killed_without_a_reload() {
         "[workflows.builder]\nprogram = {}\n",
         toml_str(agent.display().to_string())
     ));
+    // The screenshots show runs as an operator's look (a program found on PATH), not by the
+    // path of the build that runs the test.
+    let bin = site.dir.path().join("bin");
+    std::fs::create_dir_all(&bin).expect("a bin directory");
+    std::os::unix::fs::symlink(FAKE_AGENT, bin.join("wf-fake-agent")).expect("the agent link");
+    let path_env = format!("{}:/usr/bin:/bin", bin.display());
+    let shown = |args: &[&str]| SpawnRequest {
+        argv: std::iter::once("wf-fake-agent")
+            .chain(args.iter().copied())
+            .map(str::to_string)
+            .collect(),
+        env: [("PATH".to_string(), path_env.clone())].into(),
+        ..Default::default()
+    };
     let daemon = Daemon::start_on(site).await;
     let api = daemon.api();
     wait_listening(port).await;
-    let done = api.spawn(&fake(&["--exit", "0"])).await;
-    let failed = api.spawn(&fake(&["--exit", "3"])).await;
+    let done = api.spawn_req(shown(&["--exit", "0"])).await;
+    let failed = api.spawn_req(shown(&["--exit", "3"])).await;
     let agent_run = api
         .spawn_req(SpawnRequest {
             workflow: "builder".into(),
@@ -355,14 +369,13 @@ async fn the_page_shows_a_killed_run_killed_without_a_reload() {
             ..Default::default()
         })
         .await;
-    let decoy = api.spawn(&fake(&["--hang"])).await;
+    let decoy = api.spawn_req(shown(&["--hang"])).await;
     let hostile = "<script>window.injected=1</script><img src=x onerror=\"window.injected=2\">";
     let run = api
         .spawn_req(SpawnRequest {
-            argv: fake(&["--ignore-term", "--children", "2", "--hang"]),
             grace_ms: 500,
             labels: [("note".to_string(), hostile.to_string())].into(),
-            ..Default::default()
+            ..shown(&["--ignore-term", "--children", "2", "--hang"])
         })
         .await;
     let run = api.wait_running(&run.run_id).await;
