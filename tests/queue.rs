@@ -764,6 +764,53 @@ async fn pause_resume_live_limits_figures_and_alerts_that_resolve() {
     );
 }
 
+/// A pause is on record before UpdateQueue answers, so it outlives the daemon (a SIGKILL and a
+/// clean stop alike): the queue starts nothing after the restart until it is resumed, and the
+/// resume is on record too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_queue_stays_paused_across_a_restart_until_resumed() {
+    let mut site = site_with("[queues.work]\nmax_concurrent = 2\n");
+    let api = site.start().await;
+    let work = Work::new(&site);
+    assert!(update_queue(&api, "work", Some(true), None).await.paused);
+    let held = api
+        .spawn_req(work.req(work.agent(None, "0", 0), "work"))
+        .await;
+    assert_eq!(held.waiting_reason, "queue work is paused", "{held:?}");
+    site.crash();
+    let api = site.start().await;
+    let h = queue_health(&api).await;
+    let fig = h.queues.iter().find(|q| q.name == "work").expect("work");
+    assert!(fig.paused, "still paused after the restart: {fig:?}");
+    assert_eq!(fig.queued, 1, "{fig:?}");
+    let run = api.get(&held.run_id).await;
+    assert_eq!(run.status(), RunStatus::Queued, "{run:?}");
+    assert_eq!(run.waiting_reason, "queue work is paused", "{run:?}");
+    // A run of another queue still starts and ends: the daemon dispatched, and held this one.
+    let other = api.spawn_req(work.req(work.agent(None, "0", 0), "")).await;
+    api.wait_terminal(&other.run_id, TIMEOUT).await;
+    assert_eq!(work.started(), vec![other.run_id.clone()]);
+    assert_eq!(api.get(&held.run_id).await.status(), RunStatus::Queued);
+    assert!(!update_queue(&api, "work", Some(false), None).await.paused);
+    let done = api.wait_terminal(&held.run_id, TIMEOUT).await;
+    assert_eq!(done.status(), RunStatus::Succeeded, "{done:?}");
+    // The resume is on record as well: after a clean stop the queue runs what it is given.
+    site.stop().await;
+    let api = site.start().await;
+    let h = queue_health(&api).await;
+    let fig = h.queues.iter().find(|q| q.name == "work").expect("work");
+    assert!(!fig.paused, "resumed before the restart: {fig:?}");
+    let next = api
+        .spawn_req(work.req(work.agent(None, "0", 0), "work"))
+        .await;
+    let next = api.wait_terminal(&next.run_id, TIMEOUT).await;
+    assert_eq!(next.status(), RunStatus::Succeeded, "{next:?}");
+    assert_eq!(
+        work.started(),
+        vec![other.run_id, held.run_id, next.run_id.clone()]
+    );
+}
+
 // 9. ------------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

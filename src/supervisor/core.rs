@@ -210,6 +210,16 @@ pub fn start(settings: CoreSettings) -> SupervisorHandle {
         firing: HashSet::new(),
         no_output: watch::channel(OutputProgress::default()).1,
     };
+    // A pause an operator set before a restart still holds.
+    match core.s.store.paused_queues() {
+        Ok(paused) => {
+            if !paused.is_empty() {
+                info!(queues = ?paused, "queues paused before the restart stay paused");
+            }
+            core.paused.extend(paused);
+        }
+        Err(e) => warn!(error = %e, "cannot read the paused queues; none is paused"),
+    }
     // Alerts an earlier daemon left firing are resolved by this one once their condition is gone.
     if let Ok(open) = core
         .s
@@ -414,9 +424,7 @@ impl Core {
                 paused,
                 max_concurrent,
                 reply,
-            } => {
-                let _ = reply.send(self.update_queue(queue, paused, max_concurrent));
-            }
+            } => self.update_queue(queue, paused, max_concurrent, reply),
             Msg::QueueHealth { reply } => {
                 let _ = reply.send(self.queue_figures());
             }

@@ -607,44 +607,60 @@ impl Core {
         );
     }
 
-    /// Pause or resume a queue, or change its limit until the next reload.
+    /// Pause or resume a queue, or change its limit until the next reload. A pause or a resume
+    /// is in the store (it holds across a restart) before it is answered.
     pub(super) fn update_queue(
         &mut self,
         queue: String,
         paused: Option<bool>,
         max_concurrent: Option<usize>,
-    ) -> Result<QueueFigures, ApiError> {
+        reply: oneshot::Sender<Result<QueueFigures, ApiError>>,
+    ) {
         if !self.s.config.queues.contains_key(&queue) {
-            return Err(crate::supervisor::validate::unknown_queue(
+            let _ = reply.send(Err(crate::supervisor::validate::unknown_queue(
                 &self.s.config,
                 &queue,
-            ));
+            )));
+            return;
         }
         if let Some(m) = max_concurrent {
             if m == 0 || m > 1_000_000 {
-                return Err(ApiError::invalid(
+                let _ = reply.send(Err(ApiError::invalid(
                     "max_concurrent",
                     format!("{m} must be between 1 and 1000000"),
-                ));
+                )));
+                return;
             }
             self.live_limits.insert(queue.clone(), m);
         }
-        match paused {
-            Some(true) => {
-                self.paused.insert(queue.clone());
+        let changed = paused.filter(|p| {
+            if *p {
+                self.paused.insert(queue.clone())
+            } else {
+                self.paused.remove(&queue)
             }
-            Some(false) => {
-                self.paused.remove(&queue);
-            }
-            None => {}
-        }
+        });
         info!(queue, ?paused, ?max_concurrent, "queue updated");
         self.dispatch();
-        Ok(self
+        let figures = self
             .queue_figures()
             .into_iter()
             .find(|f| f.name == queue)
-            .unwrap_or_default())
+            .unwrap_or_default();
+        match changed {
+            Some(p) => self.s.store.write(
+                Batch {
+                    queue_paused: vec![(queue, p)],
+                    ..Batch::default()
+                },
+                Some(Box::new(move |r| {
+                    let _ = reply.send(committed(r, figures));
+                })),
+            ),
+            None => {
+                let _ = reply.send(Ok(figures));
+            }
+        }
     }
 
     /// Figures of every configured queue, from the run table.
