@@ -15,7 +15,8 @@ use common::*;
 use tonic::Code;
 use wf_supervisor::proto::{
     CancelRequest, CancelResponse, GetQueueHealthRequest, GetQueueHealthResponse, KillRequest,
-    ListRequest, RestartPolicy, Run, RunStatus, Selector, SpawnRequest, UpdateQueueRequest,
+    ListRequest, LogsRequest, RestartPolicy, Run, RunStatus, Selector, SpawnRequest,
+    UpdateQueueRequest,
 };
 
 /// A test's marker file and the env var that tags its agents for /proc sampling.
@@ -809,6 +810,72 @@ async fn a_paused_queue_stays_paused_across_a_restart_until_resumed() {
         work.started(),
         vec![other.run_id, held.run_id, next.run_id.clone()]
     );
+}
+
+/// `wfctl logs -f` of a queued run waits for it to start and then follows it to its end; of a
+/// queued run that is cancelled instead, it ends with nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn following_the_logs_of_a_queued_run_waits_for_its_start() {
+    let mut site = site_with("[queues.one]\nmax_concurrent = 1\n");
+    let api = site.start().await;
+    let work = Work::new(&site);
+    let holder = api
+        .spawn_req(work.req(work.agent(Some("h"), "0", 0), "one"))
+        .await;
+    let follow = |run_id: String| {
+        let mut client = api.client.clone();
+        tokio::spawn(async move {
+            let mut stream = client
+                .logs(LogsRequest {
+                    run_id,
+                    follow: true,
+                    tail_bytes: 0,
+                })
+                .await
+                .expect("Logs")
+                .into_inner();
+            let mut out = Vec::new();
+            while let Some(chunk) = stream.message().await.expect("the Logs stream") {
+                out.extend_from_slice(&chunk.data);
+            }
+            String::from_utf8_lossy(&out).into_owned()
+        })
+    };
+    let queued = api
+        .spawn_req(work.req(sh("sleep 0.2; echo first; sleep 0.2; echo second"), "one"))
+        .await;
+    let dropped = api.spawn_req(work.req(sh("echo never"), "one")).await;
+    assert_eq!(queued.status(), RunStatus::Queued);
+    let (logs, dropped_logs) = (
+        follow(queued.run_id.clone()),
+        follow(dropped.run_id.clone()),
+    );
+    api.wait_running(&holder.run_id).await;
+    // Both follows are still open while their runs wait.
+    tokio::task::yield_now().await;
+    assert!(!logs.is_finished() && !dropped_logs.is_finished());
+    cancel(
+        &api,
+        CancelRequest {
+            run_id: dropped.run_id.clone(),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("Cancel");
+    let none = tokio::time::timeout(TIMEOUT, dropped_logs)
+        .await
+        .expect("the follow of a cancelled queued run ends")
+        .expect("the follow task");
+    assert_eq!(none, "");
+    work.open_gate("h");
+    let text = tokio::time::timeout(TIMEOUT, logs)
+        .await
+        .expect("the follow ends with the run")
+        .expect("the follow task");
+    assert_eq!(text, "first\nsecond\n");
+    let r = api.get(&queued.run_id).await;
+    assert_eq!(r.status(), RunStatus::Succeeded, "{r:?}");
 }
 
 // 9. ------------------------------------------------------------------------------------------

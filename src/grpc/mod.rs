@@ -852,13 +852,19 @@ impl Supervisor for SupervisorService {
             r.tail_bytes
         };
         let (tx, rx) = tokio::sync::mpsc::channel(16);
-        tokio::spawn(logs::stream_logs(
-            source,
-            tail,
-            r.follow,
-            tx,
-            self.shutdown.clone(),
-        ));
+        let (handle, shutdown) = (self.handle.clone(), self.shutdown.clone());
+        tokio::spawn(async move {
+            // Following a queued run waits for it to start (or to end without starting).
+            let source = if r.follow && source.queued {
+                match logs::wait_until_started(&handle, &r.run_id, &tx, &shutdown).await {
+                    Some(s) => s,
+                    None => return,
+                }
+            } else {
+                source
+            };
+            logs::stream_logs(source, tail, r.follow, tx, shutdown).await
+        });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 

@@ -470,6 +470,7 @@ impl Core {
                     Some(e) => Ok(LogSource {
                         dir: self.log_dir(&run_id),
                         progress: e.progress.clone(),
+                        queued: e.record.status == RunStatus::Queued,
                     }),
                     None => Err(ApiError::NotFound(run_id)),
                 };

@@ -154,6 +154,8 @@ pub struct QueueFigures {
 pub struct LogSource {
     pub dir: PathBuf,
     pub progress: watch::Receiver<OutputProgress>,
+    /// The run has not started yet: no output, and none to follow until it starts.
+    pub queued: bool,
 }
 
 /// The spawn that restarts `old`, and a note saying how. This is the one place that copies an
