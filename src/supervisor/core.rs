@@ -77,8 +77,6 @@ struct Entry {
     alerted: Vec<RuleKind>,
     /// Output byte counts as last written to the store (idle runs are not rewritten).
     written_bytes: (u64, u64),
-    /// For a queued run: why it waits, as the scheduler last said.
-    wait: Option<crate::schedule::Wait>,
     /// The run's resource usage, read by its run task (a fresh one for each start).
     usage: UsageProbe,
     /// Unix ms when its run task was launched (for the spawn latency).
@@ -104,10 +102,8 @@ struct Core {
     /// Stuck-rule timers: when each agent run's earliest rule could fire.
     deadlines: BTreeSet<(i64, String)>,
     armed: HashMap<String, i64>,
-    /// Runs in QUEUED, in the order they would start (priority, then age).
-    queued: std::collections::BTreeMap<QueueKey, String>,
-    /// Queued runs per queue, as of the last dispatch.
-    queued_depth: HashMap<String, usize>,
+    /// Runs in QUEUED, in the order they would start (priority, then age), and indexed.
+    queued: queue::Queued,
     /// Live runs per queue.
     live_by_queue: HashMap<String, usize>,
     /// Queues paused by UpdateQueue, and live limits (until the next reload).
@@ -196,8 +192,7 @@ pub fn start(settings: CoreSettings) -> SupervisorHandle {
         shutdown_waiters: Vec::new(),
         deadlines: BTreeSet::new(),
         armed: HashMap::new(),
-        queued: std::collections::BTreeMap::new(),
-        queued_depth: HashMap::new(),
+        queued: queue::Queued::default(),
         live_by_queue: HashMap::new(),
         paused: HashSet::new(),
         live_limits: HashMap::new(),
@@ -294,7 +289,6 @@ pub fn start(settings: CoreSettings) -> SupervisorHandle {
                 dirty: false,
                 alerted: Vec::new(),
                 written_bytes: (0, 0),
-                wait: None,
                 usage: UsageProbe::new(),
                 launched_at: 0,
             },
@@ -437,7 +431,7 @@ impl Core {
                         if e.control.is_some() {
                             e.usage.sample();
                         }
-                        snapshot(e)
+                        self.shown(e)
                     })
                     .ok_or(ApiError::NotFound(run_id));
                 let _ = reply.send(r);
@@ -456,7 +450,8 @@ impl Core {
                 if limit > 0 {
                     entries.truncate(limit);
                 }
-                let _ = reply.send(entries.into_iter().map(snapshot).collect());
+                let st = self.standing();
+                let _ = reply.send(entries.into_iter().map(|e| self.shown_in(e, &st)).collect());
             }
             Msg::Kill {
                 run_id,
@@ -1113,7 +1108,6 @@ impl Core {
                 dirty: false,
                 alerted: Vec::new(),
                 written_bytes: (0, 0),
-                wait: None,
                 usage: UsageProbe::new(),
                 launched_at: 0,
             },
@@ -1143,20 +1137,12 @@ impl Core {
             .map(|q| q.max_queued)
             .unwrap_or(0);
         // The others waiting in its queue (the last dispatch counted this run too).
-        let waiting = self
-            .queued_depth
-            .get(&queue)
-            .copied()
-            .unwrap_or(1)
-            .saturating_sub(1);
+        let waiting = self.queued.depth(&queue).saturating_sub(1);
         if waiting >= max_queued {
             // No room to wait: the run never existed.
             let e = self.runs.remove(&run_id);
             if let Some(e) = &e {
                 self.queued.remove(&queue_key(e));
-            }
-            if let Some(d) = self.queued_depth.get_mut(&queue) {
-                *d = d.saturating_sub(1);
             }
             self.successors.retain(|_, v| v != &run_id);
             if !key.is_empty() {
@@ -1171,7 +1157,8 @@ impl Core {
         }
         let e = self.runs.get_mut(&run_id)?;
         e.record.queued_at = e.record.created_at;
-        let rec = snapshot(e);
+        let rec = self.shown(self.runs.get(&run_id)?);
+        let e = self.runs.get_mut(&run_id)?;
         let reply = e.spawn_reply.take();
         let audits = e
             .spawn_audit
@@ -1483,11 +1470,8 @@ impl Core {
         let Some(mut e) = self.runs.remove(&run_id) else {
             return;
         };
-        if self.queued.remove(&queue_key(&e)).is_some() {
-            if let Some(d) = self.queued_depth.get_mut(&e.record.spec.policy.queue) {
-                *d = d.saturating_sub(1);
-            }
-        }
+        self.queued.remove(&queue_key(&e));
+        self.wake_dependents(&run_id);
         if let Some(at) = self.armed.remove(&run_id) {
             self.deadlines.remove(&(at, run_id.clone()));
         }
@@ -1568,6 +1552,7 @@ impl Core {
             }
         }
         // Dependents of a purged run see it as missing; a purged successor keeps its link.
+        self.queued.recheck_all();
         self.dispatch_needed = true;
         let dirs: Vec<PathBuf> = ids.iter().map(|id| self.log_dir(id)).collect();
         let answer = ids.clone();
@@ -1631,9 +1616,6 @@ fn stuck_key(run_id: &str, rule: RuleKind) -> String {
 /// The record with the output counters as of now.
 fn snapshot(e: &Entry) -> RunRecord {
     let mut r = e.record.clone();
-    if let Some(w) = &e.wait {
-        r.waiting_reason = w.describe(&r.spec.policy.queue);
-    }
     if e.control.is_some() || !r.status.is_terminal() || r.stdout_bytes == 0 {
         let p = *e.progress.borrow();
         r.stdout_bytes = r.stdout_bytes.max(p.stdout);
