@@ -878,6 +878,105 @@ async fn following_the_logs_of_a_queued_run_waits_for_its_start() {
     assert_eq!(r.status(), RunStatus::Succeeded, "{r:?}");
 }
 
+/// List pages: newest first, each page bounded, the token leads to the rest, runs spawned
+/// between pages do not shift them, and bad paging input is refused naming the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_pages_through_the_queued_runs() {
+    let mut site = site_with("[queues.held]\nmax_concurrent = 1\n");
+    let api = site.start().await;
+    let work = Work::new(&site);
+    update_queue(&api, "held", Some(true), None).await;
+    let mut ids = Vec::new();
+    for _ in 0..7 {
+        ids.push(api.spawn_req(work.req(sh("true"), "held")).await.run_id);
+    }
+    ids.reverse(); // newest first
+    let page = |token: String| {
+        let mut client = api.client.clone();
+        async move {
+            client
+                .list(ListRequest {
+                    queue: "held".into(),
+                    page_size: 3,
+                    page_token: token,
+                    ..Default::default()
+                })
+                .await
+                .map(|r| r.into_inner())
+        }
+    };
+    let first = page(String::new()).await.expect("page 1");
+    assert_eq!(
+        first.runs.iter().map(|r| &r.run_id).collect::<Vec<_>>(),
+        ids[..3].iter().collect::<Vec<_>>()
+    );
+    assert!(!first.next_page_token.is_empty());
+    assert_eq!(first.runs[0].waiting_reason, "queue held is paused");
+    // A run spawned between pages is newer than every page: the next pages do not shift.
+    let newer = api.spawn_req(work.req(sh("true"), "held")).await;
+    let second = page(first.next_page_token.clone()).await.expect("page 2");
+    let third = page(second.next_page_token.clone()).await.expect("page 3");
+    let rest: Vec<String> = second
+        .runs
+        .iter()
+        .chain(&third.runs)
+        .map(|r| r.run_id.clone())
+        .collect();
+    assert_eq!(rest, ids[3..].to_vec());
+    assert!(third.next_page_token.is_empty(), "{third:?}");
+    // Unpaged, every run in one answer, as before paging existed.
+    let all = api
+        .client
+        .clone()
+        .list(ListRequest {
+            queue: "held".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("List")
+        .into_inner();
+    assert_eq!(all.runs.len(), 8);
+    assert_eq!(all.runs[0].run_id, newer.run_id);
+    assert!(all.next_page_token.is_empty());
+    // Bad input names its field.
+    for (req, field) in [
+        (
+            ListRequest {
+                page_size: 1001,
+                ..Default::default()
+            },
+            "page_size",
+        ),
+        (
+            ListRequest {
+                page_size: 10,
+                limit: 5,
+                ..Default::default()
+            },
+            "page_size",
+        ),
+        (
+            ListRequest {
+                page_token: first.next_page_token.clone(),
+                ..Default::default()
+            },
+            "page_size",
+        ),
+        (
+            ListRequest {
+                page_size: 10,
+                page_token: "not-a-token".into(),
+                ..Default::default()
+            },
+            "page_token",
+        ),
+    ] {
+        let err = api.client.clone().list(req).await.expect_err(field);
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        assert!(err.message().starts_with(field), "{err:?}");
+    }
+}
+
 // 9. ------------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -439,19 +439,29 @@ impl Core {
             Msg::List {
                 filter,
                 limit,
+                before,
                 reply,
             } => {
+                // Filtered first, by reference; only the answered page is copied.
                 let mut entries: Vec<&Entry> = self
                     .runs
                     .values()
-                    .filter(|e| filter.matches(&e.record))
+                    .filter(|e| before.is_none_or(|b| e.seq < b) && filter.matches(&e.record))
                     .collect();
-                entries.sort_by_key(|e| std::cmp::Reverse(e.seq));
-                if limit > 0 {
+                let more = limit > 0 && entries.len() > limit;
+                if more {
+                    entries.select_nth_unstable_by_key(limit, |e| std::cmp::Reverse(e.seq));
                     entries.truncate(limit);
                 }
+                entries.sort_unstable_by_key(|e| std::cmp::Reverse(e.seq));
+                let next = if more {
+                    entries.last().map(|e| e.seq)
+                } else {
+                    None
+                };
                 let st = self.standing();
-                let _ = reply.send(entries.into_iter().map(|e| self.shown_in(e, &st)).collect());
+                let runs = entries.into_iter().map(|e| self.shown_in(e, &st)).collect();
+                let _ = reply.send((runs, next));
             }
             Msg::Kill {
                 run_id,
