@@ -322,6 +322,7 @@ async fn on_one_daemon(ctx: &Ctx, d: &Daemon, s: &Sizes, rep: &mut Report) -> an
     let mut list_ms = Vec::new();
     let mut page_ms = Vec::new();
     let mut health_ms = Vec::new();
+    let mut unpaged = false;
     for _ in 0..s.latency_trials {
         let t = Instant::now();
         let n = c
@@ -343,15 +344,15 @@ async fn on_one_daemon(ctx: &Ctx, d: &Daemon, s: &Sizes, rep: &mut Report) -> an
             .await?
             .into_inner();
         page_ms.push(ms(t.elapsed()));
-        if page.runs.len() > PAGE as usize {
-            anyhow::bail!(
-                "List with page_size {PAGE} returned {} runs (a daemon without paging?)",
-                page.runs.len()
-            );
-        }
+        unpaged |= page.runs.len() > PAGE as usize;
         let t = Instant::now();
         c.get_queue_health(GetQueueHealthRequest {}).await?;
         health_ms.push(ms(t.elapsed()));
+    }
+    if unpaged {
+        rep.notes.push(format!(
+            "queue: this daemon does not page List: the page row is every run, not {PAGE}"
+        ));
     }
     let list_name = format!("List with the queued runs: all {} in one answer", s.queued);
     let page_name = format!("List with the queued runs: one page of {PAGE}");

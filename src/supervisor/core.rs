@@ -69,7 +69,8 @@ struct Entry {
     exited_on_own: bool,
     spawn_reply: Option<oneshot::Sender<Result<RunRecord, ApiError>>>,
     /// The spawn call's audit record, written with the run's start (or its failure to start).
-    spawn_audit: Option<AuditRecord>,
+    /// Boxed: a queued run holds none, so it should not pay for one inline.
+    spawn_audit: Option<Box<AuditRecord>>,
     kill_waiters: Vec<oneshot::Sender<Result<KillOutcome, ApiError>>>,
     /// Changed since last written (heartbeats are written in batches, not one by one).
     dirty: bool,
@@ -77,7 +78,8 @@ struct Entry {
     alerted: Vec<RuleKind>,
     /// Output byte counts as last written to the store (idle runs are not rewritten).
     written_bytes: (u64, u64),
-    /// The run's resource usage, read by its run task (a fresh one for each start).
+    /// The run's resource usage, read by its run task (a fresh one for each start; runs that
+    /// have not started share one that is never attached).
     usage: UsageProbe,
     /// Unix ms when its run task was launched (for the spawn latency).
     launched_at: i64,
@@ -94,7 +96,8 @@ struct Core {
     s: CoreSettings,
     tx: mpsc::Sender<Msg>,
     events: broadcast::Sender<RunEvent>,
-    runs: HashMap<String, Entry>,
+    /// Boxed entries: the table's slots stay small, so its spare capacity costs little.
+    runs: HashMap<String, Box<Entry>>,
     next_seq: u64,
     live: usize,
     shutting_down: bool,
@@ -124,6 +127,8 @@ struct Core {
     firing: HashSet<String>,
     /// The progress of a run that has not started (shared by all queued runs).
     no_output: watch::Receiver<OutputProgress>,
+    /// The usage probe of a run that has not started (shared; replaced at its start).
+    no_usage: UsageProbe,
 }
 
 type Done = Box<dyn FnOnce(Result<(), CommitError>) + Send>;
@@ -204,6 +209,7 @@ pub fn start(settings: CoreSettings) -> SupervisorHandle {
         dispatch_needed: false,
         firing: HashSet::new(),
         no_output: watch::channel(OutputProgress::default()).1,
+        no_usage: UsageProbe::new(),
     };
     // A pause an operator set before a restart still holds.
     match core.s.store.paused_queues() {
@@ -274,7 +280,7 @@ pub fn start(settings: CoreSettings) -> SupervisorHandle {
         let (_tx, progress) = watch::channel(done);
         core.runs.insert(
             h.record.run_id.clone(),
-            Entry {
+            Box::new(Entry {
                 seq: h.seq,
                 record: h.record,
                 control: None,
@@ -289,9 +295,9 @@ pub fn start(settings: CoreSettings) -> SupervisorHandle {
                 dirty: false,
                 alerted: Vec::new(),
                 written_bytes: (0, 0),
-                usage: UsageProbe::new(),
+                usage: core.no_usage.clone(),
                 launched_at: 0,
-            },
+            }),
         );
     }
     tokio::spawn(core.run(rx));
@@ -447,6 +453,7 @@ impl Core {
                     .runs
                     .values()
                     .filter(|e| before.is_none_or(|b| e.seq < b) && filter.matches(&e.record))
+                    .map(|e| &**e)
                     .collect();
                 let more = limit > 0 && entries.len() > limit;
                 if more {
@@ -525,7 +532,7 @@ impl Core {
                     .metrics
                     .run_started(&rec, rec.started_at - e.launched_at);
                 let reply = e.spawn_reply.take();
-                let audits = spawn_audit_outcome(e.spawn_audit.take(), &rec);
+                let audits = spawn_audit_outcome(e.spawn_audit.take().map(|a| *a), &rec);
                 let answer = rec.clone();
                 let id = run_id.clone();
                 self.persist_with(
@@ -555,7 +562,7 @@ impl Core {
                 e.control = None;
                 let rec = snapshot(e);
                 let reply = e.spawn_reply.take();
-                let audits = spawn_audit_outcome(e.spawn_audit.take(), &rec);
+                let audits = spawn_audit_outcome(e.spawn_audit.take().map(|a| *a), &rec);
                 let waiters: Vec<_> = e.kill_waiters.drain(..).collect();
                 let answer = rec.clone();
                 let why = format!("run {run_id} never started: {error}");
@@ -1102,7 +1109,7 @@ impl Core {
         self.next_seq += 1;
         self.runs.insert(
             run_id.clone(),
-            Entry {
+            Box::new(Entry {
                 seq: self.next_seq,
                 record,
                 control: None,
@@ -1113,14 +1120,14 @@ impl Core {
                 force_sent: false,
                 exited_on_own: false,
                 spawn_reply: Some(reply),
-                spawn_audit,
+                spawn_audit: spawn_audit.map(Box::new),
                 kill_waiters: Vec::new(),
                 dirty: false,
                 alerted: Vec::new(),
                 written_bytes: (0, 0),
-                usage: UsageProbe::new(),
+                usage: self.no_usage.clone(),
                 launched_at: 0,
-            },
+            }),
         );
         if let Some(e) = self.runs.get(&run_id) {
             self.queued.insert(queue_key(e), run_id.clone());

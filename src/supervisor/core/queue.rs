@@ -176,6 +176,10 @@ impl Core {
                 .starts(&self.queue_limits(), &self.occupancy());
             for key in starts {
                 if let Some(id) = self.queued.ids.get(&key).cloned() {
+                    if let Some(e) = self.runs.get_mut(&id) {
+                        // Its own probe from now on (queued runs share one never attached).
+                        e.usage = crate::usage::UsageProbe::new();
+                    }
                     self.start_run(&id);
                 }
             }
@@ -335,7 +339,8 @@ impl Core {
         let rec = snapshot(e);
         // A spawn still waiting for its answer (its dependency had already failed) gets it now.
         let spawn_reply = e.spawn_reply.take();
-        audits.extend(e.spawn_audit.take().map(|mut a| {
+        audits.extend(e.spawn_audit.take().map(|a| {
+            let mut a = *a;
             a.run_id = run_id.to_string();
             a.outcome("ok", format!("CANCELLED at once: {reason}"))
         }));
@@ -774,7 +779,7 @@ impl Core {
                 .oldest(q)
                 .and_then(|k| self.queued.ids.get(&k))
                 .and_then(|id| self.runs.get(id))
-                .map(waiting_since);
+                .map(|e| waiting_since(e));
             if let Some(s) = since {
                 oldest.insert(q, s);
             }
