@@ -4,13 +4,17 @@
 //! carries a [`Plan`] out; this module only decides, from the state it is given, so every rule is
 //! unit-tested without a daemon.
 //!
-//! Theory of operation: the core calls [`plan`] after anything that can change the answer (a
-//! spawn, a run ending, a cancel, a config reload, UpdateQueue, or the plan's own `wake_at`
-//! passing), never on a poll. Waiting runs are considered highest priority first, then oldest
-//! first, across all queues; a run starts when it is eligible (every dependency SUCCEEDED,
+//! Theory of operation: waiting runs are considered highest priority first, then oldest first,
+//! across all queues; a run starts when it is eligible (every dependency SUCCEEDED,
 //! `not_before` passed, its queue not paused) and both its queue's `max_concurrent` and the
 //! host-wide ceiling (`runs.max_live_runs`) have room. A queue that is full holds back only its
-//! own runs.
+//! own runs. [`plan`] decides that over every queued run at once: the reference. The core
+//! decides it after anything that can change the answer (a spawn, a run ending, a cancel, a
+//! config reload, UpdateQueue, or a wake-up time passing), never on a poll, and incrementally:
+//! [`classify`] judges a run whose standing changed and [`index::Index`] keeps it in its place,
+//! so a dispatch costs what changed, not the number of queued runs; a property test in
+//! `index.rs` holds that decision to [`plan`]'s. Why a run waits ([`wait_reason`]) is read when
+//! someone asks.
 pub mod backoff;
 pub mod index;
 

@@ -2,7 +2,10 @@
 //! (`crate::schedule`) on the run table it owns. Starting a queued run, ending one that never
 //! started, a run's wall-clock timeout, restarts by policy (also of runs LOST in a crash), queue
 //! control and figures, and the queue alerts (fired and resolved through the store's alert
-//! model). Nothing here awaits; every change is written before it is acknowledged.
+//! model). Nothing here awaits; every change is written before it is acknowledged. The queued
+//! runs are kept in `Queued`: by start order, and in the scheduler's indexes, which every change
+//! of a queued run's standing (new, started, ended, a dependency ending, a time passing) keeps
+//! in step, so a dispatch looks at what changed and at the heads of the queues.
 use std::collections::{BTreeMap, HashMap};
 
 use tokio::sync::{mpsc, oneshot, watch};
