@@ -15,7 +15,8 @@ use common::*;
 use tonic::Code;
 use wf_supervisor::proto::{
     CancelRequest, CancelResponse, GetQueueHealthRequest, GetQueueHealthResponse, KillRequest,
-    ListRequest, RestartPolicy, Run, RunStatus, Selector, SpawnRequest, UpdateQueueRequest,
+    ListRequest, LogsRequest, RestartPolicy, Run, RunStatus, Selector, SpawnRequest,
+    UpdateQueueRequest,
 };
 
 /// A test's marker file and the env var that tags its agents for /proc sampling.
@@ -762,6 +763,218 @@ async fn pause_resume_live_limits_figures_and_alerts_that_resolve() {
         err.message().contains("default") && err.message().contains("work"),
         "{err:?}"
     );
+}
+
+/// A pause is on record before UpdateQueue answers, so it outlives the daemon (a SIGKILL and a
+/// clean stop alike): the queue starts nothing after the restart until it is resumed, and the
+/// resume is on record too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_queue_stays_paused_across_a_restart_until_resumed() {
+    let mut site = site_with("[queues.work]\nmax_concurrent = 2\n");
+    let api = site.start().await;
+    let work = Work::new(&site);
+    assert!(update_queue(&api, "work", Some(true), None).await.paused);
+    let held = api
+        .spawn_req(work.req(work.agent(None, "0", 0), "work"))
+        .await;
+    assert_eq!(held.waiting_reason, "queue work is paused", "{held:?}");
+    site.crash();
+    let api = site.start().await;
+    let h = queue_health(&api).await;
+    let fig = h.queues.iter().find(|q| q.name == "work").expect("work");
+    assert!(fig.paused, "still paused after the restart: {fig:?}");
+    assert_eq!(fig.queued, 1, "{fig:?}");
+    let run = api.get(&held.run_id).await;
+    assert_eq!(run.status(), RunStatus::Queued, "{run:?}");
+    assert_eq!(run.waiting_reason, "queue work is paused", "{run:?}");
+    // A run of another queue still starts and ends: the daemon dispatched, and held this one.
+    let other = api.spawn_req(work.req(work.agent(None, "0", 0), "")).await;
+    api.wait_terminal(&other.run_id, TIMEOUT).await;
+    assert_eq!(work.started(), vec![other.run_id.clone()]);
+    assert_eq!(api.get(&held.run_id).await.status(), RunStatus::Queued);
+    assert!(!update_queue(&api, "work", Some(false), None).await.paused);
+    let done = api.wait_terminal(&held.run_id, TIMEOUT).await;
+    assert_eq!(done.status(), RunStatus::Succeeded, "{done:?}");
+    // The resume is on record as well: after a clean stop the queue runs what it is given.
+    site.stop().await;
+    let api = site.start().await;
+    let h = queue_health(&api).await;
+    let fig = h.queues.iter().find(|q| q.name == "work").expect("work");
+    assert!(!fig.paused, "resumed before the restart: {fig:?}");
+    let next = api
+        .spawn_req(work.req(work.agent(None, "0", 0), "work"))
+        .await;
+    let next = api.wait_terminal(&next.run_id, TIMEOUT).await;
+    assert_eq!(next.status(), RunStatus::Succeeded, "{next:?}");
+    assert_eq!(
+        work.started(),
+        vec![other.run_id, held.run_id, next.run_id.clone()]
+    );
+}
+
+/// `wfctl logs -f` of a queued run waits for it to start and then follows it to its end; of a
+/// queued run that is cancelled instead, it ends with nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn following_the_logs_of_a_queued_run_waits_for_its_start() {
+    let mut site = site_with("[queues.one]\nmax_concurrent = 1\n");
+    let api = site.start().await;
+    let work = Work::new(&site);
+    let holder = api
+        .spawn_req(work.req(work.agent(Some("h"), "0", 0), "one"))
+        .await;
+    let follow = |run_id: String| {
+        let mut client = api.client.clone();
+        tokio::spawn(async move {
+            let mut stream = client
+                .logs(LogsRequest {
+                    run_id,
+                    follow: true,
+                    tail_bytes: 0,
+                })
+                .await
+                .expect("Logs")
+                .into_inner();
+            let mut out = Vec::new();
+            while let Some(chunk) = stream.message().await.expect("the Logs stream") {
+                out.extend_from_slice(&chunk.data);
+            }
+            String::from_utf8_lossy(&out).into_owned()
+        })
+    };
+    let queued = api
+        .spawn_req(work.req(sh("sleep 0.2; echo first; sleep 0.2; echo second"), "one"))
+        .await;
+    let dropped = api.spawn_req(work.req(sh("echo never"), "one")).await;
+    assert_eq!(queued.status(), RunStatus::Queued);
+    let (logs, dropped_logs) = (
+        follow(queued.run_id.clone()),
+        follow(dropped.run_id.clone()),
+    );
+    api.wait_running(&holder.run_id).await;
+    // Both follows are still open while their runs wait.
+    tokio::task::yield_now().await;
+    assert!(!logs.is_finished() && !dropped_logs.is_finished());
+    cancel(
+        &api,
+        CancelRequest {
+            run_id: dropped.run_id.clone(),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("Cancel");
+    let none = tokio::time::timeout(TIMEOUT, dropped_logs)
+        .await
+        .expect("the follow of a cancelled queued run ends")
+        .expect("the follow task");
+    assert_eq!(none, "");
+    work.open_gate("h");
+    let text = tokio::time::timeout(TIMEOUT, logs)
+        .await
+        .expect("the follow ends with the run")
+        .expect("the follow task");
+    assert_eq!(text, "first\nsecond\n");
+    let r = api.get(&queued.run_id).await;
+    assert_eq!(r.status(), RunStatus::Succeeded, "{r:?}");
+}
+
+/// List pages: newest first, each page bounded, the token leads to the rest, runs spawned
+/// between pages do not shift them, and bad paging input is refused naming the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_pages_through_the_queued_runs() {
+    let mut site = site_with("[queues.held]\nmax_concurrent = 1\n");
+    let api = site.start().await;
+    let work = Work::new(&site);
+    update_queue(&api, "held", Some(true), None).await;
+    let mut ids = Vec::new();
+    for _ in 0..7 {
+        ids.push(api.spawn_req(work.req(sh("true"), "held")).await.run_id);
+    }
+    ids.reverse(); // newest first
+    let page = |token: String| {
+        let mut client = api.client.clone();
+        async move {
+            client
+                .list(ListRequest {
+                    queue: "held".into(),
+                    page_size: 3,
+                    page_token: token,
+                    ..Default::default()
+                })
+                .await
+                .map(|r| r.into_inner())
+        }
+    };
+    let first = page(String::new()).await.expect("page 1");
+    assert_eq!(
+        first.runs.iter().map(|r| &r.run_id).collect::<Vec<_>>(),
+        ids[..3].iter().collect::<Vec<_>>()
+    );
+    assert!(!first.next_page_token.is_empty());
+    assert_eq!(first.runs[0].waiting_reason, "queue held is paused");
+    // A run spawned between pages is newer than every page: the next pages do not shift.
+    let newer = api.spawn_req(work.req(sh("true"), "held")).await;
+    let second = page(first.next_page_token.clone()).await.expect("page 2");
+    let third = page(second.next_page_token.clone()).await.expect("page 3");
+    let rest: Vec<String> = second
+        .runs
+        .iter()
+        .chain(&third.runs)
+        .map(|r| r.run_id.clone())
+        .collect();
+    assert_eq!(rest, ids[3..].to_vec());
+    assert!(third.next_page_token.is_empty(), "{third:?}");
+    // Unpaged, every run in one answer, as before paging existed.
+    let all = api
+        .client
+        .clone()
+        .list(ListRequest {
+            queue: "held".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("List")
+        .into_inner();
+    assert_eq!(all.runs.len(), 8);
+    assert_eq!(all.runs[0].run_id, newer.run_id);
+    assert!(all.next_page_token.is_empty());
+    // Bad input names its field.
+    for (req, field) in [
+        (
+            ListRequest {
+                page_size: 1001,
+                ..Default::default()
+            },
+            "page_size",
+        ),
+        (
+            ListRequest {
+                page_size: 10,
+                limit: 5,
+                ..Default::default()
+            },
+            "page_size",
+        ),
+        (
+            ListRequest {
+                page_token: first.next_page_token.clone(),
+                ..Default::default()
+            },
+            "page_size",
+        ),
+        (
+            ListRequest {
+                page_size: 10,
+                page_token: "not-a-token".into(),
+                ..Default::default()
+            },
+            "page_token",
+        ),
+    ] {
+        let err = api.client.clone().list(req).await.expect_err(field);
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        assert!(err.message().starts_with(field), "{err:?}");
+    }
 }
 
 // 9. ------------------------------------------------------------------------------------------

@@ -204,7 +204,7 @@ async fn scrape(ctx: &Ctx, d: &Daemon, port: u16) -> anyhow::Result<Vec<f64>> {
     Ok(out)
 }
 
-async fn get_metrics(port: u16) -> anyhow::Result<String> {
+pub(super) async fn get_metrics(port: u16) -> anyhow::Result<String> {
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
     s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         .await?;

@@ -4,8 +4,9 @@
 //! opened before it has seen every run end. (2) Dispatch latency: a slot frees (the holder's
 //! leader exits, seen on a pidfd) -> the next queued run's process exists (its FIFO marker line);
 //! the raw baseline is a plain fork/exec of the same command to its marker. (3) Memory per queued
-//! run: the daemon's RSS before and after M spawns into a paused queue. (4) List and
-//! GetQueueHealth answer times with those M queued. Everything ends with one bulk Cancel.
+//! run: the daemon's RSS before and after M spawns into a paused queue. (4) List (all at once,
+//! and one page) and GetQueueHealth answer times with those M queued. (5) The dispatch latency
+//! again with the M queued in that other queue. Everything ends with one bulk Cancel.
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,7 @@ use anyhow::Context;
 use futures::future::join_all;
 use wf_supervisor::proto::{
     CancelRequest, GetQueueHealthRequest, GetRequest, ListRequest, RunStatus, Selector,
-    UpdateQueueRequest, WatchRequest,
+    SpawnRequest, UpdateQueueRequest, WatchRequest,
 };
 
 use super::daemon::{self, Client, Daemon};
@@ -24,6 +25,10 @@ use super::stats::{ms, Summary};
 use super::{procs, sys, Ctx};
 
 const QUEUE_LIMIT: u32 = 16;
+/// The queue the queued runs of (3) to (5) wait in, paused.
+const BACKLOG: &str = "backlog";
+/// The page a paging client asks for (as wfctl ps does).
+const PAGE: u32 = 500;
 const MARKER: &str = r#"echo "ready $BENCH_TRIAL" > "$BENCH_FIFO""#;
 
 /// How much work: the issue's sizes for a full run, small ones for --quick.
@@ -53,9 +58,14 @@ fn sizes(ctx: &Ctx) -> Sizes {
     }
 }
 
-async fn set_queue(c: &mut Client, paused: Option<bool>, max: Option<u32>) -> anyhow::Result<()> {
+async fn set_queue(
+    c: &mut Client,
+    queue: &str,
+    paused: Option<bool>,
+    max: Option<u32>,
+) -> anyhow::Result<()> {
     c.update_queue(UpdateQueueRequest {
-        queue: "default".into(),
+        queue: queue.into(),
         paused,
         max_concurrent: max,
     })
@@ -96,8 +106,17 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     );
 
     // (2)-(4) on one daemon.
-    let mut d = Daemon::start(ctx, "queue").await?;
-    let r = on_one_daemon(ctx, &d, &s, &mut rep).await;
+    // The metrics listener gives the store's commit times (the part of a dispatch that is the
+    // STARTING commit before the fork).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let extra = format!(
+        "\n[queues.{BACKLOG}]\nmax_concurrent = 1\nmax_queued = {}\n\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n",
+        s.queued + 1
+    );
+    let mut d = Daemon::start_with(ctx, "queue", &extra).await?;
+    let r = on_one_daemon(ctx, &d, &s, port, &mut rep).await;
     rep.daemon_stopped(d.stop());
     r?;
     Ok(rep)
@@ -112,7 +131,7 @@ async fn throughput(
 ) -> anyhow::Result<f64> {
     let mut admin = d.client().await?;
     if let Some(l) = limit {
-        set_queue(&mut admin, None, Some(l)).await?;
+        set_queue(&mut admin, "default", None, Some(l)).await?;
     }
     let mut stream = admin
         .watch(WatchRequest {
@@ -168,23 +187,28 @@ fn on_exit(pid: i32) -> anyhow::Result<tokio::task::JoinHandle<Option<Instant>>>
     }))
 }
 
-async fn on_one_daemon(ctx: &Ctx, d: &Daemon, s: &Sizes, rep: &mut Report) -> anyhow::Result<()> {
-    let mut c = d.client().await?;
-    set_queue(&mut c, None, Some(1)).await?;
-    let mut fifo = Fifo::create(&ctx.tmp().join("queue.fifo"))?;
+/// Dispatch latency trials on the default queue (limited to 1): a holder runs, the next run
+/// waits behind it; the holder's exit (on a pidfd) -> the next one's FIFO marker. With `raw`,
+/// each trial also times a plain fork/exec of the same command to its marker.
+async fn dispatch_trials(
+    ctx: &Ctx,
+    c: &mut Client,
+    fifo: &mut Fifo,
+    trials: usize,
+    what: &str,
+    raw: bool,
+) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
     let fifo_path = fifo.path().display().to_string();
-
-    // (2) Dispatch latency: the holder exits, the queued run starts.
     let mut dispatch_ms = Vec::new();
     let mut raw_ms = Vec::new();
-    for i in 0..s.dispatch_trials {
-        let holder = daemon::spawn(&mut c, ctx, &["sleep", "0.2"], &[]).await?;
-        let trial = ctx.unique(&format!("queue-d{i}"));
+    for i in 0..trials {
+        let holder = daemon::spawn(c, ctx, &["sleep", "0.2"], &[]).await?;
+        let trial = ctx.unique(&format!("queue-{what}{i}"));
         let env = [
             ("BENCH_FIFO", fifo_path.clone()),
             ("BENCH_TRIAL", trial.clone()),
         ];
-        let next = daemon::spawn(&mut c, ctx, &["sh", "-c", MARKER], &env).await?;
+        let next = daemon::spawn(c, ctx, &["sh", "-c", MARKER], &env).await?;
         if next.status != RunStatus::Queued as i32 {
             anyhow::bail!("the second run did not wait behind the first: {next:?}");
         }
@@ -202,10 +226,12 @@ async fn on_one_daemon(ctx: &Ctx, d: &Daemon, s: &Sizes, rep: &mut Report) -> an
             .wait_line(&format!("ready {trial}"), Duration::from_secs(10))
             .await?;
         dispatch_ms.push(ms(at.saturating_duration_since(t0)));
-        daemon::wait_terminal(&mut c, &next.run_id, Duration::from_secs(30)).await?;
-
+        daemon::wait_terminal(c, &next.run_id, Duration::from_secs(30)).await?;
+        if !raw {
+            continue;
+        }
         // Raw: fork/exec of the same command to its marker line.
-        let trial = ctx.unique(&format!("queue-r{i}"));
+        let trial = ctx.unique(&format!("queue-r{what}{i}"));
         let mut env: BTreeMap<String, String> = BTreeMap::new();
         env.insert("BENCH_FIFO".into(), fifo_path.clone());
         env.insert("BENCH_TRIAL".into(), trial.clone());
@@ -220,6 +246,71 @@ async fn on_one_daemon(ctx: &Ctx, d: &Daemon, s: &Sizes, rep: &mut Report) -> an
         raw_ms.push(ms(at.saturating_duration_since(t0)));
         child.reap();
     }
+    Ok((dispatch_ms, raw_ms))
+}
+
+/// A run of `true` into the backlog queue (paused), tagged like every benchmark run.
+async fn spawn_backlog(c: &mut Client, ctx: &Ctx) -> anyhow::Result<()> {
+    let (k, v) = ctx.tag_env();
+    let req = SpawnRequest {
+        argv: vec!["true".into()],
+        env: [(k, v), ("BENCH_QUEUED".to_string(), "1".to_string())]
+            .into_iter()
+            .collect(),
+        queue: BACKLOG.into(),
+        ..Default::default()
+    };
+    let run = tokio::time::timeout(Duration::from_secs(30), c.spawn(req))
+        .await
+        .context("Spawn did not answer within 30 s")?
+        .context("Spawn into the backlog queue")?
+        .into_inner()
+        .run
+        .context("the Spawn answer carries no run")?;
+    if run.status != RunStatus::Queued as i32 {
+        anyhow::bail!("a backlog run did not stay queued: {run:?}");
+    }
+    Ok(())
+}
+
+/// (sum of seconds, count) of the store's commits so far, from the daemon's metrics.
+async fn commit_totals(port: u16) -> anyhow::Result<(f64, f64)> {
+    let body = super::metrics::get_metrics(port).await?;
+    let value = |name: &str| {
+        body.lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .with_context(|| format!("the metrics have no {name}"))
+    };
+    Ok((
+        value("wf_store_commit_seconds_sum")?,
+        value("wf_store_commit_seconds_count")?,
+    ))
+}
+
+async fn on_one_daemon(
+    ctx: &Ctx,
+    d: &Daemon,
+    s: &Sizes,
+    port: u16,
+    rep: &mut Report,
+) -> anyhow::Result<()> {
+    let mut c = d.client().await?;
+    set_queue(&mut c, "default", None, Some(1)).await?;
+    let mut fifo = Fifo::create(&ctx.tmp().join("queue.fifo"))?;
+
+    // (2) Dispatch latency: the holder exits, the queued run starts.
+    let before = commit_totals(port).await?;
+    let (dispatch_ms, raw_ms) =
+        dispatch_trials(ctx, &mut c, &mut fifo, s.dispatch_trials, "d", true).await?;
+    let after = commit_totals(port).await?;
+    let commits = after.1 - before.1;
+    let commit_ms = (after.0 - before.0) * 1000.0 / commits.max(1.0);
+    rep.notes.push(format!(
+        "queue: {commits:.0} store commits during the {} dispatch trials (wf_store_commit from the daemon's metrics): each trial's dispatch waits for one of them, the STARTING record, before the fork",
+        s.dispatch_trials
+    ));
     let p99 = Summary::of(&dispatch_ms).map(|s| s.p99).unwrap_or(f64::MAX);
     rep.rows.push(
         Row::dist(
@@ -231,9 +322,15 @@ async fn on_one_daemon(ctx: &Ctx, d: &Daemon, s: &Sizes, rep: &mut Report) -> an
         .raw_dist(&raw_ms)
         .target("p99 <= 2 ms", p99 <= 2.0),
     );
+    rep.rows.push(Row::value(
+        "queue",
+        "store commit during those trials (mean; one precedes each fork)",
+        "ms",
+        commit_ms,
+    ));
 
-    // (3) Memory per queued run: M spawns into a paused queue.
-    set_queue(&mut c, Some(true), None).await?;
+    // (3) Memory per queued run: M spawns into the paused backlog queue.
+    set_queue(&mut c, BACKLOG, Some(true), None).await?;
     let before = d.usage()?.rss_kib;
     let clients = d.clients(4).await?;
     let per = s.queued.div_ceil(clients.len());
@@ -241,7 +338,7 @@ async fn on_one_daemon(ctx: &Ctx, d: &Daemon, s: &Sizes, rep: &mut Report) -> an
         let n = per.min(s.queued.saturating_sub(ci * per));
         async move {
             for _ in 0..n {
-                daemon::spawn(&mut c, ctx, &["true"], &[("BENCH_QUEUED", "1".to_string())]).await?;
+                spawn_backlog(&mut c, ctx).await?;
             }
             anyhow::Ok(())
         }
@@ -261,9 +358,12 @@ async fn on_one_daemon(ctx: &Ctx, d: &Daemon, s: &Sizes, rep: &mut Report) -> an
         .target("<= 4 KiB", per_run <= 4.0),
     );
 
-    // (4) List and GetQueueHealth with M queued.
+    // (4) List and GetQueueHealth with M queued: List whole (unpaged) and one page, as a
+    // client that pages (wfctl ps) asks for it.
     let mut list_ms = Vec::new();
+    let mut page_ms = Vec::new();
     let mut health_ms = Vec::new();
+    let mut unpaged = false;
     for _ in 0..s.latency_trials {
         let t = Instant::now();
         let n = c
@@ -277,17 +377,59 @@ async fn on_one_daemon(ctx: &Ctx, d: &Daemon, s: &Sizes, rep: &mut Report) -> an
             anyhow::bail!("List returned {n} runs, fewer than the {} queued", s.queued);
         }
         let t = Instant::now();
+        let page = c
+            .list(ListRequest {
+                page_size: PAGE,
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        page_ms.push(ms(t.elapsed()));
+        unpaged |= page.runs.len() > PAGE as usize;
+        let t = Instant::now();
         c.get_queue_health(GetQueueHealthRequest {}).await?;
         health_ms.push(ms(t.elapsed()));
     }
+    if unpaged {
+        rep.notes.push(format!(
+            "queue: this daemon does not page List: the page row is every run, not {PAGE}"
+        ));
+    }
+    let list_name = format!("List with the queued runs: all {} in one answer", s.queued);
+    let page_name = format!("List with the queued runs: one page of {PAGE}");
     for (metric, samples) in [
-        ("List with the queued runs", &list_ms),
+        (list_name.as_str(), &list_ms),
+        (page_name.as_str(), &page_ms),
         ("GetQueueHealth with the queued runs", &health_ms),
     ] {
         let p99 = Summary::of(samples).map(|s| s.p99).unwrap_or(f64::MAX);
         rep.rows
             .push(Row::dist("queue", metric, "ms", samples).target("p99 <= 20 ms", p99 <= 20.0));
     }
+
+    // (5) Dispatch latency again with the M runs queued in the backlog: a dispatch costs what
+    // changed, not the number of queued runs.
+    let (backlog_ms, _) =
+        dispatch_trials(ctx, &mut c, &mut fifo, s.dispatch_trials, "b", false).await?;
+    let p99 = Summary::of(&backlog_ms).map(|s| s.p99).unwrap_or(f64::MAX);
+    rep.rows.push(
+        Row::dist(
+            "queue",
+            &format!(
+                "slot frees -> next queued run's process exists, {} more queued",
+                s.queued
+            ),
+            "ms",
+            &backlog_ms,
+        )
+        .raw_dist(&raw_ms)
+        .target("p99 <= 2 ms", p99 <= 2.0),
+    );
+    rep.notes.push(format!(
+        "queue: the second dispatch row has {} runs queued in another queue (paused) meanwhile; its raw column is the first row's fork/exec",
+        s.queued
+    ));
+
     // End them all in one bulk call (each cancelled and audited).
     let t = Instant::now();
     let out = c

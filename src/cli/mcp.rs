@@ -593,6 +593,7 @@ impl WfServer {
             queue: p.queue.clone().unwrap_or_default(),
             workflow: p.workflow.clone().unwrap_or_default(),
             labels: p.labels.clone(),
+            ..Default::default()
         };
         let matches = |r: &Run| {
             run_matches(

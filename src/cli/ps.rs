@@ -1,5 +1,6 @@
 //! `wfctl ps`: list runs, newest first, optionally only those in some statuses, of a queue or
 //! workflow, with some labels, or the newest N; a table by default, `{"runs": [...]}` with --json.
+//! Every matching run is fetched a page at a time (List paging), the newest N in one answer.
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -46,21 +47,36 @@ pub struct PsArgs {
     pub no_trunc: bool,
 }
 
+/// Runs per List answer while `ps` pages through every matching run.
+const PAGE_SIZE: u32 = 500;
+
 pub async fn run(client: &mut Client, args: PsArgs, json: bool) -> anyhow::Result<ExitCode> {
-    let request = ListRequest {
+    let mut request = ListRequest {
         statuses: args.status.iter().map(|s| *s as i32).collect(),
         limit: args.limit.unwrap_or(0),
         queue: args.queue.clone().unwrap_or_default(),
         workflow: args.workflow.clone().unwrap_or_default(),
         labels: args.labels.iter().cloned().collect(),
+        ..Default::default()
     };
-    let mut runs = client
-        .list(request)
-        .await
-        .map_err(api_error)
-        .context("ps")?
-        .into_inner()
-        .runs;
+    if request.limit == 0 {
+        // Every matching run, a page at a time: each answer stays small however many there are.
+        request.page_size = PAGE_SIZE;
+    }
+    let mut runs = Vec::new();
+    loop {
+        let page = client
+            .list(request.clone())
+            .await
+            .map_err(api_error)
+            .context("ps")?
+            .into_inner();
+        runs.extend(page.runs);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        request.page_token = page.next_page_token;
+    }
     // The API promises newest first; keep that order even if a daemon does not.
     runs.sort_by_key(|r| std::cmp::Reverse(r.created_at));
     if json {

@@ -308,8 +308,33 @@ pub fn list(r: &proto::ListRequest) -> Checked {
     }
     text("queue", &r.queue, MAX_NAME_BYTES)?;
     text("workflow", &r.workflow, MAX_NAME_BYTES)?;
+    if r.page_size > MAX_PAGE_SIZE {
+        return Err(violation(
+            "page_size",
+            format!(
+                "at most {MAX_PAGE_SIZE} runs per page (got {})",
+                r.page_size
+            ),
+        ));
+    }
+    if r.page_size > 0 && r.limit > 0 {
+        return Err(violation(
+            "page_size",
+            "give page_size (and page through) or limit, not both",
+        ));
+    }
+    if !r.page_token.is_empty() && r.page_size == 0 {
+        return Err(violation(
+            "page_size",
+            "is required with page_token (1 to 1000)",
+        ));
+    }
+    text("page_token", &r.page_token, MAX_NAME_BYTES)?;
     labels("labels", &r.labels)
 }
+
+/// The most runs one List answer holds when paged.
+pub const MAX_PAGE_SIZE: u32 = 1000;
 
 pub fn kill(r: &proto::KillRequest) -> Checked {
     run_id("run_id", &r.run_id)?;

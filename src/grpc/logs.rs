@@ -1,5 +1,6 @@
 //! Streaming a run's log files: the tail of each stream, then (with follow) new output as the
-//! drains write it, until the run's drains are done.
+//! drains write it, until the run's drains are done. A follow of a queued run first waits for
+//! it to start.
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
@@ -9,7 +10,9 @@ use tonic::Status;
 
 use crate::proto::{LogChunk, LogStream};
 use crate::run::output::{CappedLog, Stream};
-use crate::supervisor::LogSource;
+use crate::run::RunStatus;
+use crate::supervisor::{LogSource, SupervisorHandle};
+use tokio::sync::broadcast;
 
 const CHUNK: usize = 64 * 1024;
 
@@ -56,6 +59,41 @@ async fn send_range(
         }
     }
     Some(off)
+}
+
+/// For a follow of a queued run: wait until the run has left QUEUED (started, or ended without
+/// starting), then its log source. None when the client left, the daemon is stopping, or the
+/// run is gone. Event driven: the run's own events wake it; a lagging subscription asks again.
+pub async fn wait_until_started(
+    handle: &SupervisorHandle,
+    run_id: &str,
+    tx: &mpsc::Sender<Result<LogChunk, Status>>,
+    shutdown: &CancellationToken,
+) -> Option<LogSource> {
+    // Subscribed before asking, so a start between the two is not missed.
+    let mut events = handle.subscribe();
+    loop {
+        match handle.logs(run_id).await {
+            Ok(s) if !s.queued => return Some(s),
+            Ok(_) => {}
+            Err(e) => {
+                let _ = tx.send(Err(e.into())).await;
+                return None;
+            }
+        }
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return None,
+                _ = tx.closed() => return None,
+                ev = events.recv() => match ev {
+                    Ok(ev) if ev.run_id == run_id && ev.status != RunStatus::Queued => break,
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) => break,
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
+            }
+        }
+    }
 }
 
 pub async fn stream_logs(

@@ -228,6 +228,25 @@ fn spawn_fields(r: &proto::SpawnRequest) -> serde_json::Value {
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
+/// A List page's token: the cursor (the last answered run's place in spawn order), tagged so a
+/// token from anywhere else is told apart.
+fn page_token(cursor: u64) -> String {
+    format!("p1.{cursor:x}")
+}
+
+fn page_cursor(token: &str) -> Result<u64, Status> {
+    token
+        .strip_prefix("p1.")
+        .and_then(|h| u64::from_str_radix(h, 16).ok())
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "page_token",
+                "is not a token from an earlier List answer of this daemon",
+            )
+            .into()
+        })
+}
+
 fn need_run_id(run_id: &str) -> Result<(), Status> {
     if run_id.is_empty() {
         return Err(ApiError::invalid("run_id", "is required").into());
@@ -370,9 +389,24 @@ impl Supervisor for SupervisorService {
             queue: r.queue,
             statuses,
         };
-        let runs = self.handle.list(filter, r.limit as usize).await?;
+        let after = if r.page_token.is_empty() {
+            None
+        } else {
+            Some(page_cursor(&r.page_token)?)
+        };
+        let size = if r.page_size > 0 {
+            r.page_size
+        } else {
+            r.limit
+        };
+        let (runs, next) = self.handle.list_page(filter, size as usize, after).await?;
         Ok(Response::new(proto::ListResponse {
             runs: runs.iter().map(run_to_proto).collect(),
+            // A limit (no paging) asks for the newest N, not for pages.
+            next_page_token: next
+                .filter(|_| r.page_size > 0)
+                .map(page_token)
+                .unwrap_or_default(),
         }))
     }
 
@@ -856,13 +890,19 @@ impl Supervisor for SupervisorService {
             r.tail_bytes
         };
         let (tx, rx) = tokio::sync::mpsc::channel(16);
-        tokio::spawn(logs::stream_logs(
-            source,
-            tail,
-            r.follow,
-            tx,
-            self.shutdown.clone(),
-        ));
+        let (handle, shutdown) = (self.handle.clone(), self.shutdown.clone());
+        tokio::spawn(async move {
+            // Following a queued run waits for it to start (or to end without starting).
+            let source = if r.follow && source.queued {
+                match logs::wait_until_started(&handle, &r.run_id, &tx, &shutdown).await {
+                    Some(s) => s,
+                    None => return,
+                }
+            } else {
+                source
+            };
+            logs::stream_logs(source, tail, r.follow, tx, shutdown).await
+        });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 

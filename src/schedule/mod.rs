@@ -4,14 +4,19 @@
 //! carries a [`Plan`] out; this module only decides, from the state it is given, so every rule is
 //! unit-tested without a daemon.
 //!
-//! Theory of operation: the core calls [`plan`] after anything that can change the answer (a
-//! spawn, a run ending, a cancel, a config reload, UpdateQueue, or the plan's own `wake_at`
-//! passing), never on a poll. Waiting runs are considered highest priority first, then oldest
-//! first, across all queues; a run starts when it is eligible (every dependency SUCCEEDED,
+//! Theory of operation: waiting runs are considered highest priority first, then oldest first,
+//! across all queues; a run starts when it is eligible (every dependency SUCCEEDED,
 //! `not_before` passed, its queue not paused) and both its queue's `max_concurrent` and the
 //! host-wide ceiling (`runs.max_live_runs`) have room. A queue that is full holds back only its
-//! own runs.
+//! own runs. [`plan`] decides that over every queued run at once: the reference. The core
+//! decides it after anything that can change the answer (a spawn, a run ending, a cancel, a
+//! config reload, UpdateQueue, or a wake-up time passing), never on a poll, and incrementally:
+//! [`classify`] judges a run whose standing changed and [`index::Index`] keeps it in its place,
+//! so a dispatch costs what changed, not the number of queued runs; a property test in
+//! `index.rs` holds that decision to [`plan`]'s. Why a run waits ([`wait_reason`]) is read when
+//! someone asks.
 pub mod backoff;
+pub mod index;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -192,8 +197,122 @@ pub struct Plan {
     pub wake_at: Option<i64>,
 }
 
-/// Decide what happens to the queued runs now. Cheapest when `waiting` comes in priority-then-age
-/// order already (the sort then only checks it).
+/// What a queued run's own state says, before its queue is asked: the first of these that holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// End it CANCELLED, never started (its queue_timeout passed, or a dependency failed or is
+    /// gone), for this reason.
+    Cancel(String),
+    /// Wait for these dependencies (still queued or live).
+    Deps(Vec<String>),
+    /// Wait until this Unix ms.
+    NotBefore(i64),
+    /// It may start once its queue and the host have room.
+    Eligible,
+}
+
+/// Judge one queued run by its deadline, dependencies and `not_before` (not by its queue).
+pub fn classify(now: i64, w: &Waiting<'_>) -> Verdict {
+    if w.expires_at > 0 && now >= w.expires_at {
+        return Verdict::Cancel(format!(
+            "waited {} in queue {} without starting, past its queue_timeout; never started",
+            human_ms(w.queue_timeout_ms),
+            w.queue
+        ));
+    }
+    let ended = w.deps.iter().find_map(|d| match d {
+        Dep::Failed { run_id, status } => {
+            Some(format!("dependency {run_id} ended {status}; never started"))
+        }
+        Dep::Missing { run_id } => Some(format!(
+            "dependency {run_id} no longer exists (purged); never started"
+        )),
+        _ => None,
+    });
+    if let Some(reason) = ended {
+        return Verdict::Cancel(reason);
+    }
+    let pending: Vec<String> = w
+        .deps
+        .iter()
+        .filter_map(|d| match d {
+            Dep::Pending { run_id } => Some(run_id.clone()),
+            _ => None,
+        })
+        .collect();
+    if !pending.is_empty() {
+        return Verdict::Deps(pending);
+    }
+    if w.not_before > now {
+        return Verdict::NotBefore(w.not_before);
+    }
+    Verdict::Eligible
+}
+
+/// Why an eligible run cannot start now, from its queue's limits and how full things are (None:
+/// it may start).
+fn held_by_queue(
+    queue: &str,
+    queues: &BTreeMap<String, QueueLimits>,
+    busy: usize,
+    host_live: usize,
+    host_max: usize,
+) -> Option<Wait> {
+    let Some(limits) = queues.get(queue) else {
+        return Some(Wait::Unconfigured);
+    };
+    if limits.paused {
+        return Some(Wait::Paused);
+    }
+    if busy >= limits.max_concurrent {
+        return Some(Wait::QueueFull {
+            busy,
+            max: limits.max_concurrent,
+        });
+    }
+    if host_live >= host_max {
+        return Some(Wait::HostFull {
+            live: host_live,
+            max: host_max,
+        });
+    }
+    None
+}
+
+/// Why a run that stays queued waits, read from the state as it is (after the starts of the
+/// last decision): the reason [`plan`] gives it. For a run the decision would cancel, the reason
+/// it would have waited for otherwise; for one that could start, that its queue is full (it is
+/// about to start).
+pub fn wait_reason(
+    now: i64,
+    w: &Waiting<'_>,
+    queues: &BTreeMap<String, QueueLimits>,
+    occupancy: &Occupancy,
+) -> Wait {
+    match classify(now, w) {
+        Verdict::Deps(ids) => Wait::Deps(ids),
+        Verdict::NotBefore(at) => Wait::NotBefore(at),
+        Verdict::Cancel(_) | Verdict::Eligible => {
+            let busy = occupancy.running.get(w.queue).copied().unwrap_or(0);
+            held_by_queue(
+                w.queue,
+                queues,
+                busy,
+                occupancy.host_live,
+                occupancy.host_max,
+            )
+            .unwrap_or(Wait::QueueFull {
+                busy,
+                max: queues.get(w.queue).map_or(0, |l| l.max_concurrent),
+            })
+        }
+    }
+}
+
+/// Decide what happens to the queued runs now, looking at every one of them: the reference
+/// decision (the core decides through [`index::Index`], which a property test holds to this).
+/// Cheapest when `waiting` comes in priority-then-age order already (the sort then only checks
+/// it).
 pub fn plan(
     now: i64,
     queues: &BTreeMap<String, QueueLimits>,
@@ -220,77 +339,29 @@ pub fn plan(
     let mut reasons: Vec<(usize, Wait)> = Vec::new();
     for i in order {
         let w = &waiting[i];
-        if w.expires_at > 0 && now >= w.expires_at {
-            out.cancel.push((
-                i,
-                format!(
-                    "waited {} in queue {} without starting, past its queue_timeout; never started",
-                    human_ms(w.queue_timeout_ms),
-                    w.queue
-                ),
-            ));
-            continue;
-        }
-        let ended = w.deps.iter().find_map(|d| match d {
-            Dep::Failed { run_id, status } => {
-                Some(format!("dependency {run_id} ended {status}; never started"))
-            }
-            Dep::Missing { run_id } => Some(format!(
-                "dependency {run_id} no longer exists (purged); never started"
-            )),
-            _ => None,
-        });
-        if let Some(reason) = ended {
+        let verdict = classify(now, w);
+        if let Verdict::Cancel(reason) = verdict {
             out.cancel.push((i, reason));
             continue;
         }
         if w.expires_at > 0 {
             wake(w.expires_at);
         }
-        let pending: Vec<String> = w
-            .deps
-            .iter()
-            .filter_map(|d| match d {
-                Dep::Pending { run_id } => Some(run_id.clone()),
-                _ => None,
-            })
-            .collect();
-        if !pending.is_empty() {
-            reasons.push((i, Wait::Deps(pending)));
-            continue;
-        }
-        if w.not_before > now {
-            wake(w.not_before);
-            reasons.push((i, Wait::NotBefore(w.not_before)));
-            continue;
-        }
-        let Some(limits) = queues.get(w.queue) else {
-            reasons.push((i, Wait::Unconfigured));
-            continue;
-        };
-        if limits.paused {
-            reasons.push((i, Wait::Paused));
-            continue;
+        match verdict {
+            Verdict::Deps(pending) => {
+                reasons.push((i, Wait::Deps(pending)));
+                continue;
+            }
+            Verdict::NotBefore(at) => {
+                wake(at);
+                reasons.push((i, Wait::NotBefore(at)));
+                continue;
+            }
+            _ => {}
         }
         let busy = running.get(w.queue).copied().unwrap_or(0);
-        if busy >= limits.max_concurrent {
-            reasons.push((
-                i,
-                Wait::QueueFull {
-                    busy,
-                    max: limits.max_concurrent,
-                },
-            ));
-            continue;
-        }
-        if host_live >= occupancy.host_max {
-            reasons.push((
-                i,
-                Wait::HostFull {
-                    live: host_live,
-                    max: occupancy.host_max,
-                },
-            ));
+        if let Some(why) = held_by_queue(w.queue, queues, busy, host_live, occupancy.host_max) {
+            reasons.push((i, why));
             continue;
         }
         *running.entry(w.queue).or_default() += 1;

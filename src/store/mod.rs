@@ -173,6 +173,8 @@ pub struct Batch {
     /// them the writer still keeps for a retry (upserts, audit records) is discarded, and a row
     /// is deleted if there is one.
     pub forget: Vec<String>,
+    /// Queues paused (true) or resumed (false) by an operator: kept across restarts.
+    pub queue_paused: Vec<(String, bool)>,
 }
 
 impl Batch {
@@ -188,6 +190,7 @@ impl Batch {
             && self.drop_pending.is_empty()
             && self.purge.is_none()
             && self.forget.is_empty()
+            && self.queue_paused.is_empty()
     }
 
     /// Whether committing it may change what alerts fire (the outbox is told).
@@ -556,6 +559,16 @@ impl Store {
         })
     }
 
+    /// The queues an operator paused (and did not resume), as of the last commit.
+    pub fn paused_queues(&self) -> Result<Vec<String>, StoreError> {
+        self.read(|c| {
+            let mut st =
+                c.prepare("SELECT queue FROM queue_state WHERE paused = 1 ORDER BY queue")?;
+            let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+            rows.collect()
+        })
+    }
+
     /// One alert by id.
     pub fn alert(&self, id: i64) -> Result<Option<Alert>, StoreError> {
         self.read(|c| {
@@ -848,6 +861,16 @@ fn commit<'a>(
                 "UPDATE alerts SET resolved_at = ?1 WHERE dedup_key = ?2 AND resolved_at = 0",
                 params![crate::time::now_ms(), key],
             )?;
+        }
+        for (queue, paused) in &b.queue_paused {
+            if *paused {
+                tx.execute(
+                    "INSERT OR REPLACE INTO queue_state (queue, paused) VALUES (?1, 1)",
+                    [queue],
+                )?;
+            } else {
+                tx.execute("DELETE FROM queue_state WHERE queue = ?1", [queue])?;
+            }
         }
         for (id, by) in &b.acks {
             tx.execute(

@@ -104,6 +104,14 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (webhook, alert_id)
     );
     "#,
+    // 6: queue control that outlives the daemon: the queues an operator paused (UpdateQueue),
+    // so a pause for an incident holds across a restart.
+    r#"
+    CREATE TABLE queue_state (
+        queue TEXT PRIMARY KEY,
+        paused INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this daemon writes.

@@ -69,7 +69,8 @@ struct Entry {
     exited_on_own: bool,
     spawn_reply: Option<oneshot::Sender<Result<RunRecord, ApiError>>>,
     /// The spawn call's audit record, written with the run's start (or its failure to start).
-    spawn_audit: Option<AuditRecord>,
+    /// Boxed: a queued run holds none, so it should not pay for one inline.
+    spawn_audit: Option<Box<AuditRecord>>,
     kill_waiters: Vec<oneshot::Sender<Result<KillOutcome, ApiError>>>,
     /// Changed since last written (heartbeats are written in batches, not one by one).
     dirty: bool,
@@ -77,9 +78,8 @@ struct Entry {
     alerted: Vec<RuleKind>,
     /// Output byte counts as last written to the store (idle runs are not rewritten).
     written_bytes: (u64, u64),
-    /// For a queued run: why it waits, as the scheduler last said.
-    wait: Option<crate::schedule::Wait>,
-    /// The run's resource usage, read by its run task (a fresh one for each start).
+    /// The run's resource usage, read by its run task (a fresh one for each start; runs that
+    /// have not started share one that is never attached).
     usage: UsageProbe,
     /// Unix ms when its run task was launched (for the spawn latency).
     launched_at: i64,
@@ -96,7 +96,8 @@ struct Core {
     s: CoreSettings,
     tx: mpsc::Sender<Msg>,
     events: broadcast::Sender<RunEvent>,
-    runs: HashMap<String, Entry>,
+    /// Boxed entries: the table's slots stay small, so its spare capacity costs little.
+    runs: HashMap<String, Box<Entry>>,
     next_seq: u64,
     live: usize,
     shutting_down: bool,
@@ -104,10 +105,8 @@ struct Core {
     /// Stuck-rule timers: when each agent run's earliest rule could fire.
     deadlines: BTreeSet<(i64, String)>,
     armed: HashMap<String, i64>,
-    /// Runs in QUEUED, in the order they would start (priority, then age).
-    queued: std::collections::BTreeMap<QueueKey, String>,
-    /// Queued runs per queue, as of the last dispatch.
-    queued_depth: HashMap<String, usize>,
+    /// Runs in QUEUED, in the order they would start (priority, then age), and indexed.
+    queued: queue::Queued,
     /// Live runs per queue.
     live_by_queue: HashMap<String, usize>,
     /// Queues paused by UpdateQueue, and live limits (until the next reload).
@@ -128,6 +127,8 @@ struct Core {
     firing: HashSet<String>,
     /// The progress of a run that has not started (shared by all queued runs).
     no_output: watch::Receiver<OutputProgress>,
+    /// The usage probe of a run that has not started (shared; replaced at its start).
+    no_usage: UsageProbe,
 }
 
 type Done = Box<dyn FnOnce(Result<(), CommitError>) + Send>;
@@ -196,8 +197,7 @@ pub fn start(settings: CoreSettings) -> SupervisorHandle {
         shutdown_waiters: Vec::new(),
         deadlines: BTreeSet::new(),
         armed: HashMap::new(),
-        queued: std::collections::BTreeMap::new(),
-        queued_depth: HashMap::new(),
+        queued: queue::Queued::default(),
         live_by_queue: HashMap::new(),
         paused: HashSet::new(),
         live_limits: HashMap::new(),
@@ -209,7 +209,18 @@ pub fn start(settings: CoreSettings) -> SupervisorHandle {
         dispatch_needed: false,
         firing: HashSet::new(),
         no_output: watch::channel(OutputProgress::default()).1,
+        no_usage: UsageProbe::new(),
     };
+    // A pause an operator set before a restart still holds.
+    match core.s.store.paused_queues() {
+        Ok(paused) => {
+            if !paused.is_empty() {
+                info!(queues = ?paused, "queues paused before the restart stay paused");
+            }
+            core.paused.extend(paused);
+        }
+        Err(e) => warn!(error = %e, "cannot read the paused queues; none is paused"),
+    }
     // Alerts an earlier daemon left firing are resolved by this one once their condition is gone.
     if let Ok(open) = core
         .s
@@ -269,7 +280,7 @@ pub fn start(settings: CoreSettings) -> SupervisorHandle {
         let (_tx, progress) = watch::channel(done);
         core.runs.insert(
             h.record.run_id.clone(),
-            Entry {
+            Box::new(Entry {
                 seq: h.seq,
                 record: h.record,
                 control: None,
@@ -284,10 +295,9 @@ pub fn start(settings: CoreSettings) -> SupervisorHandle {
                 dirty: false,
                 alerted: Vec::new(),
                 written_bytes: (0, 0),
-                wait: None,
-                usage: UsageProbe::new(),
+                usage: core.no_usage.clone(),
                 launched_at: 0,
-            },
+            }),
         );
     }
     tokio::spawn(core.run(rx));
@@ -414,9 +424,7 @@ impl Core {
                 paused,
                 max_concurrent,
                 reply,
-            } => {
-                let _ = reply.send(self.update_queue(queue, paused, max_concurrent));
-            }
+            } => self.update_queue(queue, paused, max_concurrent, reply),
             Msg::QueueHealth { reply } => {
                 let _ = reply.send(self.queue_figures());
             }
@@ -429,7 +437,7 @@ impl Core {
                         if e.control.is_some() {
                             e.usage.sample();
                         }
-                        snapshot(e)
+                        self.shown(e)
                     })
                     .ok_or(ApiError::NotFound(run_id));
                 let _ = reply.send(r);
@@ -437,18 +445,30 @@ impl Core {
             Msg::List {
                 filter,
                 limit,
+                before,
                 reply,
             } => {
+                // Filtered first, by reference; only the answered page is copied.
                 let mut entries: Vec<&Entry> = self
                     .runs
                     .values()
-                    .filter(|e| filter.matches(&e.record))
+                    .filter(|e| before.is_none_or(|b| e.seq < b) && filter.matches(&e.record))
+                    .map(|e| &**e)
                     .collect();
-                entries.sort_by_key(|e| std::cmp::Reverse(e.seq));
-                if limit > 0 {
+                let more = limit > 0 && entries.len() > limit;
+                if more {
+                    entries.select_nth_unstable_by_key(limit, |e| std::cmp::Reverse(e.seq));
                     entries.truncate(limit);
                 }
-                let _ = reply.send(entries.into_iter().map(snapshot).collect());
+                entries.sort_unstable_by_key(|e| std::cmp::Reverse(e.seq));
+                let next = if more {
+                    entries.last().map(|e| e.seq)
+                } else {
+                    None
+                };
+                let st = self.standing();
+                let runs = entries.into_iter().map(|e| self.shown_in(e, &st)).collect();
+                let _ = reply.send((runs, next));
             }
             Msg::Kill {
                 run_id,
@@ -462,6 +482,7 @@ impl Core {
                     Some(e) => Ok(LogSource {
                         dir: self.log_dir(&run_id),
                         progress: e.progress.clone(),
+                        queued: e.record.status == RunStatus::Queued,
                     }),
                     None => Err(ApiError::NotFound(run_id)),
                 };
@@ -511,7 +532,7 @@ impl Core {
                     .metrics
                     .run_started(&rec, rec.started_at - e.launched_at);
                 let reply = e.spawn_reply.take();
-                let audits = spawn_audit_outcome(e.spawn_audit.take(), &rec);
+                let audits = spawn_audit_outcome(e.spawn_audit.take().map(|a| *a), &rec);
                 let answer = rec.clone();
                 let id = run_id.clone();
                 self.persist_with(
@@ -543,7 +564,7 @@ impl Core {
                 e.control = None;
                 let rec = snapshot(e);
                 let reply = e.spawn_reply.take();
-                let audits = spawn_audit_outcome(e.spawn_audit.take(), &rec);
+                let audits = spawn_audit_outcome(e.spawn_audit.take().map(|a| *a), &rec);
                 let waiters: Vec<_> = e.kill_waiters.drain(..).collect();
                 let answer = rec.clone();
                 let why = format!("run {run_id} never started: {error}");
@@ -1090,7 +1111,7 @@ impl Core {
         self.next_seq += 1;
         self.runs.insert(
             run_id.clone(),
-            Entry {
+            Box::new(Entry {
                 seq: self.next_seq,
                 record,
                 control: None,
@@ -1101,15 +1122,14 @@ impl Core {
                 force_sent: false,
                 exited_on_own: false,
                 spawn_reply: Some(reply),
-                spawn_audit,
+                spawn_audit: spawn_audit.map(Box::new),
                 kill_waiters: Vec::new(),
                 dirty: false,
                 alerted: Vec::new(),
                 written_bytes: (0, 0),
-                wait: None,
-                usage: UsageProbe::new(),
+                usage: self.no_usage.clone(),
                 launched_at: 0,
-            },
+            }),
         );
         if let Some(e) = self.runs.get(&run_id) {
             self.queued.insert(queue_key(e), run_id.clone());
@@ -1136,20 +1156,12 @@ impl Core {
             .map(|q| q.max_queued)
             .unwrap_or(0);
         // The others waiting in its queue (the last dispatch counted this run too).
-        let waiting = self
-            .queued_depth
-            .get(&queue)
-            .copied()
-            .unwrap_or(1)
-            .saturating_sub(1);
+        let waiting = self.queued.depth(&queue).saturating_sub(1);
         if waiting >= max_queued {
             // No room to wait: the run never existed.
             let e = self.runs.remove(&run_id);
             if let Some(e) = &e {
                 self.queued.remove(&queue_key(e));
-            }
-            if let Some(d) = self.queued_depth.get_mut(&queue) {
-                *d = d.saturating_sub(1);
             }
             self.successors.retain(|_, v| v != &run_id);
             if !key.is_empty() {
@@ -1164,7 +1176,8 @@ impl Core {
         }
         let e = self.runs.get_mut(&run_id)?;
         e.record.queued_at = e.record.created_at;
-        let rec = snapshot(e);
+        let rec = self.shown(self.runs.get(&run_id)?);
+        let e = self.runs.get_mut(&run_id)?;
         let reply = e.spawn_reply.take();
         let audits = e
             .spawn_audit
@@ -1476,11 +1489,8 @@ impl Core {
         let Some(mut e) = self.runs.remove(&run_id) else {
             return;
         };
-        if self.queued.remove(&queue_key(&e)).is_some() {
-            if let Some(d) = self.queued_depth.get_mut(&e.record.spec.policy.queue) {
-                *d = d.saturating_sub(1);
-            }
-        }
+        self.queued.remove(&queue_key(&e));
+        self.wake_dependents(&run_id);
         if let Some(at) = self.armed.remove(&run_id) {
             self.deadlines.remove(&(at, run_id.clone()));
         }
@@ -1561,6 +1571,7 @@ impl Core {
             }
         }
         // Dependents of a purged run see it as missing; a purged successor keeps its link.
+        self.queued.recheck_all();
         self.dispatch_needed = true;
         let dirs: Vec<PathBuf> = ids.iter().map(|id| self.log_dir(id)).collect();
         let answer = ids.clone();
@@ -1624,9 +1635,6 @@ fn stuck_key(run_id: &str, rule: RuleKind) -> String {
 /// The record with the output counters as of now.
 fn snapshot(e: &Entry) -> RunRecord {
     let mut r = e.record.clone();
-    if let Some(w) = &e.wait {
-        r.waiting_reason = w.describe(&r.spec.policy.queue);
-    }
     if e.control.is_some() || !r.status.is_terminal() || r.stdout_bytes == 0 {
         let p = *e.progress.borrow();
         r.stdout_bytes = r.stdout_bytes.max(p.stdout);

@@ -154,6 +154,8 @@ pub struct QueueFigures {
 pub struct LogSource {
     pub dir: PathBuf,
     pub progress: watch::Receiver<OutputProgress>,
+    /// The run has not started yet: no output, and none to follow until it starts.
+    pub queued: bool,
 }
 
 /// The spawn that restarts `old`, and a note saying how. This is the one place that copies an
@@ -247,9 +249,22 @@ impl SupervisorHandle {
 
     /// Runs matching `filter`, newest first.
     pub async fn list(&self, filter: Selector, limit: usize) -> Result<Vec<RunRecord>, ApiError> {
+        Ok(self.list_page(filter, limit, None).await?.0)
+    }
+
+    /// One page of the runs matching `filter`, newest first: at most `size` (0: all), after
+    /// the page that `after` ended (a cursor from an earlier page), and the cursor of the next
+    /// page when more match. Runs spawned meanwhile never shift the pages (they are newer).
+    pub async fn list_page(
+        &self,
+        filter: Selector,
+        size: usize,
+        after: Option<u64>,
+    ) -> Result<(Vec<RunRecord>, Option<u64>), ApiError> {
         self.ask(|reply| Msg::List {
             filter,
-            limit,
+            limit: size,
+            before: after,
             reply,
         })
         .await

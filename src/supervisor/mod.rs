@@ -60,10 +60,13 @@ pub enum Msg {
         run_id: String,
         reply: oneshot::Sender<Result<RunRecord, ApiError>>,
     },
+    /// Matching runs, newest first: at most `limit` (0: all), only older than `before` (a seq),
+    /// and the seq to page on from when more match than were answered.
     List {
         filter: Selector,
         limit: usize,
-        reply: oneshot::Sender<Vec<RunRecord>>,
+        before: Option<u64>,
+        reply: oneshot::Sender<(Vec<RunRecord>, Option<u64>)>,
     },
     /// End a queued run (CANCELLED, never started) or a live one (graceful kill, CANCELLED).
     Cancel {

@@ -2,20 +2,24 @@
 //! (`crate::schedule`) on the run table it owns. Starting a queued run, ending one that never
 //! started, a run's wall-clock timeout, restarts by policy (also of runs LOST in a crash), queue
 //! control and figures, and the queue alerts (fired and resolved through the store's alert
-//! model). Nothing here awaits; every change is written before it is acknowledged.
+//! model). Nothing here awaits; every change is written before it is acknowledged. The queued
+//! runs are kept in `Queued`: by start order, and in the scheduler's indexes, which every change
+//! of a queued run's standing (new, started, ended, a dependency ending, a time passing) keeps
+//! in step, so a dispatch looks at what changed and at the heads of the queues.
 use std::collections::{BTreeMap, HashMap};
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
 
-use super::{committed, snapshot, Core};
+use super::{committed, snapshot, Core, QueueKey};
 use crate::process::spawn::HEARTBEAT_FD;
 use crate::run::agent::AgentState;
 use crate::run::output::OutputProgress;
 use crate::run::task::{self, RunContext};
 use crate::run::{KillPhase, KillReport, RunRecord, RunStatus};
 use crate::schedule::backoff::{self, Decision, Ending};
-use crate::schedule::{self, Dep, Occupancy, QueueLimits, RestartOn, Waiting};
+use crate::schedule::index::{Class, Index};
+use crate::schedule::{self, Dep, Occupancy, QueueLimits, RestartOn, Verdict, Waiting};
 use crate::store::{AlertFire, AuditRecord, Batch, Caller};
 use crate::supervisor::handle::{restart_request, ApiError, CancelOutcome, QueueFigures};
 use crate::supervisor::{EndIntent, Msg};
@@ -33,7 +37,7 @@ impl Core {
     pub(super) fn idempotent_run(&self, key: &str, now: i64) -> Option<RunRecord> {
         let id = self.idempotency.get(key)?;
         let e = self.runs.get(id)?;
-        (now - e.record.created_at < IDEMPOTENCY_WINDOW_MS).then(|| snapshot(e))
+        (now - e.record.created_at < IDEMPOTENCY_WINDOW_MS).then(|| self.shown(e))
     }
 
     /// Each queue's limits as in force: the config's, with live changes from UpdateQueue.
@@ -82,78 +86,109 @@ impl Core {
         Dep::Pending { run_id: cur }
     }
 
-    /// Ask the scheduler what to do with the queued runs and do it. Called after every event
-    /// that can change the answer; never on a poll.
+    /// What the scheduler needs to know of one queued run.
+    fn waiting_of<'a>(&self, e: &'a super::Entry) -> Waiting<'a> {
+        let p = &e.record.spec.policy;
+        Waiting {
+            queue: &p.queue,
+            priority: p.priority,
+            seq: e.seq,
+            not_before: p.not_before,
+            expires_at: expires_at(e),
+            queue_timeout_ms: p.queue_timeout_ms,
+            deps: p.after.iter().map(|d| self.dep_state(d)).collect(),
+        }
+    }
+
+    fn occupancy(&self) -> Occupancy {
+        Occupancy {
+            running: self.live_by_queue.clone(),
+            host_live: self.live,
+            host_max: self.s.config.max_live_runs,
+        }
+    }
+
+    /// What the reasons of queued runs are read against: taken once for a whole List.
+    pub(super) fn standing(&self) -> Standing {
+        Standing {
+            now: now_ms(),
+            limits: self.queue_limits(),
+            occupancy: self.occupancy(),
+        }
+    }
+
+    /// Why a queued run waits, read from the state now (None for a run not queued).
+    pub(super) fn wait_of(&self, e: &super::Entry, st: &Standing) -> Option<schedule::Wait> {
+        if e.record.status != RunStatus::Queued {
+            return None;
+        }
+        let w = self.waiting_of(e);
+        Some(schedule::wait_reason(st.now, &w, &st.limits, &st.occupancy))
+    }
+
+    /// The run as the API shows it: its snapshot, and why it waits if it is queued.
+    pub(super) fn shown(&self, e: &super::Entry) -> RunRecord {
+        self.shown_in(e, &self.standing())
+    }
+
+    pub(super) fn shown_in(&self, e: &super::Entry, st: &Standing) -> RunRecord {
+        let mut r = snapshot(e);
+        if let Some(w) = self.wait_of(e, st) {
+            r.waiting_reason = w.describe(&r.spec.policy.queue);
+        }
+        r
+    }
+
+    /// Carry out what the scheduler decides for the queued runs whose standing changed (new,
+    /// due, or woken by a dependency's end), then start the heads of the queues with room. Called
+    /// after every event that can change the answer; never on a poll. Costs what changed and
+    /// one look per start, not the length of the queue (`schedule::index`).
     pub(super) fn dispatch(&mut self) {
         if self.shutting_down {
             return;
         }
-        // Cancelling a run can fail its dependents: plan again until nothing more is cancelled.
-        for _ in 0..64 {
+        // Cancelling a run can fail its dependents: decide again until nothing more is cancelled.
+        for _ in 0..10_000 {
             let now = now_ms();
-            let (ids, waiting): (Vec<&str>, Vec<Waiting<'_>>) = self
-                .queued
-                .values()
-                .filter_map(|id| self.runs.get(id).map(|e| (id.as_str(), e)))
-                .map(|(id, e)| {
-                    let p = &e.record.spec.policy;
-                    let since = waiting_since(e);
-                    let w = Waiting {
-                        queue: &p.queue,
-                        priority: p.priority,
-                        seq: e.seq,
-                        not_before: p.not_before,
-                        expires_at: if p.queue_timeout_ms > 0 {
-                            since.saturating_add(p.queue_timeout_ms as i64)
-                        } else {
-                            0
-                        },
-                        queue_timeout_ms: p.queue_timeout_ms,
-                        deps: p.after.iter().map(|d| self.dep_state(d)).collect(),
-                    };
-                    (id, w)
-                })
-                .unzip();
-            let occupancy = Occupancy {
-                running: self.live_by_queue.clone(),
-                host_live: self.live,
-                host_max: self.s.config.max_live_runs,
-            };
-            let plan = schedule::plan(now, &self.queue_limits(), &occupancy, &waiting);
-            drop(waiting);
-            let start: Vec<String> = plan.start.iter().map(|i| ids[*i].to_string()).collect();
-            let cancel: Vec<(String, String)> = plan
-                .cancel
-                .into_iter()
-                .map(|(i, reason)| (ids[i].to_string(), reason))
-                .collect();
-            // Depth and the longest wait per queue, over the runs that stay queued.
-            let mut depth: HashMap<String, usize> = HashMap::new();
-            let mut oldest: HashMap<String, i64> = HashMap::new();
-            for (id, wait) in ids.iter().zip(plan.waiting) {
-                let Some(e) = self.runs.get_mut(*id) else {
+            let mut recheck = std::mem::take(&mut self.queued.recheck);
+            recheck.extend(self.queued.index.take_due(now));
+            let mut cancel: Vec<(String, String)> = Vec::new();
+            for key in recheck {
+                let Some(id) = self.queued.ids.get(&key) else {
                     continue;
                 };
-                if wait.is_some() {
-                    let (q, since) = (&e.record.spec.policy.queue, waiting_since(e));
-                    match depth.get_mut(q) {
-                        Some(d) => *d += 1,
-                        None => {
-                            depth.insert(q.clone(), 1);
-                        }
+                let Some(e) = self.runs.get(id) else {
+                    continue;
+                };
+                let w = self.waiting_of(e);
+                let class = match schedule::classify(now, &w) {
+                    Verdict::Cancel(reason) => {
+                        cancel.push((id.clone(), reason));
+                        continue;
                     }
-                    let o = oldest.entry(q.clone()).or_insert(since);
-                    *o = (*o).min(since);
+                    Verdict::Deps(pending) => Class::Dep(pending[0].clone()),
+                    Verdict::NotBefore(at) => Class::Timed(at),
+                    Verdict::Eligible => Class::Ready,
+                };
+                let (queue, expires) = (w.queue.to_string(), w.expires_at);
+                self.queued.index.admit(key, &queue, expires, class);
+            }
+            let starts = self
+                .queued
+                .index
+                .starts(&self.queue_limits(), &self.occupancy());
+            for key in starts {
+                if let Some(id) = self.queued.ids.get(&key).cloned() {
+                    if let Some(e) = self.runs.get_mut(&id) {
+                        // Its own probe from now on (queued runs share one never attached).
+                        e.usage = crate::usage::UsageProbe::new();
+                    }
+                    self.start_run(&id);
                 }
-                e.wait = wait;
             }
-            self.sched_wake = plan.wake_at;
-            for id in start {
-                self.start_run(&id);
-            }
+            self.sched_wake = self.queued.index.wake_at();
             if cancel.is_empty() {
-                self.queued_depth = depth;
-                self.check_queue_alerts(now, &oldest);
+                self.check_queue_alerts(now);
                 break;
             }
             for (id, reason) in cancel {
@@ -170,6 +205,15 @@ impl Core {
         }
     }
 
+    /// A run ended, or left the table: the queued runs waiting for it are decided again.
+    pub(super) fn wake_dependents(&mut self, run_id: &str) {
+        let keys = self.queued.index.take_dependents(run_id);
+        if !keys.is_empty() {
+            self.queued.recheck.extend(keys);
+            self.dispatch_needed = true;
+        }
+    }
+
     /// Start a queued run: STARTING on record first, then the fork (a daemon killed in between
     /// must not leave an agent no later daemon knows about).
     fn start_run(&mut self, run_id: &str) {
@@ -178,7 +222,6 @@ impl Core {
         };
         self.queued.remove(&super::queue_key(e));
         e.record.status = RunStatus::Starting;
-        e.wait = None;
         let spec = (*e.record.spec).clone();
         if spec.agent.is_some() {
             e.record.agent = Some(AgentState {
@@ -292,6 +335,7 @@ impl Core {
         if let Some(at) = self.timeout_armed.remove(run_id) {
             self.timeouts.remove(&(at, run_id.to_string()));
         }
+        self.wake_dependents(run_id);
         self.dispatch_needed = true;
     }
 
@@ -307,17 +351,14 @@ impl Core {
             return;
         };
         self.queued.remove(&super::queue_key(e));
-        if let Some(d) = self.queued_depth.get_mut(&e.record.spec.policy.queue) {
-            *d = d.saturating_sub(1);
-        }
         e.record.status = RunStatus::Cancelled;
         e.record.ended_at = now_ms();
         e.record.end_reason = reason.clone();
-        e.wait = None;
         let rec = snapshot(e);
         // A spawn still waiting for its answer (its dependency had already failed) gets it now.
         let spawn_reply = e.spawn_reply.take();
-        audits.extend(e.spawn_audit.take().map(|mut a| {
+        audits.extend(e.spawn_audit.take().map(|a| {
+            let mut a = *a;
             a.run_id = run_id.to_string();
             a.outcome("ok", format!("CANCELLED at once: {reason}"))
         }));
@@ -339,6 +380,7 @@ impl Core {
             })),
         );
         self.emit(run_id, "ended", "CANCELLED".into(), rec);
+        self.wake_dependents(run_id);
         self.dispatch_needed = true;
     }
 
@@ -622,44 +664,60 @@ impl Core {
         );
     }
 
-    /// Pause or resume a queue, or change its limit until the next reload.
+    /// Pause or resume a queue, or change its limit until the next reload. A pause or a resume
+    /// is in the store (it holds across a restart) before it is answered.
     pub(super) fn update_queue(
         &mut self,
         queue: String,
         paused: Option<bool>,
         max_concurrent: Option<usize>,
-    ) -> Result<QueueFigures, ApiError> {
+        reply: oneshot::Sender<Result<QueueFigures, ApiError>>,
+    ) {
         if !self.s.config.queues.contains_key(&queue) {
-            return Err(crate::supervisor::validate::unknown_queue(
+            let _ = reply.send(Err(crate::supervisor::validate::unknown_queue(
                 &self.s.config,
                 &queue,
-            ));
+            )));
+            return;
         }
         if let Some(m) = max_concurrent {
             if m == 0 || m > 1_000_000 {
-                return Err(ApiError::invalid(
+                let _ = reply.send(Err(ApiError::invalid(
                     "max_concurrent",
                     format!("{m} must be between 1 and 1000000"),
-                ));
+                )));
+                return;
             }
             self.live_limits.insert(queue.clone(), m);
         }
-        match paused {
-            Some(true) => {
-                self.paused.insert(queue.clone());
+        let changed = paused.filter(|p| {
+            if *p {
+                self.paused.insert(queue.clone())
+            } else {
+                self.paused.remove(&queue)
             }
-            Some(false) => {
-                self.paused.remove(&queue);
-            }
-            None => {}
-        }
+        });
         info!(queue, ?paused, ?max_concurrent, "queue updated");
         self.dispatch();
-        Ok(self
+        let figures = self
             .queue_figures()
             .into_iter()
             .find(|f| f.name == queue)
-            .unwrap_or_default())
+            .unwrap_or_default();
+        match changed {
+            Some(p) => self.s.store.write(
+                Batch {
+                    queue_paused: vec![(queue, p)],
+                    ..Batch::default()
+                },
+                Some(Box::new(move |r| {
+                    let _ = reply.send(committed(r, figures));
+                })),
+            ),
+            None => {
+                let _ = reply.send(Ok(figures));
+            }
+        }
     }
 
     /// Figures of every configured queue, from the run table.
@@ -727,13 +785,28 @@ impl Core {
 
     /// Fire the queue alerts whose condition holds and resolve those whose condition is gone;
     /// arm a wake-up for the next run to cross its queue's wait threshold.
-    pub(super) fn check_queue_alerts(&mut self, now: i64, oldest: &HashMap<String, i64>) {
-        let depth = &self.queued_depth;
+    pub(super) fn check_queue_alerts(&mut self, now: i64) {
+        // Depth and the longest wait per queue, over the runs that stay queued.
+        let mut depth: HashMap<&str, usize> = HashMap::new();
+        let mut oldest: HashMap<&str, i64> = HashMap::new();
+        for q in self.queued.index.queues() {
+            depth.insert(q, self.queued.index.depth(q));
+            let since = self
+                .queued
+                .index
+                .oldest(q)
+                .and_then(|k| self.queued.ids.get(&k))
+                .and_then(|id| self.runs.get(id))
+                .map(|e| waiting_since(e));
+            if let Some(s) = since {
+                oldest.insert(q, s);
+            }
+        }
         let mut fire = Vec::new();
         let mut resolve = Vec::new();
         let mut wake: Option<i64> = None;
         for (name, q) in &self.s.config.queues {
-            let d = depth.get(name).copied().unwrap_or(0);
+            let d = depth.get(name.as_str()).copied().unwrap_or(0);
             let key = format!("queue_depth:{name}");
             let deep = d > q.alert_queue_depth;
             let mut labels = BTreeMap::new();
@@ -753,7 +826,7 @@ impl Core {
             }
             let key = format!("queue_wait:{name}");
             let limit = q.alert_queue_wait.as_millis() as i64;
-            let waited = oldest.get(name).map(|s| now - s);
+            let waited = oldest.get(name.as_str()).map(|s| now - s);
             let long = waited.is_some_and(|w| w >= limit);
             if long && self.firing.insert(key.clone()) {
                 fire.push(AlertFire {
@@ -769,7 +842,7 @@ impl Core {
             } else if !long && self.firing.remove(&key) {
                 resolve.push(key);
             }
-            if let (false, Some(s)) = (long, oldest.get(name)) {
+            if let (false, Some(s)) = (long, oldest.get(name.as_str())) {
                 let at = s + limit;
                 wake = Some(wake.map_or(at, |w| w.min(at)));
             }
@@ -798,6 +871,62 @@ impl Core {
                 None,
             );
         }
+    }
+}
+
+/// Queue limits, occupancy and the time, as of one read.
+pub(super) struct Standing {
+    now: i64,
+    limits: BTreeMap<String, QueueLimits>,
+    occupancy: Occupancy,
+}
+
+/// The queued runs: by start order, and indexed by where each stands (`schedule::index`).
+#[derive(Default)]
+pub(super) struct Queued {
+    /// Every queued run, by its place in the start order.
+    pub(super) ids: BTreeMap<QueueKey, String>,
+    pub(super) index: Index,
+    /// Queued runs not (or no longer) in the index: decided at the next dispatch.
+    pub(super) recheck: Vec<QueueKey>,
+}
+
+impl Queued {
+    /// A run that became QUEUED (new, or loaded at start): decided at the next dispatch.
+    pub(super) fn insert(&mut self, key: QueueKey, run_id: String) {
+        self.ids.insert(key, run_id);
+        self.recheck.push(key);
+    }
+
+    /// A run that left QUEUED (started, ended, or dropped).
+    pub(super) fn remove(&mut self, key: &QueueKey) -> Option<String> {
+        self.index.remove(*key);
+        self.ids.remove(key)
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Runs waiting in `queue` (as of the last dispatch).
+    pub(super) fn depth(&self, queue: &str) -> usize {
+        self.index.depth(queue)
+    }
+
+    /// Decide every queued run again (after a purge: a dependency may be gone).
+    pub(super) fn recheck_all(&mut self) {
+        self.index.clear();
+        self.recheck = self.ids.keys().copied().collect();
+    }
+}
+
+/// Unix ms when a queued run's queue_timeout passes (0: never).
+fn expires_at(e: &super::Entry) -> i64 {
+    let p = &e.record.spec.policy;
+    if p.queue_timeout_ms > 0 {
+        waiting_since(e).saturating_add(p.queue_timeout_ms as i64)
+    } else {
+        0
     }
 }
 
