@@ -312,6 +312,7 @@ mod tests {
         let source = LogSource {
             dir: dir.path().to_path_buf(),
             progress,
+            queued: false,
         };
         let (mut tail, text) = LogTail::open(&source, 1024);
         assert_eq!(text, "héllo\n");
