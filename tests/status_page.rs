@@ -790,3 +790,43 @@ async fn an_event_stream_ends_when_the_daemon_stops() {
     let status = site.wait_exit(TIMEOUT).await;
     assert!(status.success(), "wf-supervisor exited with {status}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_runs_event_stream_follows_its_output_once_it_starts() {
+    let port = free_port();
+    let mut site = Site::new(Options {
+        extra_toml: format!(
+            "[metrics]\nlisten = \"127.0.0.1:{port}\"\n\n[queues.one]\nmax_concurrent = 1\n"
+        ),
+        ..Default::default()
+    })
+    .expect("a site");
+    let api = site.start().await;
+    wait_listening(port).await;
+    let in_one = |argv: Vec<String>| SpawnRequest {
+        argv,
+        queue: "one".into(),
+        ..Default::default()
+    };
+    let blocker = api.spawn_req(in_one(sh("exec sleep 600"))).await;
+    api.wait_running(&blocker.run_id).await;
+    let run = api
+        .spawn_req(in_one(sh("echo \"out$((1 + 1))put\"; exec sleep 600")))
+        .await;
+    assert_eq!(run.status(), RunStatus::Queued);
+    let mut events = reqwest::get(format!(
+        "http://127.0.0.1:{port}/runs/{}/events",
+        run.run_id
+    ))
+    .await
+    .expect("an answer");
+    assert_eq!(events.status().as_u16(), 200);
+    let mut seen = String::new();
+    read_until(&mut events, &mut seen, "event: run\n").await;
+    // The slot frees: the run starts, and its output reaches the stream opened while it waited.
+    api.kill(&blocker.run_id).await;
+    // (The argv is in the page's fragments too: look for what only the output holds.)
+    read_until(&mut events, &mut seen, "out2put").await;
+    api.kill(&run.run_id).await;
+    site.stop().await;
+}

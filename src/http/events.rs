@@ -301,8 +301,11 @@ async fn run_feed(
     let mut run = crate::grpc::run_to_proto(&run);
     let mut audit = feed::audit_of(&ctx, &id).await;
     let mut out = Out::new(tx, "run");
+    // A queued run has no output yet: its log is opened again once it has started.
+    let mut log_queued = false;
     let mut log = match ctx.handle.logs(&id).await {
         Ok(source) => {
+            log_queued = source.queued;
             let (tail, text) = feed::LogTail::open(&source, feed::LOG_TAIL_BYTES);
             if let Sent::Gone = out.try_send(log_event("log-reset", &text)) {
                 return;
@@ -330,6 +333,17 @@ async fn run_feed(
                         run = crate::grpc::run_to_proto(r);
                         if r.status.is_terminal() {
                             audit = feed::audit_of(&ctx, &id).await;
+                        }
+                        if log_queued && r.status != crate::run::RunStatus::Queued {
+                            log_queued = false;
+                            if let Ok(source) = ctx.handle.logs(&id).await {
+                                let (tail, text) =
+                                    feed::LogTail::open(&source, feed::LOG_TAIL_BYTES);
+                                if let Sent::Gone = out.try_send(log_event("log-reset", &text)) {
+                                    return;
+                                }
+                                log = Some((tail, source.progress));
+                            }
                         }
                         draw_at.get_or_insert(Instant::now() + GATHER);
                     } else if let Some((at, n)) = ev.heartbeat {
