@@ -430,7 +430,7 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
     };
     // The HTTP listener too (it serves as soon as it is bound: its pages read the core, which
     // runs already).
-    if let Some(addr) = config.metrics.listen {
+    let http = if let Some(addr) = config.metrics.listen {
         let ctx = crate::http::HttpContext::new(
             handle.clone(),
             store.clone(),
@@ -438,10 +438,16 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
             access.clone(),
         );
         let tls = tls.clone().filter(|_| !addr.ip().is_loopback());
-        crate::http::serve(addr, tls, ctx, shutdown.clone())
-            .await
-            .with_context(|| format!("cannot listen on metrics.listen {addr}"))?;
-    }
+        // Served until the open streams end (after every run has ended), as Watch is: a status
+        // page shows the runs the shutdown kills as KILLED before it says the daemon stopped.
+        Some(
+            crate::http::serve(addr, tls, ctx, end_streams.clone())
+                .await
+                .with_context(|| format!("cannot listen on metrics.listen {addr}"))?,
+        )
+    } else {
+        None
+    };
     let mut servers = tokio::task::JoinSet::new();
     {
         let routes = routes.clone();
@@ -572,6 +578,10 @@ async fn serve(args: Args, config: Config) -> anyhow::Result<()> {
         error!(error = %e, "stopping with changes the store could not write; the next start recovers those runs from their last record");
     }
     end_streams.cancel();
+    if let Some(http) = http {
+        // Its streams send their last event and close (bounded inside).
+        let _ = http.await;
+    }
     // Let in-flight calls (e.g. kills that just completed) finish answering, briefly.
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         while servers.join_next().await.is_some() {}

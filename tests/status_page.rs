@@ -787,6 +787,12 @@ async fn an_event_stream_ends_when_the_daemon_stops() {
     .await
     .expect("the stream ends");
     assert!(rest.contains("event: end\n"), "{rest}");
+    // The stream ends only after the shutdown has ended the run: its last fragment says so.
+    let end = rest.find("event: end\n").expect("the end");
+    assert!(
+        rest[..end].contains("KILLED"),
+        "the run's end did not reach the stream before it ended: {rest}"
+    );
     let status = site.wait_exit(TIMEOUT).await;
     assert!(status.success(), "wf-supervisor exited with {status}");
 }

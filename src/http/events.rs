@@ -218,7 +218,18 @@ async fn board_feed(src: impl BoardSource, tx: Tx, every: Duration) {
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = src.stop().cancelled() => return out.end(),
+            _ = src.stop().cancelled() => {
+                // What the shutdown changed (the runs it ended) reaches the page before the end.
+                while let Ok(ev) = events.try_recv() {
+                    if feed::apply(&mut inputs, &ev) {
+                        draw_at.get_or_insert(Instant::now());
+                    }
+                }
+                if draw_at.is_some() {
+                    let _ = out.fragment(html::board(&board::board(&inputs, crate::time::now_ms())));
+                }
+                return out.end();
+            }
             _ = out.tx.closed() => return,
             ev = events.recv() => match ev {
                 Ok(ev) => {
@@ -325,7 +336,22 @@ async fn run_feed(
             }
         };
         tokio::select! {
-            _ = ctx.stop.cancelled() => return out.end(),
+            _ = ctx.stop.cancelled() => {
+                // The run's last change (its end by the shutdown) reaches the page before the end.
+                while let Ok(ev) = events.try_recv() {
+                    if let (true, Some(r)) = (ev.run_id == id, &ev.run) {
+                        run = crate::grpc::run_to_proto(r);
+                        draw_at.get_or_insert(Instant::now());
+                    }
+                }
+                if draw_at.is_some() {
+                    audit = feed::audit_of(&ctx, &id).await;
+                    let fragment =
+                        html::run_detail(&detail::detail(&run, &audit, crate::time::now_ms()));
+                    let _ = out.fragment(fragment);
+                }
+                return out.end();
+            }
             _ = out.tx.closed() => return,
             ev = events.recv() => match ev {
                 Ok(ev) if ev.run_id == id => {

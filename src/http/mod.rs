@@ -161,7 +161,9 @@ pub async fn serve(
 }
 
 /// Serve each connection of `incoming` in its own task (HTTP/1.1 or 2), its peer attached to every
-/// request, until `stop`; open connections are then closed gracefully.
+/// request, until `stop`; open connections are then closed gracefully, and the loop returns
+/// once they are (or after a short bound), so the daemon exits with every stream's last event
+/// sent.
 async fn accept_loop<S, I>(incoming: I, app: Router, stop: CancellationToken)
 where
     I: futures::Stream<Item = std::io::Result<listen::PeerStream<S>>>,
@@ -170,7 +172,9 @@ where
     use futures::StreamExt;
     use tonic::transport::server::Connected;
     let mut incoming = std::pin::pin!(incoming);
+    let mut conns = tokio::task::JoinSet::new();
     loop {
+        while conns.try_join_next().is_some() {}
         let conn = tokio::select! {
             _ = stop.cancelled() => break,
             c = incoming.next() => match c {
@@ -185,7 +189,7 @@ where
         let peer: Peer = conn.connect_info();
         let app = app.clone();
         let stop = stop.clone();
-        tokio::spawn(async move {
+        conns.spawn(async move {
             let svc = tower::ServiceExt::map_request(
                 app,
                 move |mut req: axum::http::Request<hyper::body::Incoming>| {
@@ -213,6 +217,13 @@ where
                 }
             }
         });
+    }
+    let closing = async { while conns.join_next().await.is_some() {} };
+    if tokio::time::timeout(std::time::Duration::from_secs(2), closing)
+        .await
+        .is_err()
+    {
+        debug!("HTTP connections still open at the end of the shutdown; dropped");
     }
 }
 
