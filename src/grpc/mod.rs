@@ -31,7 +31,7 @@ use crate::store::{AuditRecord, Store};
 use crate::supervisor::{ApiError, Overrides, SpawnRequest, SupervisorHandle};
 
 pub use auth::{Access, Who};
-pub use convert::{run_to_proto, status_from_proto, status_to_proto};
+pub use convert::{queue_to_proto, run_to_proto, status_from_proto, status_to_proto};
 pub use uds_authority::{rewrite_authority, rewrite_bytes, AuthorityRewrite};
 
 /// The service; cheap to clone.

@@ -6,8 +6,6 @@
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 
-use crate::metrics::LIVE_STATUSES;
-use crate::proto;
 use crate::run::output::Stream;
 use crate::run::RunStatus;
 use crate::store::{Alert, AuditRecord};
@@ -15,15 +13,6 @@ use crate::supervisor::{ApiError, LogSource, RunEvent, Selector};
 
 use super::board::{Inputs, LastEvent, FINISHED_SHOWN};
 use super::HttpContext;
-
-const FINISHED: [RunStatus; 6] = [
-    RunStatus::Succeeded,
-    RunStatus::Failed,
-    RunStatus::Killed,
-    RunStatus::Cancelled,
-    RunStatus::TimedOut,
-    RunStatus::Lost,
-];
 
 /// How much of each of a run's streams its page shows first.
 pub const LOG_TAIL_BYTES: u64 = 16 * 1024;
@@ -34,7 +23,7 @@ pub async fn snapshot(ctx: &HttpContext) -> Result<Inputs, ApiError> {
         .handle
         .list(
             Selector {
-                statuses: LIVE_STATUSES.to_vec(),
+                statuses: RunStatus::LIVE.to_vec(),
                 ..Selector::default()
             },
             0,
@@ -44,7 +33,7 @@ pub async fn snapshot(ctx: &HttpContext) -> Result<Inputs, ApiError> {
         .handle
         .list(
             Selector {
-                statuses: FINISHED.to_vec(),
+                statuses: RunStatus::FINISHED.to_vec(),
                 ..Selector::default()
             },
             FINISHED_SHOWN,
@@ -69,18 +58,7 @@ pub async fn figures(ctx: &HttpContext, inputs: &mut Inputs) -> Result<(), ApiEr
         .queue_health()
         .await?
         .iter()
-        .map(|f| proto::QueueHealth {
-            name: f.name.clone(),
-            running: f.running as u32,
-            queued: f.queued as u32,
-            max_concurrent: f.max_concurrent as u32,
-            max_queued: f.max_queued as u32,
-            paused: f.paused,
-            oldest_running_ms: f.oldest_running_ms,
-            longest_queued_wait_ms: f.longest_queued_wait_ms,
-            stuck: f.stuck as u32,
-            ..proto::QueueHealth::default()
-        })
+        .map(crate::grpc::queue_to_proto)
         .collect();
     let store = ctx.store.clone();
     let since = crate::time::now_ms() - 3_600_000;
@@ -299,7 +277,7 @@ mod tests {
         assert!(apply(&mut inputs, &ev("ended", &rec)));
         assert_eq!(
             inputs.runs["run_5fbae44ab6f0"].status,
-            proto::RunStatus::Killed as i32
+            crate::proto::RunStatus::Killed as i32
         );
     }
 

@@ -8,13 +8,13 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::HttpContext;
-use crate::metrics::{live_figures, CONTENT_TYPE, LIVE_STATUSES};
+use crate::metrics::{live_figures, CONTENT_TYPE};
 use crate::supervisor::Selector;
 
 pub async fn get(State(ctx): State<HttpContext>) -> Response {
     let _one_at_a_time = ctx.scrape.lock().await;
     let selector = Selector {
-        statuses: LIVE_STATUSES.to_vec(),
+        statuses: crate::run::RunStatus::LIVE.to_vec(),
         ..Selector::default()
     };
     let runs = match ctx.handle.list(selector, 0).await {

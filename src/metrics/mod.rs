@@ -19,7 +19,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::run::{KillPhase, KillReport, RunRecord, RunStatus};
+use crate::run::{KillPhase, KillReport, RunRecord};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusQueue {
@@ -441,14 +441,6 @@ pub fn live_figures<'a>(runs: impl IntoIterator<Item = &'a RunRecord>) -> LiveFi
     }
     f
 }
-
-/// The statuses a run is live in, for the scrape's List.
-pub const LIVE_STATUSES: [RunStatus; 4] = [
-    RunStatus::Queued,
-    RunStatus::Starting,
-    RunStatus::Running,
-    RunStatus::Stopping,
-];
 
 #[cfg(test)]
 pub(crate) mod tests {

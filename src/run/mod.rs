@@ -25,6 +25,23 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
+    /// The statuses of a run not yet ended.
+    pub const LIVE: [RunStatus; 4] = [
+        RunStatus::Queued,
+        RunStatus::Starting,
+        RunStatus::Running,
+        RunStatus::Stopping,
+    ];
+    /// The statuses a run ends in (see [`RunStatus::is_terminal`]).
+    pub const FINISHED: [RunStatus; 6] = [
+        RunStatus::Succeeded,
+        RunStatus::Failed,
+        RunStatus::Killed,
+        RunStatus::Cancelled,
+        RunStatus::TimedOut,
+        RunStatus::Lost,
+    ];
+
     /// Terminal states are final.
     pub fn is_terminal(self) -> bool {
         matches!(
