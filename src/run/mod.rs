@@ -130,27 +130,16 @@ pub struct RunRecord {
     pub usage: Option<crate::usage::Usage>,
 }
 
-#[cfg(test)]
 impl RunRecord {
-    /// A plain `true` run in `status` with every other field empty: the unit tests' fixture.
-    pub(crate) fn for_test(run_id: &str, status: RunStatus) -> RunRecord {
+    /// A new run of `spec`, QUEUED, created at `created_at`, attempt 1, every other field empty.
+    pub fn new(run_id: String, spec: std::sync::Arc<RunSpec>, created_at: i64) -> RunRecord {
         RunRecord {
-            run_id: run_id.into(),
-            spec: std::sync::Arc::new(RunSpec {
-                argv: vec!["true".into()],
-                cwd: "/".into(),
-                env: Default::default(),
-                labels: Default::default(),
-                stop_signals: Vec::new(),
-                grace: std::time::Duration::from_secs(1),
-                agent: None,
-                policy: Default::default(),
-                owner: None,
-            }),
-            status,
+            run_id,
+            spec,
+            status: RunStatus::Queued,
             pid: 0,
             pgid: 0,
-            created_at: 0,
+            created_at,
             started_at: 0,
             ended_at: 0,
             exit_code: None,
@@ -173,6 +162,26 @@ impl RunRecord {
             policy_restarts: 0,
             restarted_as: String::new(),
             usage: None,
+        }
+    }
+
+    /// A plain `true` run in `status` with every other field empty: the unit tests' fixture.
+    #[cfg(test)]
+    pub(crate) fn for_test(run_id: &str, status: RunStatus) -> RunRecord {
+        let spec = RunSpec {
+            argv: vec!["true".into()],
+            cwd: "/".into(),
+            env: Default::default(),
+            labels: Default::default(),
+            stop_signals: Vec::new(),
+            grace: std::time::Duration::from_secs(1),
+            agent: None,
+            policy: Default::default(),
+            owner: None,
+        };
+        RunRecord {
+            status,
+            ..RunRecord::new(run_id.into(), std::sync::Arc::new(spec), 0)
         }
     }
 }

@@ -1079,34 +1079,11 @@ impl Core {
         let queue = spec.policy.queue.clone();
         let key = spec.policy.idempotency_key.clone();
         let record = RunRecord {
-            run_id: run_id.clone(),
-            spec: std::sync::Arc::new(spec),
-            status: RunStatus::Queued,
-            pid: 0,
-            pgid: 0,
-            created_at: now,
-            started_at: 0,
-            ended_at: 0,
-            exit_code: None,
-            signal: None,
-            error: String::new(),
             attempt: attempt.max(1),
             restart_of: restart_of.clone(),
-            last_heartbeat_at: 0,
-            heartbeats: 0,
             containment: self.s.containment.name().to_string(),
-            stdout_bytes: 0,
-            stderr_bytes: 0,
-            end_reason: String::new(),
-            output_truncated: false,
-            logs_missing: false,
-            agent: None,
-            queued_at: 0,
-            timeout_at: 0,
-            waiting_reason: String::new(),
             policy_restarts: req.policy_restarts,
-            restarted_as: String::new(),
-            usage: None,
+            ..RunRecord::new(run_id.clone(), std::sync::Arc::new(spec), now)
         };
         self.next_seq += 1;
         self.runs.insert(
