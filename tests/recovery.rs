@@ -306,3 +306,44 @@ async fn log_folders_are_reconciled_at_start() {
     }
     site.assert_reaped(&[]).await;
 }
+
+/// A daemon killed between making a run's cgroup and recording its STARTING leaves an empty
+/// cgroup of a run no store knows: the next start removes it. A populated cgroup of an unknown
+/// run (another daemon's, on a shared root) is not touched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_cgroups_of_never_recorded_runs_are_removed_at_start() {
+    let mut site = Site::new(Options::default()).expect("a site");
+    let Some(root) = site.cgroup_root.clone() else {
+        eprintln!("skipped: no cgroup v2 root for tests here");
+        return;
+    };
+    let api = site.start().await;
+    let run = api.spawn(&sh("exit 0")).await;
+    api.wait_terminal(&run.run_id, TIMEOUT).await;
+    site.crash();
+
+    let orphan = root.join("run_0123456789ab");
+    std::fs::create_dir(&orphan).expect("making an empty run cgroup");
+    let foreign = root.join("run_ba9876543210");
+    std::fs::create_dir(&foreign).expect("making a populated run cgroup");
+    let mut child = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .expect("a process for the foreign cgroup");
+    std::fs::write(foreign.join("cgroup.procs"), child.id().to_string())
+        .expect("moving it into the foreign cgroup");
+
+    let api = site.start().await;
+    assert!(!orphan.exists(), "an empty cgroup of no run survived the start");
+    assert!(foreign.exists(), "a populated cgroup of no known run was removed");
+    assert_eq!(api.get(&run.run_id).await.status(), RunStatus::Succeeded);
+
+    let _ = child.kill();
+    let _ = child.wait();
+    wait_until(TIMEOUT, "the foreign cgroup is empty", || {
+        std::fs::read_to_string(foreign.join("cgroup.events"))
+            .is_ok_and(|t| t.contains("populated 0"))
+    })
+    .await;
+    std::fs::remove_dir(&foreign).expect("removing the foreign cgroup");
+}

@@ -131,6 +131,26 @@ async fn spawn_honours_cwd_env_and_labels() {
     );
 }
 
+/// The daemon waits for each exec at real-time priority; the agent must never inherit it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_start_with_normal_scheduling() {
+    let daemon = Daemon::start().await;
+    let api = daemon.api();
+    // Fields 19 (nice) and 41 (policy) of /proc/PID/stat, for the shell and a child of it.
+    let script = "for s in /proc/$$/stat /proc/self/stat; do \
+                  cut -d' ' -f19,41 \"$s\"; done";
+    let mut runs = Vec::new();
+    for _ in 0..5 {
+        runs.push(api.spawn(&sh(script)).await.run_id);
+    }
+    for run_id in runs {
+        let run = api.wait_terminal(&run_id, TIMEOUT).await;
+        assert_eq!(run.status(), RunStatus::Succeeded, "{run:?}");
+        // Nice 0 and SCHED_OTHER (0) for both.
+        assert_eq!(api.stdout(&run_id).await, "0 0\n0 0\n", "{run:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spawns_beyond_max_live_runs_wait_in_the_queue() {
     let daemon = Daemon::start_with(Options {

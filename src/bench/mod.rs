@@ -19,6 +19,7 @@ mod flood;
 mod heartbeats;
 mod kill;
 mod metrics;
+mod procevents;
 mod procs;
 mod queue;
 mod raw;

@@ -425,10 +425,13 @@ impl RunCgroup {
 /// a root removed under us (an operator's cleanup): it is made again.
 pub(crate) fn make_dir_under(root: &Path, name: &str) -> io::Result<PathBuf> {
     let path = root.join(name);
-    if !root.is_dir() {
+    let mut made = fs::create_dir(&path);
+    if matches!(&made, Err(e) if e.kind() == io::ErrorKind::NotFound) {
+        // The root went (an operator's cleanup): make it again, once.
         fs::create_dir_all(root)?;
+        made = fs::create_dir(&path);
     }
-    match fs::create_dir(&path) {
+    match made {
         Ok(()) => Ok(path),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(path),
         Err(e) => Err(e),

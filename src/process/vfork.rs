@@ -338,6 +338,44 @@ pub fn clone_into_cgroup_support() -> Result<(), String> {
     }
 }
 
+/// Set once the kernel has refused the real-time wait (no CAP_SYS_NICE, or a unit with
+/// `RestrictRealtime=yes`): spawns then wait at normal priority without asking again.
+static URGENT_REFUSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Raise (`on`) or restore the calling thread's scheduling for the wait on a vfork child.
+///
+/// The thread sleeps in the kernel until the child has exec'd, and the child's exit from
+/// vfork wakes it on the child's own CPU, behind the new program's start-up: on an idle
+/// machine the Spawn then waits milliseconds for a CPU while the other one sits idle. As a
+/// real-time thread (lowest priority, round-robin) it runs as soon as it wakes and goes back to
+/// normal scheduling at once; it never computes while raised, it sleeps until the child has
+/// exec'd. `SCHED_RESET_ON_FORK` makes the child start with normal scheduling.
+fn urgent_wait(on: bool) -> bool {
+    use std::sync::atomic::Ordering;
+    if on && URGENT_REFUSED.load(Ordering::Relaxed) {
+        return false;
+    }
+    const SCHED_RESET_ON_FORK: libc::c_int = 0x4000_0000;
+    let (policy, priority) = if on {
+        (libc::SCHED_RR | SCHED_RESET_ON_FORK, 1)
+    } else {
+        (libc::SCHED_OTHER, 0)
+    };
+    let param = libc::sched_param {
+        sched_priority: priority,
+    };
+    // Safety: sched_setscheduler on the calling thread (0) with a valid param.
+    let ok = unsafe { libc::sched_setscheduler(0, policy, &param) } == 0;
+    if on && !ok {
+        URGENT_REFUSED.store(true, Ordering::Relaxed);
+        tracing::info!(
+            error = %io::Error::last_os_error(),
+            "spawns wait for exec at normal priority (real-time scheduling refused)"
+        );
+    }
+    ok
+}
+
 /// Start the child. The caller holds the reaper's lock; on failure the child is already reaped.
 pub fn spawn(p: &Plan<'_>, mode: Mode) -> Result<Cloned, Failed> {
     let bad = |step: &'static str, error: io::Error| Failed { step, error };
@@ -397,6 +435,8 @@ pub fn spawn(p: &Plan<'_>, mode: Mode) -> Result<Cloned, Failed> {
         Mode::Vfork => (libc::CLONE_VM | libc::CLONE_VFORK) as u64,
         Mode::Fork => 0,
     };
+    // Raised until the child has exec'd (or failed): see `urgent_wait`.
+    let urgent = urgent_wait(true);
     // Safety: the stack grows down from its 16-byte-aligned top; with CLONE_VM the child runs
     // on it only while this function waits (CLONE_VFORK), so the thread's stack and `plan`
     // outlive it; a forked child has its own copy of both. Signals are blocked across the
@@ -437,7 +477,16 @@ pub fn spawn(p: &Plan<'_>, mode: Mode) -> Result<Cloned, Failed> {
             return Err(bad("clone", err));
         }
         Ok(pid)
-    })?;
+    });
+    let pid = match pid {
+        Ok(pid) => pid,
+        Err(e) => {
+            if urgent {
+                urgent_wait(false);
+            }
+            return Err(e);
+        }
+    };
     if let Some((r, w)) = report {
         // Our copy of the write end goes, so the read sees EOF once the child has exec'd.
         drop(w);
@@ -458,6 +507,9 @@ pub fn spawn(p: &Plan<'_>, mode: Mode) -> Result<Cloned, Failed> {
         if n == std::mem::size_of_val(&msg) as isize {
             plan.failure = (msg[0], msg[1]);
         }
+    }
+    if urgent {
+        urgent_wait(false);
     }
     let (step, errno) = plan.failure;
     if step != 0 {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, info_span, warn, Instrument};
 
@@ -70,6 +70,10 @@ pub struct RunContext {
     /// The run's usage, attached once the leader runs and finished before the cgroup goes.
     pub usage: crate::usage::UsageProbe,
     pub usage_interval: Duration,
+    /// The store's answer for the run's STARTING record. The task makes the run's cgroup while
+    /// the record is written, and starts no process before it is durable: an error (or no
+    /// answer) ends the task with nothing started and the cgroup removed.
+    pub recorded: oneshot::Receiver<Result<(), String>>,
 }
 
 /// The live handles on one run.
@@ -207,6 +211,16 @@ async fn run_inner(mut ctx: RunContext) {
         },
         Containment::ProcessGroup { .. } => None,
     };
+    // Nothing is started before STARTING is on record (a daemon killed in between must not
+    // leave an agent no later daemon knows about); the core hears of a failed write itself.
+    let recorded = (&mut ctx.recorded).await;
+    if !matches!(recorded, Ok(Ok(()))) {
+        if let Some(cg) = &cgroup {
+            let _ = cg.remove();
+        }
+        debug!(outcome = ?recorded, "STARTING not recorded: nothing started");
+        return;
+    }
     let spec = SpawnSpec {
         argv: ctx.spec.argv.clone(),
         cwd: ctx.spec.cwd.clone(),
@@ -357,6 +371,18 @@ async fn run_inner(mut ctx: RunContext) {
     .await;
     if already_exited && report.phase != KillPhase::Survivors {
         report.phase = KillPhase::AlreadyExited;
+    }
+    if report.phase != KillPhase::Survivors {
+        // Nothing of the run is left: the next queued run may start while this one's end is
+        // wrapped up (final usage, pipes, cgroup) and recorded.
+        let _ = ctx
+            .core
+            .send(Msg::Vacated {
+                run_id: run_id.clone(),
+            })
+            .await;
+        // Let the core start that run before this task goes on.
+        tokio::task::yield_now().await;
     }
 
     // The final usage: the run is empty, its cgroup (and its zombie leader) still there.

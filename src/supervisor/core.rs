@@ -83,6 +83,9 @@ struct Entry {
     usage: UsageProbe,
     /// Unix ms when its run task was launched (for the spawn latency).
     launched_at: i64,
+    /// Its queue slot was given back when its last process was gone (`Msg::Vacated`), before
+    /// its run task finished the bookkeeping.
+    vacated: bool,
 }
 
 /// Where a queued run stands in the queue: priority first, then age.
@@ -107,8 +110,11 @@ struct Core {
     armed: HashMap<String, i64>,
     /// Runs in QUEUED, in the order they would start (priority, then age), and indexed.
     queued: queue::Queued,
-    /// Live runs per queue.
+    /// Slots held per queue and in all: live runs that still have a process (a run whose last
+    /// process is gone gives its slot back before its end is recorded; `live` counts it until
+    /// then, and a shutdown waits for that).
     live_by_queue: HashMap<String, usize>,
+    occupied: usize,
     /// Queues paused by UpdateQueue, and live limits (until the next reload).
     paused: HashSet<String>,
     live_limits: HashMap<String, usize>,
@@ -199,6 +205,7 @@ pub fn start(settings: CoreSettings) -> SupervisorHandle {
         armed: HashMap::new(),
         queued: queue::Queued::default(),
         live_by_queue: HashMap::new(),
+        occupied: 0,
         paused: HashSet::new(),
         live_limits: HashMap::new(),
         idempotency: HashMap::new(),
@@ -297,6 +304,7 @@ pub fn start(settings: CoreSettings) -> SupervisorHandle {
                 written_bytes: (0, 0),
                 usage: core.no_usage.clone(),
                 launched_at: 0,
+                vacated: false,
             }),
         );
     }
@@ -591,6 +599,7 @@ impl Core {
                 starting,
                 reply,
             } => self.drop_unrecorded(run_id, error, starting, reply),
+            Msg::Vacated { run_id } => self.vacate_slot(&run_id),
             Msg::LeaderExited { run_id, exit } => {
                 let Some(e) = self.runs.get_mut(&run_id) else {
                     return;
@@ -1106,6 +1115,7 @@ impl Core {
                 written_bytes: (0, 0),
                 usage: self.no_usage.clone(),
                 launched_at: 0,
+                vacated: false,
             }),
         );
         if let Some(e) = self.runs.get(&run_id) {

@@ -145,6 +145,10 @@ pub enum Msg {
         run_id: String,
         exit: Option<ExitKind>,
     },
+    /// Every process of the run is gone (its end is still being wrapped up): its slot is free.
+    Vacated {
+        run_id: String,
+    },
     Heartbeat {
         run_id: String,
         count: u64,

@@ -152,6 +152,39 @@ pub async fn recover(
         }
     }
 
+    // A daemon stopped between making a run's cgroup and recording its STARTING (the cgroup is
+    // made while that record is written; no process is started before it is durable) leaves an
+    // empty cgroup of a run no store knows. Empty ones made before this recovery began go:
+    // nothing runs in them, so even a root another daemon shares loses nothing it uses.
+    if let (false, Containment::Cgroup(root)) = (sweep_unknown_cgroups, containment) {
+        let known: HashSet<&str> = runs.iter().map(|r| r.record.run_id.as_str()).collect();
+        let began = std::time::SystemTime::now();
+        let mut removed = 0usize;
+        if let Ok(dir) = std::fs::read_dir(root.path()) {
+            for e in dir.filter_map(|e| e.ok()) {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if !crate::ids::is_run_id(&name) || known.contains(name.as_str()) {
+                    continue;
+                }
+                let made_before = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t < began);
+                if let Some(cg) = root.existing_run(&name) {
+                    if made_before && cg.is_empty() && cg.remove().is_ok() {
+                        removed += 1;
+                    }
+                }
+            }
+        }
+        if removed > 0 {
+            info!(
+                removed,
+                "removed empty cgroups of runs that were never recorded (a daemon stopped before their start)"
+            );
+        }
+    }
+
     // TERM everything at once, give it a grace, KILL what is left, verify.
     let mut found: HashMap<String, Vec<Survivor>> = HashMap::new();
     for (id, l) in &leftovers {

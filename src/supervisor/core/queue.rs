@@ -103,7 +103,7 @@ impl Core {
     fn occupancy(&self) -> Occupancy {
         Occupancy {
             running: self.live_by_queue.clone(),
-            host_live: self.live,
+            host_live: self.occupied,
             host_max: self.s.config.max_live_runs,
         }
     }
@@ -247,6 +247,7 @@ impl Core {
         child_env.insert("WF_RUN_ID".into(), run_id.to_string());
         child_env.insert("WF_HEARTBEAT_FD".into(), HEARTBEAT_FD.to_string());
         let (control_tx, control_rx) = mpsc::unbounded_channel();
+        let (recorded_tx, recorded) = oneshot::channel();
         let (progress_tx, progress_rx) = watch::channel(OutputProgress::default());
         let critical_graces = workflow.map(|w| w.critical).unwrap_or_default();
         let queue = spec.policy.queue.clone();
@@ -270,6 +271,7 @@ impl Core {
             critical_graces,
             usage: e.usage.clone(),
             usage_interval: self.s.config.metrics.usage_sample_interval,
+            recorded,
         };
         e.control = Some(control_tx);
         e.progress = progress_rx;
@@ -277,6 +279,7 @@ impl Core {
         let waited = e.record.queued_at > 0;
         let rec = snapshot(e);
         self.live += 1;
+        self.occupied += 1;
         *self.live_by_queue.entry(queue).or_default() += 1;
         tracing::debug!(run_id, argv = ?rec.spec.argv, attempt = rec.attempt, "spawning");
         if waited {
@@ -298,7 +301,10 @@ impl Core {
                 )]
             })
             .unwrap_or_default();
+        // The task prepares the run while STARTING is written and starts its process once
+        // the store says it is durable.
         let rt = tokio::runtime::Handle::current();
+        rt.spawn(task::run(ctx));
         let core = self.tx.clone();
         let id = run_id.to_string();
         self.persist_with(
@@ -306,9 +312,10 @@ impl Core {
             audits,
             Some(Box::new(move |r| match r {
                 Ok(()) => {
-                    rt.spawn(task::run(ctx));
+                    let _ = recorded_tx.send(Ok(()));
                 }
                 Err(error) => {
+                    let _ = recorded_tx.send(Err(error.to_string()));
                     // Not started, and dropped: a run the store does not know must not show.
                     rt.spawn(async move {
                         let msg = Msg::NotRecorded {
@@ -324,12 +331,38 @@ impl Core {
         );
     }
 
-    /// A live run's slot is free again.
+    /// A live run's last process is gone: its slot goes to the next run at once, while its
+    /// run task still reads the final usage, drains the pipes and removes the cgroup. Given
+    /// back once; `release_slot` does it if this never came.
+    pub(super) fn vacate_slot(&mut self, run_id: &str) {
+        let Some(e) = self.runs.get_mut(run_id) else {
+            return;
+        };
+        let holds = matches!(
+            e.record.status,
+            RunStatus::Starting | RunStatus::Running | RunStatus::Stopping
+        );
+        if e.vacated || !holds {
+            return;
+        }
+        e.vacated = true;
+        self.occupied = self.occupied.saturating_sub(1);
+        if let Some(n) = self.live_by_queue.get_mut(&e.record.spec.policy.queue) {
+            *n = n.saturating_sub(1);
+        }
+        self.dispatch_needed = true;
+    }
+
+    /// A live run has ended (or never started): it is no longer live, and its slot is free.
     pub(super) fn release_slot(&mut self, run_id: &str) {
         self.live -= 1;
-        if let Some(e) = self.runs.get(run_id) {
-            if let Some(n) = self.live_by_queue.get_mut(&e.record.spec.policy.queue) {
-                *n = n.saturating_sub(1);
+        if let Some(e) = self.runs.get_mut(run_id) {
+            if !e.vacated {
+                e.vacated = true;
+                self.occupied = self.occupied.saturating_sub(1);
+                if let Some(n) = self.live_by_queue.get_mut(&e.record.spec.policy.queue) {
+                    *n = n.saturating_sub(1);
+                }
             }
         }
         if let Some(at) = self.timeout_armed.remove(run_id) {
