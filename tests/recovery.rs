@@ -334,8 +334,14 @@ async fn empty_cgroups_of_never_recorded_runs_are_removed_at_start() {
         .expect("moving it into the foreign cgroup");
 
     let api = site.start().await;
-    assert!(!orphan.exists(), "an empty cgroup of no run survived the start");
-    assert!(foreign.exists(), "a populated cgroup of no known run was removed");
+    assert!(
+        !orphan.exists(),
+        "an empty cgroup of no run survived the start"
+    );
+    assert!(
+        foreign.exists(),
+        "a populated cgroup of no known run was removed"
+    );
     assert_eq!(api.get(&run.run_id).await.status(), RunStatus::Succeeded);
 
     let _ = child.kill();

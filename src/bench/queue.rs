@@ -2,8 +2,10 @@
 //! default queue limited to 16 at once (UpdateQueue), against the same N with no queue limit in
 //! the same run, each on a fresh daemon; the clock runs from the first Spawn until a Watch stream
 //! opened before it has seen every run end. (2) Dispatch latency: a slot frees (the holder's
-//! leader exits, seen on a pidfd) -> the next queued run's process exists (its FIFO marker line);
-//! the raw baseline is a plain fork/exec of the same command to its marker. (3) Memory per queued
+//! leader exits) -> the next queued run's process exists (its exec), both stamped by the kernel
+//! (proc events), against a hand-written supervisor that waits on the holder's pidfd and forks the
+//! next; and the same dispatch to the next run's first line (its FIFO marker), against a plain
+//! fork/exec to its marker. (3) Memory per queued
 //! run: the daemon's RSS before and after M spawns into a paused queue. (4) List (all at once,
 //! and one page) and GetQueueHealth answer times with those M queued. (5) The dispatch latency
 //! again with the M queued in that other queue. Everything ends with one bulk Cancel.
@@ -18,8 +20,8 @@ use wf_supervisor::proto::{
 };
 
 use super::daemon::{self, Client, Daemon};
-use super::procevents::ProcEvents;
 use super::fifo::Fifo;
+use super::procevents::ProcEvents;
 use super::raw::{self, Stdout};
 use super::report::{Report, Row};
 use super::stats::{ms, Summary};
@@ -288,8 +290,11 @@ async fn dispatch_trials(
         holder.reap();
         child.reap();
         if let Some(ev) = events {
-            let d = span(ev.exit_ns(holder.pid, within), ev.exec_ns(child.pid, within))
-                .context("no proc events for the raw holder's exit and the next process's exec")?;
+            let d = span(
+                ev.exit_ns(holder.pid, within),
+                ev.exec_ns(child.pid, within),
+            )
+            .context("no proc events for the raw holder's exit and the next process's exec")?;
             out.raw_exec_ms.push(d);
             ev.forget(holder.pid);
             ev.forget(child.pid);
@@ -506,7 +511,12 @@ async fn on_one_daemon(
         false,
     )
     .await?;
-    dispatch_rows(rep, &backlog, &first, &format!(", {} more queued", s.queued));
+    dispatch_rows(
+        rep,
+        &backlog,
+        &first,
+        &format!(", {} more queued", s.queued),
+    );
     rep.notes.push(format!(
         "queue: the dispatch rows \"{} more queued\" have that many runs queued in another queue (paused) meanwhile; their raw columns are the first rows' hand-written supervisor",
         s.queued
