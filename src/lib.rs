@@ -16,6 +16,7 @@ pub mod grpc;
 pub mod http;
 pub mod ids;
 pub mod metrics;
+pub mod present;
 pub mod process;
 pub mod proto;
 pub mod run;

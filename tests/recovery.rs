@@ -320,8 +320,10 @@ async fn empty_cgroups_of_never_recorded_runs_are_removed_at_start() {
     let api = site.start().await;
     let run = api.spawn(&sh("exit 0")).await;
     api.wait_terminal(&run.run_id, TIMEOUT).await;
-    site.crash();
+    // Stopped cleanly so the run's end is on record; the sweep runs at every start.
+    site.stop().await;
 
+    // While no daemon runs: the leftovers of one killed before a run's STARTING was on record.
     let orphan = root.join("run_0123456789ab");
     std::fs::create_dir(&orphan).expect("making an empty run cgroup");
     let foreign = root.join("run_ba9876543210");

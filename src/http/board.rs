@@ -7,7 +7,7 @@
 //! (`proto::Run`, as List answers them), so the page and the API's clients say the same things.
 use std::collections::BTreeMap;
 
-use crate::proto::{self, AgentPhase, Health, Run, RunStatus};
+use crate::proto::{self, Health, Run, RunStatus};
 
 /// How many finished runs the table shows besides the live ones (as `wfctl top`).
 pub const FINISHED_SHOWN: usize = 50;
@@ -381,122 +381,17 @@ fn last_event(r: &Run, last: Option<&LastEvent>, now: i64) -> String {
 // Words for figures (as the CLI writes them)
 
 /// Lowercase name of a prost enum value after its prefix, or `unknown(N)`.
-fn short_name(full: Option<&str>, prefix: &str, raw: i32) -> String {
-    match full {
-        Some(n) => n.strip_prefix(prefix).unwrap_or(n).to_ascii_lowercase(),
-        None => format!("unknown({raw})"),
-    }
-}
-
-/// `running`, `killed`, ...
-pub fn status_name(raw: i32) -> String {
-    let full = RunStatus::try_from(raw).ok().map(|s| s.as_str_name());
-    short_name(full, "RUN_STATUS_", raw)
-}
-
-pub fn health_name(raw: i32) -> String {
-    let full = Health::try_from(raw).ok().map(|s| s.as_str_name());
-    short_name(full, "HEALTH_", raw)
-}
-
-pub fn phase_name(raw: i32) -> String {
-    let full = AgentPhase::try_from(raw).ok().map(|s| s.as_str_name());
-    short_name(full, "AGENT_PHASE_", raw)
-}
-
-/// In at most two units: `850ms`, `4.2s`, `42s`, `5m 3s`, `2h 5m`, `3d 4h`.
-pub fn duration(ms: u64) -> String {
-    const S: u64 = 1000;
-    const M: u64 = 60 * S;
-    const H: u64 = 60 * M;
-    const D: u64 = 24 * H;
-    let pair = |a: u64, ua: &str, b: u64, ub: &str| {
-        if b == 0 {
-            format!("{a}{ua}")
-        } else {
-            format!("{a}{ua} {b}{ub}")
-        }
-    };
-    match ms {
-        _ if ms < S => format!("{ms}ms"),
-        _ if ms < 10 * S && ms % S >= 100 => format!("{}.{}s", ms / S, (ms % S) / 100),
-        _ if ms < M => format!("{}s", ms / S),
-        _ if ms < H => pair(ms / M, "m", (ms % M) / S, "s"),
-        _ if ms < D => pair(ms / H, "h", (ms % H) / M, "m"),
-        _ => pair(ms / D, "d", (ms % D) / H, "h"),
-    }
-}
-
-/// `5m ago`, `just now`; `-` for 0.
-pub fn ago(now: i64, at: i64) -> String {
-    if at <= 0 {
-        return "-".into();
-    }
-    let diff = now.saturating_sub(at);
-    if diff < 1000 {
-        "just now".into()
-    } else {
-        format!("{} ago", duration(diff.unsigned_abs()))
-    }
-}
-
-/// `512 B`, `1.5 KiB`, `64.0 MiB`.
-pub fn bytes(n: u64) -> String {
-    if n < 1024 {
-        return format!("{n} B");
-    }
-    let mut v = n as f64 / 1024.0;
-    let mut unit = "KiB";
-    for u in ["MiB", "GiB", "TiB"] {
-        if v < 1024.0 {
-            break;
-        }
-        v /= 1024.0;
-        unit = u;
-    }
-    format!("{v:.1} {unit}")
-}
-
-pub fn usd(c: f64) -> String {
-    format!("${c:.4}")
-}
-
-/// The argv as one shell-like line: safe words bare, others single-quoted.
-pub fn command_line(argv: &[String]) -> String {
-    let word = |a: &String| {
-        let safe = !a.is_empty()
-            && a.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%^".contains(c));
-        if safe {
-            a.clone()
-        } else {
-            format!("'{}'", a.replace('\'', r"'\''"))
-        }
-    };
-    argv.iter().map(word).collect::<Vec<_>>().join(" ")
-}
-
-/// Every control character (newline, tab, escape, ...) as a space.
-pub fn one_line(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
-}
-
-/// At most `max` characters, the last an ellipsis when cut.
-pub fn clip(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_string();
-    }
-    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
-    out.push('…');
-    out
-}
+// The shared wording (`crate::present`), under the names the page's modules use.
+pub use crate::present::{
+    agent_phase_name as phase_name, command_line, fmt_ago as ago, fmt_bytes as bytes,
+    fmt_duration_ms as duration, fmt_usd as usd, health_name, one_line, status_name,
+    truncate as clip,
+};
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::proto::{AgentProgress, RunUsage};
+    use crate::proto::{AgentPhase, AgentProgress, RunUsage};
 
     /// 2026-12-01T15:00:00Z.
     pub const NOW: i64 = 1_796_137_200_000;
