@@ -342,7 +342,8 @@ pub fn clone_into_cgroup_support() -> Result<(), String> {
 /// `RestrictRealtime=yes`): spawns then wait at normal priority without asking again.
 static URGENT_REFUSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Raise (`on`) or restore the calling thread's scheduling for the wait on a vfork child.
+/// The calling thread at real-time priority for the wait on a vfork child, back to normal
+/// scheduling when dropped.
 ///
 /// The thread sleeps in the kernel until the child has exec'd, and the child's exit from
 /// vfork wakes it on the child's own CPU, behind the new program's start-up: on an idle
@@ -350,30 +351,44 @@ static URGENT_REFUSED: std::sync::atomic::AtomicBool = std::sync::atomic::Atomic
 /// real-time thread (lowest priority, round-robin) it runs as soon as it wakes and goes back to
 /// normal scheduling at once; it never computes while raised, it sleeps until the child has
 /// exec'd. `SCHED_RESET_ON_FORK` makes the child start with normal scheduling.
-fn urgent_wait(on: bool) -> bool {
-    use std::sync::atomic::Ordering;
-    if on && URGENT_REFUSED.load(Ordering::Relaxed) {
-        return false;
+struct UrgentWait {
+    raised: bool,
+}
+
+impl UrgentWait {
+    fn raise() -> UrgentWait {
+        use std::sync::atomic::Ordering;
+        if URGENT_REFUSED.load(Ordering::Relaxed) {
+            return UrgentWait { raised: false };
+        }
+        const SCHED_RESET_ON_FORK: libc::c_int = 0x4000_0000;
+        let raised = set_scheduler(libc::SCHED_RR | SCHED_RESET_ON_FORK, 1);
+        if !raised {
+            URGENT_REFUSED.store(true, Ordering::Relaxed);
+            tracing::info!(
+                error = %io::Error::last_os_error(),
+                "spawns wait for exec at normal priority (real-time scheduling refused)"
+            );
+        }
+        UrgentWait { raised }
     }
-    const SCHED_RESET_ON_FORK: libc::c_int = 0x4000_0000;
-    let (policy, priority) = if on {
-        (libc::SCHED_RR | SCHED_RESET_ON_FORK, 1)
-    } else {
-        (libc::SCHED_OTHER, 0)
-    };
+}
+
+impl Drop for UrgentWait {
+    fn drop(&mut self) {
+        if self.raised {
+            set_scheduler(libc::SCHED_OTHER, 0);
+        }
+    }
+}
+
+/// sched_setscheduler on the calling thread.
+fn set_scheduler(policy: libc::c_int, priority: libc::c_int) -> bool {
     let param = libc::sched_param {
         sched_priority: priority,
     };
     // Safety: sched_setscheduler on the calling thread (0) with a valid param.
-    let ok = unsafe { libc::sched_setscheduler(0, policy, &param) } == 0;
-    if on && !ok {
-        URGENT_REFUSED.store(true, Ordering::Relaxed);
-        tracing::info!(
-            error = %io::Error::last_os_error(),
-            "spawns wait for exec at normal priority (real-time scheduling refused)"
-        );
-    }
-    ok
+    unsafe { libc::sched_setscheduler(0, policy, &param) == 0 }
 }
 
 /// Start the child. The caller holds the reaper's lock; on failure the child is already reaped.
@@ -435,8 +450,8 @@ pub fn spawn(p: &Plan<'_>, mode: Mode) -> Result<Cloned, Failed> {
         Mode::Vfork => (libc::CLONE_VM | libc::CLONE_VFORK) as u64,
         Mode::Fork => 0,
     };
-    // Raised until the child has exec'd (or failed): see `urgent_wait`.
-    let urgent = urgent_wait(true);
+    // Raised until the child has exec'd (or failed): see `UrgentWait`.
+    let urgent = UrgentWait::raise();
     // Safety: the stack grows down from its 16-byte-aligned top; with CLONE_VM the child runs
     // on it only while this function waits (CLONE_VFORK), so the thread's stack and `plan`
     // outlive it; a forked child has its own copy of both. Signals are blocked across the
@@ -477,16 +492,7 @@ pub fn spawn(p: &Plan<'_>, mode: Mode) -> Result<Cloned, Failed> {
             return Err(bad("clone", err));
         }
         Ok(pid)
-    });
-    let pid = match pid {
-        Ok(pid) => pid,
-        Err(e) => {
-            if urgent {
-                urgent_wait(false);
-            }
-            return Err(e);
-        }
-    };
+    })?;
     if let Some((r, w)) = report {
         // Our copy of the write end goes, so the read sees EOF once the child has exec'd.
         drop(w);
@@ -508,9 +514,7 @@ pub fn spawn(p: &Plan<'_>, mode: Mode) -> Result<Cloned, Failed> {
             plan.failure = (msg[0], msg[1]);
         }
     }
-    if urgent {
-        urgent_wait(false);
-    }
+    drop(urgent);
     let (step, errno) = plan.failure;
     if step != 0 {
         // The child has exited already (exec failure or an earlier step): reap it here.

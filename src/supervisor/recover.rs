@@ -131,50 +131,45 @@ pub async fn recover(
             },
         );
     }
-    // After a quarantine the store no longer knows which runs were live: every run cgroup under
-    // the daemon's own root is then a leftover. (Not otherwise: another daemon could share it.)
-    if let (true, Containment::Cgroup(root)) = (sweep_unknown_cgroups, containment) {
-        if let Ok(dir) = std::fs::read_dir(root.path()) {
-            for e in dir.filter_map(|e| e.ok()) {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if crate::ids::is_run_id(&name) && !live_ids.contains(&name) {
-                    if let Some(cg) = root.existing_run(&name) {
-                        leftovers.insert(
-                            name,
-                            Leftover {
-                                cgroup: Some(cg),
-                                pids: Vec::new(),
-                            },
-                        );
-                    }
-                }
-            }
-        }
-    }
-
-    // A daemon stopped between making a run's cgroup and recording its STARTING (the cgroup is
-    // made while that record is written; no process is started before it is durable) leaves an
-    // empty cgroup of a run no store knows. Empty ones made before this recovery began go:
-    // nothing runs in them, so even a root another daemon shares loses nothing it uses.
-    if let (false, Containment::Cgroup(root)) = (sweep_unknown_cgroups, containment) {
+    // One look at the run cgroups under the daemon's own root. After a quarantine the store no
+    // longer knows which runs were live: every one is then a leftover. Otherwise (another daemon
+    // could share the root) only the empty cgroups of runs no store knows go, made before this
+    // recovery began: a daemon stopped between making a run's cgroup and recording its STARTING
+    // (the cgroup is made while that record is written; no process is started before it is
+    // durable) leaves one, and nothing runs in them.
+    if let Containment::Cgroup(root) = containment {
         let known: HashSet<&str> = runs.iter().map(|r| r.record.run_id.as_str()).collect();
         let began = std::time::SystemTime::now();
         let mut removed = 0usize;
-        if let Ok(dir) = std::fs::read_dir(root.path()) {
-            for e in dir.filter_map(|e| e.ok()) {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if !crate::ids::is_run_id(&name) || known.contains(name.as_str()) {
-                    continue;
-                }
-                let made_before = e
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .is_ok_and(|t| t < began);
-                if let Some(cg) = root.existing_run(&name) {
-                    if made_before && cg.is_empty() && cg.remove().is_ok() {
-                        removed += 1;
-                    }
-                }
+        for e in std::fs::read_dir(root.path())
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+        {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !crate::ids::is_run_id(&name) || live_ids.contains(&name) {
+                continue;
+            }
+            let Some(cg) = root.existing_run(&name) else {
+                continue;
+            };
+            if sweep_unknown_cgroups {
+                leftovers.insert(
+                    name,
+                    Leftover {
+                        cgroup: Some(cg),
+                        pids: Vec::new(),
+                    },
+                );
+                continue;
+            }
+            let made_before = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t < began);
+            if !known.contains(name.as_str()) && made_before && cg.is_empty() && cg.remove().is_ok()
+            {
+                removed += 1;
             }
         }
         if removed > 0 {

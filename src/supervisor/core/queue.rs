@@ -335,36 +335,37 @@ impl Core {
     /// run task still reads the final usage, drains the pipes and removes the cgroup. Given
     /// back once; `release_slot` does it if this never came.
     pub(super) fn vacate_slot(&mut self, run_id: &str) {
-        let Some(e) = self.runs.get_mut(run_id) else {
+        let Some(e) = self.runs.get(run_id) else {
             return;
         };
         let holds = matches!(
             e.record.status,
             RunStatus::Starting | RunStatus::Running | RunStatus::Stopping
         );
-        if e.vacated || !holds {
+        if holds {
+            self.give_back_slot(run_id);
+            self.dispatch_needed = true;
+        }
+    }
+
+    /// The run's slot, in its queue and host-wide, is free (once, whichever path comes first).
+    fn give_back_slot(&mut self, run_id: &str) {
+        let Some(e) = self.runs.get_mut(run_id) else {
+            return;
+        };
+        if std::mem::replace(&mut e.vacated, true) {
             return;
         }
-        e.vacated = true;
         self.occupied = self.occupied.saturating_sub(1);
         if let Some(n) = self.live_by_queue.get_mut(&e.record.spec.policy.queue) {
             *n = n.saturating_sub(1);
         }
-        self.dispatch_needed = true;
     }
 
     /// A live run has ended (or never started): it is no longer live, and its slot is free.
     pub(super) fn release_slot(&mut self, run_id: &str) {
         self.live -= 1;
-        if let Some(e) = self.runs.get_mut(run_id) {
-            if !e.vacated {
-                e.vacated = true;
-                self.occupied = self.occupied.saturating_sub(1);
-                if let Some(n) = self.live_by_queue.get_mut(&e.record.spec.policy.queue) {
-                    *n = n.saturating_sub(1);
-                }
-            }
-        }
+        self.give_back_slot(run_id);
         if let Some(at) = self.timeout_armed.remove(run_id) {
             self.timeouts.remove(&(at, run_id.to_string()));
         }
