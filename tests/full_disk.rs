@@ -396,6 +396,15 @@ async fn a_shutdown_on_a_full_disk_ends_every_run() {
         .expect_err("a spawn the store cannot record must be refused");
     assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
     assert_eq!(run_ids(&api.list().await), run_ids(&[run.clone()]));
+    // Its cgroup was made while the STARTING record was being written; with the write failed,
+    // nothing was started in it and it goes.
+    if let Some(root) = t.site.cgroup_root.clone() {
+        let only_the_tree = vec![root.join(&run.run_id)];
+        wait_until(TIMEOUT, "the refused run's cgroup is removed", || {
+            cgroup_children(&root) == only_the_tree
+        })
+        .await;
+    }
 
     t.site.stop().await;
     assert_nothing_left(&run.run_id, &procs);
