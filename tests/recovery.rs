@@ -355,3 +355,95 @@ async fn empty_cgroups_of_never_recorded_runs_are_removed_at_start() {
     .await;
     std::fs::remove_dir(&foreign).expect("removing the foreign cgroup");
 }
+
+/// A queued run starts while its STARTING record is written; its cgroup, made first, marks the
+/// start. A daemon killed after the cgroup was made and before STARTING was durable leaves a
+/// QUEUED run with a cgroup: the next start takes it for one that may have run (its processes
+/// are ended, it is LOST with the reason saying so) and never starts it again, while the other
+/// queued run still waits and runs once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_run_with_a_cgroup_is_taken_as_started_and_never_run_again() {
+    let mut site = Site::new(Options::default()).expect("a site");
+    let Some(root) = site.cgroup_root.clone() else {
+        eprintln!("skipped: no cgroup v2 root for tests here");
+        return;
+    };
+    site.add_config("\n[queues.work]\nmax_concurrent = 1\n");
+    let api = site.start().await;
+    pause(&api, true).await;
+    let marks = site.dir.path().join("marks");
+    std::fs::create_dir_all(&marks).expect("a folder for the markers");
+    let queued = |name: &str| wf_supervisor::proto::SpawnRequest {
+        argv: sh(&format!("echo ran >> {}/{name}", marks.display())),
+        queue: "work".into(),
+        ..Default::default()
+    };
+    let dequeued = api.spawn_req(queued("dequeued")).await;
+    let waiting = api.spawn_req(queued("waiting")).await;
+    assert_eq!(dequeued.status(), RunStatus::Queued);
+    assert_eq!(waiting.status(), RunStatus::Queued);
+    site.crash();
+
+    // What the killed daemon left of the dequeued run: its cgroup, with its agent in it.
+    let cg = root.join(&dequeued.run_id);
+    std::fs::create_dir(&cg).expect("making the dequeued run's cgroup");
+    let mut agent = std::process::Command::new("sleep")
+        .arg("300")
+        .env("WF_RUN_ID", &dequeued.run_id)
+        .spawn()
+        .expect("a process for the dequeued run");
+    std::fs::write(cg.join("cgroup.procs"), agent.id().to_string())
+        .expect("moving it into the run's cgroup");
+    let agent_pid = agent.id() as i32;
+
+    let api = site.start().await;
+    let lost = api.get(&dequeued.run_id).await;
+    assert_eq!(lost.status(), RunStatus::Lost, "{lost:?}");
+    assert!(
+        lost.error.contains("dequeued") && lost.error.contains(&format!("{agent_pid} (sleep)")),
+        "the reason should say the run was dequeued and name what was ended: {}",
+        lost.error
+    );
+    let status = agent.wait().expect("waiting for the leftover agent");
+    assert!(
+        !status.success(),
+        "the leftover agent was not ended: {status:?}"
+    );
+    assert!(!cg.exists(), "the dequeued run's cgroup was not removed");
+    let records = api.audit(&dequeued.run_id).await;
+    assert!(
+        records
+            .iter()
+            .any(|r| r.action == "recover" && r.caller == "daemon" && r.outcome == "ok"),
+        "no recover record by the daemon: {records:?}"
+    );
+    assert_eq!(api.get(&waiting.run_id).await.status(), RunStatus::Queued);
+
+    pause(&api, false).await;
+    let done = api.wait_terminal(&waiting.run_id, TIMEOUT).await;
+    assert_eq!(done.status(), RunStatus::Succeeded, "{done:?}");
+    assert_eq!(
+        std::fs::read_to_string(marks.join("waiting")).expect("the waiting run's marker"),
+        "ran\n"
+    );
+    assert!(
+        !marks.join("dequeued").exists(),
+        "the run taken for started was started again"
+    );
+    assert_eq!(
+        site.stored_status(&dequeued.run_id).as_deref(),
+        Some("LOST")
+    );
+}
+
+async fn pause(api: &Api, paused: bool) {
+    api.client
+        .clone()
+        .update_queue(wf_supervisor::proto::UpdateQueueRequest {
+            queue: "work".into(),
+            paused: Some(paused),
+            max_concurrent: None,
+        })
+        .await
+        .expect("UpdateQueue");
+}

@@ -15,6 +15,7 @@ const NETLINK_CONNECTOR: libc::c_int = 11;
 const CN_IDX_PROC: u32 = 1;
 const CN_VAL_PROC: u32 = 1;
 const PROC_CN_MCAST_LISTEN: u32 = 1;
+const PROC_EVENT_FORK: u32 = 0x0000_0001;
 const PROC_EVENT_EXEC: u32 = 0x0000_0002;
 const PROC_EVENT_EXIT: u32 = 0x8000_0000;
 /// sizeof(struct nlmsghdr) and sizeof(struct cn_msg).
@@ -23,6 +24,7 @@ const CN_MSG_HDR: usize = 20;
 
 #[derive(Debug, Default, Clone, Copy)]
 struct Seen {
+    fork_ns: Option<u64>,
     exec_ns: Option<u64>,
     exit_ns: Option<u64>,
 }
@@ -124,6 +126,11 @@ impl ProcEvents {
         }
     }
 
+    /// When `pid` was created (kernel ns), waiting up to `within` for the event.
+    pub fn fork_ns(&self, pid: i32, within: Duration) -> Option<u64> {
+        self.wait_for(pid, |s| s.fork_ns, within)
+    }
+
     /// When `pid` first exec'd (kernel ns), waiting up to `within` for the event.
     pub fn exec_ns(&self, pid: i32, within: Duration) -> Option<u64> {
         self.wait_for(pid, |s| s.exec_ns, within)
@@ -184,6 +191,18 @@ fn read_events(sock: &OwnedFd, seen: &Mutex<HashMap<i32, Seen>>, stop: &AtomicBo
         else {
             continue;
         };
+        if what == PROC_EVENT_FORK {
+            // fork_proc_event: parent pid and tgid, then the child's pid and tgid.
+            let (Some(child), Some(child_tgid)) = (u32_at(ev, 24), u32_at(ev, 28)) else {
+                continue;
+            };
+            if child == child_tgid {
+                if let Ok(mut m) = seen.lock() {
+                    m.entry(child as i32).or_default().fork_ns = Some(ts);
+                }
+            }
+            continue;
+        }
         if pid != tgid || (what != PROC_EVENT_EXEC && what != PROC_EVENT_EXIT) {
             continue;
         }

@@ -2,12 +2,13 @@
 //! default queue limited to 16 at once (UpdateQueue), against the same N with no queue limit in
 //! the same run, each on a fresh daemon; the clock runs from the first Spawn until a Watch stream
 //! opened before it has seen every run end. (2) Dispatch latency: a slot frees (the holder's
-//! leader exits) -> the next queued run's process exists (its exec), both stamped by the kernel
-//! (proc events), against a hand-written supervisor that waits on the holder's pidfd and forks the
-//! next; and the same dispatch to the next run's first line (its FIFO marker), against a plain
-//! fork/exec to its marker. (3) Memory per queued
-//! run: the daemon's RSS before and after M spawns into a paused queue. (4) List (all at once,
-//! and one page) and GetQueueHealth answer times with those M queued. (5) The dispatch latency
+//! leader exits) -> the next queued run's process exists (its fork) and its program starts (its
+//! exec), all stamped by the kernel (proc events), against a hand-written supervisor that waits
+//! on the holder's pidfd and forks the next; and the same dispatch to the next run's first line
+//! (its FIFO marker), against a plain fork/exec to its marker. (3) Memory per queued run: the
+//! daemon's RSS before and after M spawns into a paused queue. (4) List (all at once, and one
+//! page) and GetQueueHealth answer times with those M queued; the whole List's raw column is the
+//! client alone decoding (and dropping) the same answer from memory. (5) The dispatch latency
 //! again with the M queued in that other queue. Everything ends with one bulk Cancel.
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
@@ -15,8 +16,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use futures::future::join_all;
 use wf_supervisor::proto::{
-    CancelRequest, GetQueueHealthRequest, GetRequest, ListRequest, RunStatus, Selector,
-    SpawnRequest, UpdateQueueRequest, WatchRequest,
+    CancelRequest, GetQueueHealthRequest, GetRequest, ListRequest, ListResponse, RunStatus,
+    Selector, SpawnRequest, UpdateQueueRequest, WatchRequest,
 };
 
 use super::daemon::{self, Client, Daemon};
@@ -193,9 +194,14 @@ fn on_exit(pid: i32) -> anyhow::Result<tokio::task::JoinHandle<Option<Instant>>>
 /// What the dispatch trials measured, in ms.
 #[derive(Default)]
 struct Dispatch {
-    /// The holder's exit -> the next run's exec, both stamped by the kernel (proc events).
-    exec_ms: Vec<f64>,
+    /// The holder's exit -> the next run's process is created (its fork), both stamped by the
+    /// kernel (proc events): "the next queued run's process exists".
+    fork_ms: Vec<f64>,
     /// The same for a hand-written supervisor: it waits on the holder's pidfd and forks the next.
+    raw_fork_ms: Vec<f64>,
+    /// The holder's exit -> the next run's exec (its program starts), kernel-stamped.
+    exec_ms: Vec<f64>,
+    /// The same for the hand-written supervisor.
     raw_exec_ms: Vec<f64>,
     /// The holder's exit seen by the benchmark -> the next run's first line (its FIFO marker).
     marker_ms: Vec<f64>,
@@ -250,9 +256,13 @@ async fn dispatch_trials(
         out.marker_ms.push(ms(at.saturating_duration_since(t0)));
         let ended = daemon::wait_terminal(c, &next.run_id, Duration::from_secs(30)).await?;
         if let Some(ev) = events {
-            let d = span(ev.exit_ns(pid, within), ev.exec_ns(ended.pid, within))
+            let exit = ev.exit_ns(pid, within);
+            let d = span(exit, ev.exec_ns(ended.pid, within))
                 .context("no proc events for the holder's exit and the next run's exec")?;
             out.exec_ms.push(d);
+            let f = span(exit, ev.fork_ns(ended.pid, within))
+                .context("no proc event for the next run's fork")?;
+            out.fork_ms.push(f);
             ev.forget(pid);
             ev.forget(ended.pid);
         }
@@ -290,12 +300,13 @@ async fn dispatch_trials(
         holder.reap();
         child.reap();
         if let Some(ev) = events {
-            let d = span(
-                ev.exit_ns(holder.pid, within),
-                ev.exec_ns(child.pid, within),
-            )
-            .context("no proc events for the raw holder's exit and the next process's exec")?;
+            let exit = ev.exit_ns(holder.pid, within);
+            let d = span(exit, ev.exec_ns(child.pid, within))
+                .context("no proc events for the raw holder's exit and the next process's exec")?;
             out.raw_exec_ms.push(d);
+            let f = span(exit, ev.fork_ns(child.pid, within))
+                .context("no proc event for the raw supervisor's fork")?;
+            out.raw_fork_ms.push(f);
             ev.forget(holder.pid);
             ev.forget(child.pid);
         }
@@ -307,17 +318,26 @@ async fn dispatch_trials(
 /// kernel-stamped exit -> exec where there is one, else on the exit -> first line.
 fn dispatch_rows(rep: &mut Report, d: &Dispatch, raw: &Dispatch, suffix: &str) {
     let p99 = |v: &[f64]| Summary::of(v).map(|s| s.p99).unwrap_or(f64::MAX);
-    let timed = !d.exec_ms.is_empty();
+    let timed = !d.fork_ms.is_empty();
     if timed {
         rep.rows.push(
             Row::dist(
                 "queue",
-                &format!("slot frees -> next queued run's process exists{suffix}"),
+                &format!("slot frees -> next queued run's process exists (fork){suffix}"),
+                "ms",
+                &d.fork_ms,
+            )
+            .raw_dist(&raw.raw_fork_ms)
+            .target("p99 <= 2 ms", p99(&d.fork_ms) <= 2.0),
+        );
+        rep.rows.push(
+            Row::dist(
+                "queue",
+                &format!("slot frees -> next queued run's program starts (exec){suffix}"),
                 "ms",
                 &d.exec_ms,
             )
-            .raw_dist(&raw.raw_exec_ms)
-            .target("p99 <= 2 ms", p99(&d.exec_ms) <= 2.0),
+            .raw_dist(&raw.raw_exec_ms),
         );
     }
     let row = Row::dist(
@@ -456,6 +476,8 @@ async fn on_one_daemon(
     let mut page_ms = Vec::new();
     let mut health_ms = Vec::new();
     let mut unpaged = false;
+    let mut decode_ms = Vec::new();
+    let mut answer = Vec::new();
     for _ in 0..s.latency_trials {
         let t = Instant::now();
         let n = c
@@ -465,6 +487,14 @@ async fn on_one_daemon(
             .runs
             .len();
         list_ms.push(ms(t.elapsed()));
+        if answer.is_empty() {
+            let whole = c.list(ListRequest::default()).await?.into_inner();
+            answer = prost::Message::encode_to_vec(&whole);
+        }
+        let t = Instant::now();
+        let decoded: ListResponse = prost::Message::decode(answer.as_slice())?;
+        drop(std::hint::black_box(decoded));
+        decode_ms.push(ms(t.elapsed()));
         if n < s.queued {
             anyhow::bail!("List returned {n} runs, fewer than the {} queued", s.queued);
         }
@@ -495,9 +525,17 @@ async fn on_one_daemon(
         ("GetQueueHealth with the queued runs", &health_ms),
     ] {
         let p99 = Summary::of(samples).map(|s| s.p99).unwrap_or(f64::MAX);
-        rep.rows
-            .push(Row::dist("queue", metric, "ms", samples).target("p99 <= 20 ms", p99 <= 20.0));
+        let row = Row::dist("queue", metric, "ms", samples).target("p99 <= 20 ms", p99 <= 20.0);
+        rep.rows.push(if metric == list_name {
+            row.raw_dist(&decode_ms)
+        } else {
+            row
+        });
     }
+    rep.notes.push(format!(
+        "queue: the whole List's raw column is this client decoding the same answer ({} KiB) from memory and dropping it: what any prost client pays before the daemon does anything",
+        answer.len() / 1024
+    ));
 
     // (5) Dispatch latency again with the M runs queued in the backlog: a dispatch costs what
     // changed, not the number of queued runs.

@@ -71,9 +71,14 @@ pub struct RunContext {
     pub usage: crate::usage::UsageProbe,
     pub usage_interval: Duration,
     /// The store's answer for the run's STARTING record. The task makes the run's cgroup while
-    /// the record is written, and starts no process before it is durable: an error (or no
-    /// answer) ends the task with nothing started and the cgroup removed.
+    /// the record is written, and (unless `start_while_recording`) starts no process before it
+    /// is durable: an error (or no answer) ends the task with nothing started and the cgroup
+    /// removed.
     pub recorded: oneshot::Receiver<Result<(), String>>,
+    /// A run on record as QUEUED, in a cgroup: its process starts while STARTING is written.
+    /// Its cgroup then marks the start for a recovery until STARTING is durable, so the cgroup
+    /// is removed only after `recorded` said so (kept, for the next start to clear, if not).
+    pub start_while_recording: bool,
 }
 
 /// The live handles on one run.
@@ -211,15 +216,20 @@ async fn run_inner(mut ctx: RunContext) {
         },
         Containment::ProcessGroup { .. } => None,
     };
-    // Nothing is started before STARTING is on record (a daemon killed in between must not
-    // leave an agent no later daemon knows about); the core hears of a failed write itself.
-    let recorded = (&mut ctx.recorded).await;
-    if !matches!(recorded, Ok(Ok(()))) {
-        if let Some(cg) = &cgroup {
-            let _ = cg.remove();
+    // A new run is not started before STARTING is on record (a daemon killed in between must
+    // not leave an agent no later daemon knows about); the core hears of a failed write itself.
+    // A dequeued run, on record already, starts now; its cgroup marks the start meanwhile.
+    let mut recorded = None;
+    if !ctx.start_while_recording {
+        let r = (&mut ctx.recorded).await;
+        if !matches!(r, Ok(Ok(()))) {
+            if let Some(cg) = &cgroup {
+                let _ = cg.remove();
+            }
+            debug!(outcome = ?r, "STARTING not recorded: nothing started");
+            return;
         }
-        debug!(outcome = ?recorded, "STARTING not recorded: nothing started");
-        return;
+        recorded = Some(Ok(()));
     }
     let spec = SpawnSpec {
         argv: ctx.spec.argv.clone(),
@@ -448,7 +458,26 @@ async fn run_inner(mut ctx: RunContext) {
             drained.get(2).copied().unwrap_or(0)
         ),
     });
-    if let Some(cg) = &h.cgroup {
+    // The cgroup marks a dequeued run's start until STARTING is durable: wait for that first.
+    let on_record = match recorded {
+        Some(r) => r,
+        None => match (&mut ctx.recorded).await {
+            Ok(r) => r,
+            Err(_) => Err("the core gave no answer".to_string()),
+        },
+    };
+    if let (Err(e), Some(cg)) = (&on_record, &h.cgroup) {
+        warn!(error = %e, "STARTING not on record: the run's cgroup is kept as the mark of its start");
+        cleanup.push(CleanupStep {
+            step: "cgroup",
+            ok: false,
+            detail: format!(
+                "kept {}: the run's STARTING record is not durable yet ({e}), and the cgroup marks its start until the next daemon start clears it",
+                cg.path().display()
+            ),
+        });
+    }
+    if let (Ok(()), Some(cg)) = (&on_record, &h.cgroup) {
         let mut result = cg.remove();
         for _ in 0..20 {
             match &result {

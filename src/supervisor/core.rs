@@ -86,6 +86,9 @@ struct Entry {
     /// Its queue slot was given back when its last process was gone (`Msg::Vacated`), before
     /// its run task finished the bookkeeping.
     vacated: bool,
+    /// Its QUEUED record is durable (set by the store's answer; true for runs loaded from the
+    /// store). Such a run may start while its STARTING record is written (`start_run`).
+    queued_on_record: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Where a queued run stands in the queue: priority first, then age.
@@ -305,6 +308,7 @@ pub fn start(settings: CoreSettings) -> SupervisorHandle {
                 usage: core.no_usage.clone(),
                 launched_at: 0,
                 vacated: false,
+                queued_on_record: std::sync::Arc::new(true.into()),
             }),
         );
     }
@@ -1116,6 +1120,7 @@ impl Core {
                 usage: self.no_usage.clone(),
                 launched_at: 0,
                 vacated: false,
+                queued_on_record: std::sync::Arc::default(),
             }),
         );
         if let Some(e) = self.runs.get(&run_id) {
@@ -1178,6 +1183,7 @@ impl Core {
             })
             .unwrap_or_default();
         let answer = rec.clone();
+        let on_record = e.queued_on_record.clone();
         debug!(run_id, queue, reason = rec.waiting_reason, "queued");
         let rt = tokio::runtime::Handle::current();
         let core = self.tx.clone();
@@ -1187,6 +1193,7 @@ impl Core {
             audits,
             Some(Box::new(move |r| match r {
                 Ok(()) => {
+                    on_record.store(true, std::sync::atomic::Ordering::Release);
                     if let Some(reply) = reply {
                         let _ = reply.send(Ok(answer));
                     }

@@ -1,5 +1,6 @@
 //! Reconciliation at start (invariant 5): every run the store says was STARTING, RUNNING or
-//! STOPPING belonged to a previous daemon. Its leftover processes are found (by the run's cgroup
+//! STOPPING belonged to a previous daemon, as did a QUEUED run whose cgroup exists (dequeued: it
+//! starts while STARTING is written, the cgroup marking its start). Its leftover processes are found (by the run's cgroup
 //! where one exists, else by the `WF_RUN_ID` in their environment), ended with TERM, a grace,
 //! then KILL, and verified gone; the run is marked LOST with a reason naming what was found and
 //! ended. Leftover run cgroups under the daemon's own cgroup root are ended and removed too. Log
@@ -90,6 +91,15 @@ pub async fn recover(
     after_quarantine: bool,
 ) -> Recovered {
     let sweep_unknown_cgroups = after_quarantine;
+    // A QUEUED run with a cgroup was dequeued: its process starts while STARTING is written,
+    // so it may have run. It is reconciled as a live one, never started again.
+    let dequeued = |r: &LoadedRun| {
+        r.record.status == RunStatus::Queued
+            && match containment {
+                Containment::Cgroup(root) => root.existing_run(&r.record.run_id).is_some(),
+                Containment::ProcessGroup { .. } => false,
+            }
+    };
     let live: Vec<usize> = runs
         .iter()
         .enumerate()
@@ -97,7 +107,7 @@ pub async fn recover(
             matches!(
                 r.record.status,
                 RunStatus::Starting | RunStatus::Running | RunStatus::Stopping
-            )
+            ) || dequeued(r)
         })
         .map(|(i, _)| i)
         .collect();
@@ -133,12 +143,12 @@ pub async fn recover(
     }
     // One look at the run cgroups under the daemon's own root. After a quarantine the store no
     // longer knows which runs were live: every one is then a leftover. Otherwise (another daemon
-    // could share the root) only the empty cgroups of runs no store knows go, made before this
-    // recovery began: a daemon stopped between making a run's cgroup and recording its STARTING
-    // (the cgroup is made while that record is written; no process is started before it is
-    // durable) leaves one, and nothing runs in them.
+    // could share the root) only the empty cgroups of runs not live go, made before this
+    // recovery began: a daemon stopped between making a new run's cgroup and recording its
+    // STARTING (the cgroup is made while that record is written; a new run's process is not
+    // started before it is durable) leaves one, and so does a run that ended while its STARTING
+    // could not be written (its cgroup marked its start). Nothing runs in them.
     if let Containment::Cgroup(root) = containment {
-        let known: HashSet<&str> = runs.iter().map(|r| r.record.run_id.as_str()).collect();
         let began = std::time::SystemTime::now();
         let mut removed = 0usize;
         for e in std::fs::read_dir(root.path())
@@ -167,15 +177,16 @@ pub async fn recover(
                 .metadata()
                 .and_then(|m| m.modified())
                 .is_ok_and(|t| t < began);
-            if !known.contains(name.as_str()) && made_before && cg.is_empty() && cg.remove().is_ok()
-            {
+            // Known and not live here: a run that ended while its STARTING record could not be
+            // written kept its cgroup as the mark of its start; the record decides now.
+            if made_before && cg.is_empty() && cg.remove().is_ok() {
                 removed += 1;
             }
         }
         if removed > 0 {
             info!(
                 removed,
-                "removed empty cgroups of runs that were never recorded (a daemon stopped before their start)"
+                "removed empty cgroups of runs not live (a daemon stopped before their start was recorded, or a run ended while its start could not be written)"
             );
         }
     }
@@ -271,9 +282,12 @@ pub async fn recover(
             }
             _ => String::new(),
         };
+        let state = match r.status {
+            RunStatus::Queued => "QUEUED, dequeued: its cgroup was made, so it may have started",
+            s => s.as_str(),
+        };
         let reason = format!(
-            "the daemon that ran it ({}) stopped without ending it{stopping_for}; at restart: {summary}",
-            r.status.as_str()
+            "the daemon that ran it ({state}) stopped without ending it{stopping_for}; at restart: {summary}"
         );
         r.status = RunStatus::Lost;
         r.ended_at = now;

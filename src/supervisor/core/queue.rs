@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
 
 use super::{committed, snapshot, Core, QueueKey};
+use crate::process::cgroup::Containment;
 use crate::process::spawn::HEARTBEAT_FD;
 use crate::run::agent::AgentState;
 use crate::run::output::OutputProgress;
@@ -214,12 +215,22 @@ impl Core {
         }
     }
 
-    /// Start a queued run: STARTING on record first, then the fork (a daemon killed in between
-    /// must not leave an agent no later daemon knows about).
+    /// Start a run. A new one (never recorded) is started once STARTING is on record: a daemon
+    /// killed in between must not leave an agent no later daemon knows about. A run that waited
+    /// in its queue, on record as QUEUED, starts while STARTING is written where its cgroup
+    /// marks the start: recovery takes a QUEUED run with a cgroup for one that may have run
+    /// (`recover`), and the run task removes that cgroup only once STARTING is durable.
     fn start_run(&mut self, run_id: &str) {
+        let cgroups = matches!(self.s.containment, Containment::Cgroup(_));
+        let store_ok = self.s.store.write_failing().is_none();
         let Some(e) = self.runs.get_mut(run_id) else {
             return;
         };
+        let start_while_recording = cgroups
+            && store_ok
+            && e.record.status == RunStatus::Queued
+            && e.queued_on_record
+                .load(std::sync::atomic::Ordering::Acquire);
         self.queued.remove(&super::queue_key(e));
         e.record.status = RunStatus::Starting;
         let spec = (*e.record.spec).clone();
@@ -272,6 +283,7 @@ impl Core {
             usage: e.usage.clone(),
             usage_interval: self.s.config.metrics.usage_sample_interval,
             recorded,
+            start_while_recording,
         };
         e.control = Some(control_tx);
         e.progress = progress_rx;
@@ -313,6 +325,12 @@ impl Core {
             Some(Box::new(move |r| match r {
                 Ok(()) => {
                     let _ = recorded_tx.send(Ok(()));
+                }
+                Err(error) if start_while_recording => {
+                    // Its process may run already: the run goes on, the store keeps the change
+                    // for a retry, and its cgroup stays as the mark of its start meanwhile.
+                    warn!(run_id = id, error = %error, "STARTING of a dequeued run not recorded yet; the run goes on");
+                    let _ = recorded_tx.send(Err(error.to_string()));
                 }
                 Err(error) => {
                     let _ = recorded_tx.send(Err(error.to_string()));
