@@ -290,7 +290,7 @@ impl Core {
         e.launched_at = crate::time::now_ms();
         let waited = e.record.queued_at > 0;
         let rec = snapshot(e);
-        self.live += 1;
+        self.live.insert(run_id.to_string());
         self.occupied += 1;
         *self.live_by_queue.entry(queue).or_default() += 1;
         tracing::debug!(run_id, argv = ?rec.spec.argv, attempt = rec.attempt, "spawning");
@@ -382,7 +382,7 @@ impl Core {
 
     /// A live run has ended (or never started): it is no longer live, and its slot is free.
     pub(super) fn release_slot(&mut self, run_id: &str) {
-        self.live -= 1;
+        self.live.remove(run_id);
         self.give_back_slot(run_id);
         if let Some(at) = self.timeout_armed.remove(run_id) {
             self.timeouts.remove(&(at, run_id.to_string()));
