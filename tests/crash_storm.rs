@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use wf_supervisor::proto::{KillRequest, Run, SpawnRequest};
+use wf_supervisor::proto::{KillRequest, Run, RunStatus, SpawnRequest};
 
 const ROUNDS: usize = 20;
 const CLIENTS: usize = 3;
@@ -275,4 +275,97 @@ async fn acknowledged_spawns_survive_twenty_crashes_and_nothing_is_left() {
         api.get(id).await;
     }
     site.assert_reaped(&[]).await;
+}
+
+/// A crash storm over a queue: 40 runs wait in a queue of one, each writing a line to its own
+/// marker file as the first thing it does. The daemon is SIGKILLed at random points while it
+/// dispatches them and restarted, twelve times. Then the queue drains: every run ends, none ever
+/// ran twice (no marker has two lines), every SUCCEEDED run ran once, and nothing is left. (The
+/// narrow window of a dequeued run started before its STARTING record is durable is rarely hit
+/// by chance here; `tests/recovery.rs` sets that state up on purpose.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_runs_never_start_twice_through_a_crash_storm() {
+    const RUNS: usize = 40;
+    const QUEUE_ROUNDS: usize = 12;
+    let seed: u64 = std::env::var("WF_STORM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20_261_202);
+    eprintln!("queue crash storm: seed {seed} (WF_STORM_SEED={seed} replays it)");
+    let mut site = Site::new(Options {
+        grace_ms: 300,
+        ..Default::default()
+    })
+    .expect("a site");
+    site.add_config("\n[queues.one]\nmax_concurrent = 1\nmax_queued = 100\n");
+    let marks = site.dir.path().join("marks");
+    std::fs::create_dir_all(&marks).expect("a folder for the markers");
+    let api = site.start().await;
+    let script = format!("echo ran >> {}/$WF_RUN_ID; sleep 0.05", marks.display());
+    let mut ids = Vec::new();
+    for _ in 0..RUNS {
+        let run = api
+            .spawn_req(SpawnRequest {
+                argv: sh(&script),
+                queue: "one".into(),
+                ..Default::default()
+            })
+            .await;
+        ids.push(run.run_id);
+    }
+
+    let mut rng = Rng(seed);
+    for _ in 0..QUEUE_ROUNDS {
+        tokio::time::sleep(Duration::from_millis(rng.range(30, 300))).await;
+        site.crash();
+        site.start().await;
+    }
+    let api = site.client();
+    let mut ended = Vec::new();
+    for id in &ids {
+        ended.push(api.wait_terminal(id, Duration::from_secs(120)).await);
+    }
+    let lines = |id: &str| {
+        std::fs::read_to_string(marks.join(id))
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    let twice: Vec<(String, usize)> = ids
+        .iter()
+        .map(|id| (id.clone(), lines(id)))
+        .filter(|(_, n)| *n > 1)
+        .collect();
+    assert!(
+        twice.is_empty(),
+        "queued runs started more than once: {twice:?}"
+    );
+    for run in &ended {
+        match run.status() {
+            RunStatus::Succeeded => assert_eq!(
+                lines(&run.run_id),
+                1,
+                "a SUCCEEDED run did not leave its one line: {run:?}"
+            ),
+            RunStatus::Lost => {}
+            other => panic!("a queued run ended {other:?}, neither ran nor lost: {run:?}"),
+        }
+    }
+    let by_status = count_by(ended.iter().map(|r| r.status().as_str_name()));
+    eprintln!("queue crash storm: {by_status:?}");
+    assert!(
+        by_status.get("RUN_STATUS_SUCCEEDED").copied().unwrap_or(0) > 0,
+        "no queued run succeeded: {by_status:?}"
+    );
+
+    site.stop().await;
+    for id in &ids {
+        assert_nothing_left(id, &[]);
+    }
+    if let Some(root) = &site.cgroup_root {
+        let left = cgroup_children(root);
+        assert!(
+            left.is_empty(),
+            "run cgroups are left after a clean stop: {left:?}"
+        );
+    }
 }
