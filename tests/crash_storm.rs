@@ -44,6 +44,22 @@ struct Tally {
     kill_errors: usize,
 }
 
+/// A storm's seed (`WF_STORM_SEED`, else `default`; printed so that a storm can be replayed)
+/// and its site (short graces, so that kills during the storm end quickly).
+fn storm(name: &str, default: u64) -> (u64, Site) {
+    let seed: u64 = std::env::var("WF_STORM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default);
+    eprintln!("{name}: seed {seed} (WF_STORM_SEED={seed} replays it)");
+    let site = Site::new(Options {
+        grace_ms: 300,
+        ..Default::default()
+    })
+    .expect("a site");
+    (seed, site)
+}
+
 /// One client: spawns (60 %) and kills its own acknowledged runs (40 %) until told to stop,
 /// riding out the crashes (a call that fails is simply not counted as acknowledged).
 async fn client_loop(
@@ -149,16 +165,7 @@ fn explain_leftovers(site: &Site, pids: &[i32], known: &BTreeSet<String>) -> Str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_spawns_survive_twenty_crashes_and_nothing_is_left() {
-    let seed: u64 = std::env::var("WF_STORM_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20_240_611);
-    eprintln!("crash storm: seed {seed} (WF_STORM_SEED={seed} replays it)");
-    let mut site = Site::new(Options {
-        grace_ms: 300,
-        ..Default::default()
-    })
-    .expect("a site");
+    let (seed, mut site) = storm("crash storm", 20_240_611);
     site.start().await;
 
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -287,16 +294,7 @@ async fn acknowledged_spawns_survive_twenty_crashes_and_nothing_is_left() {
 async fn queued_runs_never_start_twice_through_a_crash_storm() {
     const RUNS: usize = 40;
     const QUEUE_ROUNDS: usize = 12;
-    let seed: u64 = std::env::var("WF_STORM_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20_261_202);
-    eprintln!("queue crash storm: seed {seed} (WF_STORM_SEED={seed} replays it)");
-    let mut site = Site::new(Options {
-        grace_ms: 300,
-        ..Default::default()
-    })
-    .expect("a site");
+    let (seed, mut site) = storm("queue crash storm", 20_261_202);
     site.add_config("\n[queues.one]\nmax_concurrent = 1\nmax_queued = 100\n");
     let marks = site.dir.path().join("marks");
     std::fs::create_dir_all(&marks).expect("a folder for the markers");

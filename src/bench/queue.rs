@@ -224,11 +224,6 @@ async fn dispatch_trials(
 ) -> anyhow::Result<Dispatch> {
     let fifo_path = fifo.path().display().to_string();
     let mut out = Dispatch::default();
-    let within = Duration::from_secs(5);
-    let span = |from: Option<u64>, to: Option<u64>| match (from, to) {
-        (Some(a), Some(b)) if b >= a => Some((b - a) as f64 / 1e6),
-        _ => None,
-    };
     for i in 0..trials {
         let holder = daemon::spawn(c, ctx, &["sleep", "0.2"], &[]).await?;
         let trial = ctx.unique(&format!("queue-{what}{i}"));
@@ -256,15 +251,9 @@ async fn dispatch_trials(
         out.marker_ms.push(ms(at.saturating_duration_since(t0)));
         let ended = daemon::wait_terminal(c, &next.run_id, Duration::from_secs(30)).await?;
         if let Some(ev) = events {
-            let exit = ev.exit_ns(pid, within);
-            let d = span(exit, ev.exec_ns(ended.pid, within))
-                .context("no proc events for the holder's exit and the next run's exec")?;
-            out.exec_ms.push(d);
-            let f = span(exit, ev.fork_ns(ended.pid, within))
-                .context("no proc event for the next run's fork")?;
-            out.fork_ms.push(f);
-            ev.forget(pid);
-            ev.forget(ended.pid);
+            let (fork, exec) = handover(ev, pid, ended.pid).context("the daemon's dispatch")?;
+            out.fork_ms.push(fork);
+            out.exec_ms.push(exec);
         }
         if !raw {
             continue;
@@ -300,18 +289,34 @@ async fn dispatch_trials(
         holder.reap();
         child.reap();
         if let Some(ev) = events {
-            let exit = ev.exit_ns(holder.pid, within);
-            let d = span(exit, ev.exec_ns(child.pid, within))
-                .context("no proc events for the raw holder's exit and the next process's exec")?;
-            out.raw_exec_ms.push(d);
-            let f = span(exit, ev.fork_ns(child.pid, within))
-                .context("no proc event for the raw supervisor's fork")?;
-            out.raw_fork_ms.push(f);
-            ev.forget(holder.pid);
-            ev.forget(child.pid);
+            let (fork, exec) =
+                handover(ev, holder.pid, child.pid).context("the raw supervisor's dispatch")?;
+            out.raw_fork_ms.push(fork);
+            out.raw_exec_ms.push(exec);
         }
     }
     Ok(out)
+}
+
+/// The kernel's times, in ms, from the holder's exit to the next process's fork and to its exec
+/// (then both pids are forgotten, before their numbers can come round again).
+fn handover(ev: &ProcEvents, holder: i32, next: i32) -> anyhow::Result<(f64, f64)> {
+    let within = Duration::from_secs(5);
+    let exit = ev.exit_ns(holder, within);
+    let span = |to: Option<u64>| match (exit, to) {
+        (Some(a), Some(b)) if b >= a => Some((b - a) as f64 / 1e6),
+        _ => None,
+    };
+    let fork = span(ev.fork_ns(next, within));
+    let exec = span(ev.exec_ns(next, within));
+    ev.forget(holder);
+    ev.forget(next);
+    match (fork, exec) {
+        (Some(f), Some(e)) => Ok((f, e)),
+        _ => anyhow::bail!(
+            "no proc events for the holder's exit ({holder}) and the next process's fork and exec ({next})"
+        ),
+    }
 }
 
 /// The dispatch rows of one set of trials, against the raw columns of `raw`: the target on the

@@ -219,7 +219,6 @@ async fn run_inner(mut ctx: RunContext) {
     // A new run is not started before STARTING is on record (a daemon killed in between must
     // not leave an agent no later daemon knows about); the core hears of a failed write itself.
     // A dequeued run, on record already, starts now; its cgroup marks the start meanwhile.
-    let mut recorded = None;
     if !ctx.start_while_recording {
         let r = (&mut ctx.recorded).await;
         if !matches!(r, Ok(Ok(()))) {
@@ -229,7 +228,6 @@ async fn run_inner(mut ctx: RunContext) {
             debug!(outcome = ?r, "STARTING not recorded: nothing started");
             return;
         }
-        recorded = Some(Ok(()));
     }
     let spec = SpawnSpec {
         argv: ctx.spec.argv.clone(),
@@ -458,44 +456,46 @@ async fn run_inner(mut ctx: RunContext) {
             drained.get(2).copied().unwrap_or(0)
         ),
     });
-    // The cgroup marks a dequeued run's start until STARTING is durable: wait for that first.
-    let on_record = match recorded {
-        Some(r) => r,
-        None => match (&mut ctx.recorded).await {
-            Ok(r) => r,
-            Err(_) => Err("the core gave no answer".to_string()),
-        },
+    let on_record = match (&h.cgroup, ctx.start_while_recording) {
+        // A dequeued run's cgroup marks its start until STARTING is durable: wait for that first.
+        (Some(_), true) => (&mut ctx.recorded)
+            .await
+            .unwrap_or_else(|_| Err("the core gave no answer".to_string())),
+        _ => Ok(()),
     };
-    if let (Err(e), Some(cg)) = (&on_record, &h.cgroup) {
-        warn!(error = %e, "STARTING not on record: the run's cgroup is kept as the mark of its start");
-        cleanup.push(CleanupStep {
-            step: "cgroup",
-            ok: false,
-            detail: format!(
-                "kept {}: the run's STARTING record is not durable yet ({e}), and the cgroup marks its start until the next daemon start clears it",
-                cg.path().display()
-            ),
-        });
-    }
-    if let (Ok(()), Some(cg)) = (&on_record, &h.cgroup) {
-        let mut result = cg.remove();
-        for _ in 0..20 {
-            match &result {
-                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    result = cg.remove();
-                }
-                _ => break,
-            }
+    match (&h.cgroup, on_record) {
+        (None, _) => {}
+        (Some(cg), Err(e)) => {
+            warn!(error = %e, "STARTING not on record: the run's cgroup is kept as the mark of its start");
+            cleanup.push(CleanupStep {
+                step: "cgroup",
+                ok: false,
+                detail: format!(
+                    "kept {}: the run's STARTING record is not durable yet ({e}), and the cgroup marks its start until the next daemon start clears it",
+                    cg.path().display()
+                ),
+            });
         }
-        cleanup.push(CleanupStep {
-            step: "cgroup",
-            ok: result.is_ok(),
-            detail: match result {
-                Ok(()) => format!("removed {}", cg.path().display()),
-                Err(e) => format!("cannot remove {}: {e}", cg.path().display()),
-            },
-        });
+        (Some(cg), Ok(())) => {
+            let mut result = cg.remove();
+            for _ in 0..20 {
+                match &result {
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        result = cg.remove();
+                    }
+                    _ => break,
+                }
+            }
+            cleanup.push(CleanupStep {
+                step: "cgroup",
+                ok: result.is_ok(),
+                detail: match result {
+                    Ok(()) => format!("removed {}", cg.path().display()),
+                    Err(e) => format!("cannot remove {}: {e}", cg.path().display()),
+                },
+            });
+        }
     }
     cleanup.push(CleanupStep {
         step: "handles",

@@ -1,8 +1,8 @@
 //! Reconciliation at start (invariant 5): every run the store says was STARTING, RUNNING or
 //! STOPPING belonged to a previous daemon, as did a QUEUED run whose cgroup exists (dequeued: it
-//! starts while STARTING is written, the cgroup marking its start). Its leftover processes are found (by the run's cgroup
-//! where one exists, else by the `WF_RUN_ID` in their environment), ended with TERM, a grace,
-//! then KILL, and verified gone; the run is marked LOST with a reason naming what was found and
+//! starts while STARTING is written, the cgroup marking its start). Its leftover processes are
+//! found (by the run's cgroup where one exists, else by the `WF_RUN_ID` in their environment),
+//! ended with TERM, a grace, then KILL, and verified gone; the run is marked LOST with a reason naming what was found and
 //! ended. Leftover run cgroups under the daemon's own cgroup root are ended and removed too. Log
 //! folders with no run are removed; runs whose logs are missing are marked so.
 use std::collections::{HashMap, HashSet};
@@ -91,14 +91,25 @@ pub async fn recover(
     after_quarantine: bool,
 ) -> Recovered {
     let sweep_unknown_cgroups = after_quarantine;
+    // One look at the run cgroups under the daemon's own root, and when each was made.
+    let began = std::time::SystemTime::now();
+    let cgroup_dirs: HashMap<String, Option<std::time::SystemTime>> = match containment {
+        Containment::Cgroup(root) => std::fs::read_dir(root.path())
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+            .map(|e| {
+                let made = e.metadata().and_then(|m| m.modified()).ok();
+                (e.file_name().to_string_lossy().into_owned(), made)
+            })
+            .filter(|(name, _)| crate::ids::is_run_id(name))
+            .collect(),
+        Containment::ProcessGroup { .. } => HashMap::new(),
+    };
     // A QUEUED run with a cgroup was dequeued: its process starts while STARTING is written,
     // so it may have run. It is reconciled as a live one, never started again.
     let dequeued = |r: &LoadedRun| {
-        r.record.status == RunStatus::Queued
-            && match containment {
-                Containment::Cgroup(root) => root.existing_run(&r.record.run_id).is_some(),
-                Containment::ProcessGroup { .. } => false,
-            }
+        r.record.status == RunStatus::Queued && cgroup_dirs.contains_key(&r.record.run_id)
     };
     let live: Vec<usize> = runs
         .iter()
@@ -141,31 +152,24 @@ pub async fn recover(
             },
         );
     }
-    // One look at the run cgroups under the daemon's own root. After a quarantine the store no
-    // longer knows which runs were live: every one is then a leftover. Otherwise (another daemon
-    // could share the root) only the empty cgroups of runs not live go, made before this
-    // recovery began: a daemon stopped between making a new run's cgroup and recording its
+    // The other run cgroups. After a quarantine the store no longer knows which runs were live:
+    // every one is then a leftover. Otherwise (another daemon could share the root) only the
+    // empty cgroups of runs not live go, made before this recovery began: a daemon stopped between making a new run's cgroup and recording its
     // STARTING (the cgroup is made while that record is written; a new run's process is not
     // started before it is durable) leaves one, and so does a run that ended while its STARTING
     // could not be written (its cgroup marked its start). Nothing runs in them.
     if let Containment::Cgroup(root) = containment {
-        let began = std::time::SystemTime::now();
         let mut removed = 0usize;
-        for e in std::fs::read_dir(root.path())
-            .into_iter()
-            .flatten()
-            .filter_map(|e| e.ok())
-        {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if !crate::ids::is_run_id(&name) || live_ids.contains(&name) {
+        for (name, made) in &cgroup_dirs {
+            if live_ids.contains(name) {
                 continue;
             }
-            let Some(cg) = root.existing_run(&name) else {
+            let Some(cg) = root.existing_run(name) else {
                 continue;
             };
             if sweep_unknown_cgroups {
                 leftovers.insert(
-                    name,
+                    name.clone(),
                     Leftover {
                         cgroup: Some(cg),
                         pids: Vec::new(),
@@ -173,10 +177,7 @@ pub async fn recover(
                 );
                 continue;
             }
-            let made_before = e
-                .metadata()
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| t < began);
+            let made_before = made.is_some_and(|t| t < began);
             // Known and not live here: a run that ended while its STARTING record could not be
             // written kept its cgroup as the mark of its start; the record decides now.
             if made_before && cg.is_empty() && cg.remove().is_ok() {

@@ -313,8 +313,8 @@ impl Core {
                 )]
             })
             .unwrap_or_default();
-        // The task prepares the run while STARTING is written and starts its process once
-        // the store says it is durable.
+        // The task prepares the run while STARTING is written; it starts the process once the
+        // store says that is durable, or at once for a run on record as QUEUED (see above).
         let rt = tokio::runtime::Handle::current();
         rt.spawn(task::run(ctx));
         let core = self.tx.clone();
