@@ -1323,3 +1323,70 @@ async fn sighup_applies_queue_limits_live_and_lowering_one_kills_nothing() {
         assert_eq!(r.status(), RunStatus::Succeeded, "{r:?}");
     }
 }
+
+/// The systemd STATUS line counts what an operator reads in `systemctl status`: the runs with
+/// a process and the runs waiting, not the finished ones. The daemon's notifications go to a
+/// datagram socket of the test's (`NOTIFY_SOCKET`), as systemd's would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_line_counts_running_and_queued_runs() {
+    let mut site = Site::new(Options::default()).expect("a site");
+    site.add_config("\n[queues.work]\nmax_concurrent = 2\n");
+    let notify_path = site.dir.path().join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).expect("a notify socket");
+    notify
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("a read timeout");
+    site.env
+        .push(("NOTIFY_SOCKET".into(), notify_path.display().to_string()));
+    let api = site.start().await;
+    // Finished runs first: they must not count.
+    for _ in 0..3 {
+        let run = api.spawn(&sh("exit 0")).await;
+        api.wait_terminal(&run.run_id, TIMEOUT).await;
+    }
+    let in_work = |argv: Vec<String>| SpawnRequest {
+        argv,
+        queue: "work".into(),
+        ..Default::default()
+    };
+    let mut holders = Vec::new();
+    for _ in 0..2 {
+        holders.push(api.spawn_req(in_work(sh("sleep 300"))).await);
+    }
+    let mut waiting = Vec::new();
+    for _ in 0..3 {
+        waiting.push(api.spawn_req(in_work(sh("exit 0"))).await);
+    }
+    for run in &holders {
+        api.wait_running(&run.run_id).await;
+    }
+    let status_line = |want: &'static str| {
+        let notify = notify.try_clone().expect("the notify socket");
+        async move {
+            let deadline = std::time::Instant::now() + TIMEOUT;
+            let mut seen = Vec::new();
+            let mut buf = vec![0u8; 4096];
+            while std::time::Instant::now() < deadline {
+                let Ok(n) = tokio::task::block_in_place(|| notify.recv(&mut buf)) else {
+                    continue;
+                };
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                if text.lines().any(|l| l == format!("STATUS={want}")) {
+                    return;
+                }
+                seen.push(text);
+            }
+            panic!("no STATUS={want} within {TIMEOUT:?}; the daemon sent: {seen:?}");
+        }
+    };
+    status_line("2 running, 3 queued, 0 stuck").await;
+
+    for run in &holders {
+        api.kill(&run.run_id).await;
+    }
+    for run in &waiting {
+        let ended = api.wait_terminal(&run.run_id, TIMEOUT).await;
+        assert_eq!(ended.status(), RunStatus::Succeeded, "{ended:?}");
+    }
+    status_line("0 running, 0 queued, 0 stuck").await;
+}

@@ -98,6 +98,8 @@ pub struct Site {
     /// The stderr log of each daemon started here, in order.
     logs: Vec<PathBuf>,
     pub(super) log_filter: LogFilter,
+    /// More environment for the daemons started after (e.g. `NOTIFY_SOCKET`).
+    pub env: Vec<(String, String)>,
     tag: String,
     runs: Arc<Mutex<BTreeSet<String>>>,
 }
@@ -166,6 +168,7 @@ impl Site {
             pid: 0,
             logs: Vec::new(),
             log_filter: SITE_LOG,
+            env: Vec::new(),
             tag: unique("tag"),
             runs: Arc::default(),
             dir,
@@ -211,6 +214,7 @@ impl Site {
                 self.log_filter.var,
                 std::env::var(self.log_filter.var).unwrap_or(self.log_filter.default.into()),
             )
+            .envs(self.env.iter().cloned())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
