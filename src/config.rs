@@ -20,6 +20,11 @@ use crate::schedule::{RestartOn, RestartPolicy, DEFAULT_QUEUE};
 /// The configuration the daemon runs on when no `--config` is given.
 pub const DEFAULT_CONFIG: &str = include_str!("default-config.toml");
 
+/// `daemon.nice` unless set. Under contention the kernel shares CPU by weight: at -10 a daemon
+/// thread weighs about nine runnable agents, so it is not left queued behind hundreds of them.
+/// It uses little CPU of its own, so what the agents give up is small.
+pub const DEFAULT_DAEMON_NICE: i32 = -10;
+
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -197,6 +202,8 @@ struct RawDaemon {
     /// Group and mode of the socket when the daemon binds it itself (not socket-activated).
     socket_group: Option<String>,
     socket_mode: Option<String>,
+    /// The daemon's own nice value (-20 to 19).
+    nice: Option<i32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -216,6 +223,8 @@ struct RawRuns {
     spawn_method: Option<String>,
     /// Say that agents running as root (no `user`, daemon root) is intended: no warning, no alert.
     allow_root_agents: Option<bool>,
+    /// The nice value each run starts at (0 to 19).
+    nice: Option<i32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -318,6 +327,11 @@ pub struct Config {
     pub pids_max: Option<u64>,
     pub spawn_method: SpawnMethod,
     pub allow_root_agents: bool,
+    /// `daemon.nice`: the daemon's own threads' nice value, so that its agents, however busy,
+    /// never keep it from reading heartbeats, answering calls and ending runs.
+    pub daemon_nice: i32,
+    /// `runs.nice`: the nice value each run starts at (its processes inherit it).
+    pub run_nice: i32,
     /// Group of the socket the daemon binds itself (default: the daemon's group).
     pub socket_group: Option<String>,
     /// Mode of the socket the daemon binds itself (default 0660).
@@ -722,6 +736,23 @@ impl RawConfig {
                 "must be at least 1048576 (1 MiB)".into(),
             ));
         }
+        let daemon_nice = self.daemon.nice.unwrap_or(DEFAULT_DAEMON_NICE);
+        if !(-20..=19).contains(&daemon_nice) {
+            return Err(bad(
+                "daemon.nice",
+                format!("{daemon_nice} is not a nice value: it must be -20 to 19"),
+            ));
+        }
+        let run_nice = self.runs.nice.unwrap_or(0);
+        if !(0..=19).contains(&run_nice) {
+            return Err(bad(
+                "runs.nice",
+                format!(
+                    "{run_nice} is out of range: it must be 0 to 19 (a run never gets more than \
+                     normal priority; daemon.nice is the daemon's own)"
+                ),
+            ));
+        }
         let spawn_method = match self.runs.spawn_method.as_deref().unwrap_or("vfork") {
             "vfork" => SpawnMethod::Vfork,
             "fork" => SpawnMethod::Fork,
@@ -904,6 +935,8 @@ impl RawConfig {
             queues,
             spawn_method,
             allow_root_agents: self.runs.allow_root_agents.unwrap_or(false),
+            daemon_nice,
+            run_nice,
             socket_group: self.daemon.socket_group,
             socket_mode,
             access,
@@ -1425,5 +1458,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(s.contains("daemon.listen"), "{s}");
+    }
+
+    #[test]
+    fn the_daemon_outranks_its_runs_unless_told_otherwise() {
+        let c = Config::parse("", "t.toml").expect("valid");
+        assert_eq!((c.daemon_nice, c.run_nice), (DEFAULT_DAEMON_NICE, 0));
+        assert!(DEFAULT_DAEMON_NICE < 0);
+        let embedded = Config::embedded().expect("the embedded default");
+        assert_eq!(
+            (embedded.daemon_nice, embedded.run_nice),
+            (DEFAULT_DAEMON_NICE, 0)
+        );
+        let c = Config::parse("[daemon]\nnice = 0\n[runs]\nnice = 19\n", "t.toml").expect("valid");
+        assert_eq!((c.daemon_nice, c.run_nice), (0, 19));
+        let e = Config::parse("[runs]\nnice = -5\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("runs.nice") && e.contains("0 to 19"), "{e}");
     }
 }

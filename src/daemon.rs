@@ -153,12 +153,38 @@ pub fn main() -> anyhow::Result<()> {
         LogFormat::Text
     });
     init_logging(format);
+    // Before the runtime exists, so that every thread it starts inherits the value.
+    apply_nice(config.daemon_nice);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("wf-supervisor")
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(serve(args, config))
+}
+
+/// Give the daemon's threads `daemon.nice`; a refusal is logged and the daemon goes on at the
+/// priority it has.
+fn apply_nice(nice: i32) {
+    let before = crate::process::priority::nice_of(0).ok();
+    if before == Some(nice) {
+        return;
+    }
+    match crate::process::priority::set_own_nice(nice) {
+        Ok(threads) => info!(
+            nice,
+            was = before,
+            threads,
+            "scheduling priority set (daemon.nice); runs start at runs.nice"
+        ),
+        Err(e) => warn!(
+            nice,
+            current = before,
+            error = %e,
+            "cannot set daemon.nice (it needs CAP_SYS_NICE to go below the current value); \
+             the daemon keeps its priority and may wait for the CPU behind busy agents"
+        ),
+    }
 }
 
 /// Bind the API socket with the configured mode and group (`[daemon] socket_mode`,
@@ -637,6 +663,7 @@ async fn reload(
     });
     match loaded {
         Ok(new) => {
+            apply_nice(new.daemon_nice);
             let max_live_runs = new.max_live_runs;
             let alerts = new.alerts.clone();
             let metrics_listen = new.metrics.listen;

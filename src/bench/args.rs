@@ -51,6 +51,10 @@ pub struct Args {
     /// can) or procs-write (the old route, for comparison).
     #[arg(long, value_name = "HOW", default_value = "auto")]
     pub cgroup_entry: String,
+    /// The daemon's `[daemon] nice`; default: the daemon's own default (-10). 0 shows the
+    /// daemon competing with its agents on equal terms.
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub daemon_nice: Option<i32>,
     /// Keep the temp dir (daemon logs, configs) for inspection.
     #[arg(long)]
     pub keep_temp: bool,

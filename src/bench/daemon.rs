@@ -252,9 +252,10 @@ fn strip_ansi(text: &str) -> String {
 fn config_text(ctx: &Ctx) -> String {
     format!(
         "# Written by wf-bench.\n\
-         [daemon]\nshutdown_timeout_ms = 15000\n\n\
+         [daemon]\nshutdown_timeout_ms = 15000\nnice = {}\n\n\
          [runs]\nmax_live_runs = {}\n\n\
          [containment]\nmode = \"{}\"\ncgroup_entry = \"{}\"\n",
+        ctx.daemon_nice,
         ctx.plan.max_live_runs(),
         ctx.containment,
         ctx.cgroup_entry

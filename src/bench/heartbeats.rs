@@ -52,7 +52,20 @@ struct Phase {
     agent_rate: f64,
     #[serde(skip)]
     lags_ms: Vec<f64>,
+    /// Where the lag of the daemon's path lies, in wall-clock ms from the events themselves:
+    /// a run's reader handing a batch to the core (`run.last_heartbeat_at`) to the core's
+    /// event (`event.at`), and that event to its arrival here.
+    to_event: Option<Summary>,
+    to_client: Option<Summary>,
     stop: Option<StopReport>,
+}
+
+/// Wall-clock ms, as the daemon's timestamps are.
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
@@ -99,6 +112,19 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
                 ph.name, ph.lines_counted, ph.lines_written
             ));
         }
+    }
+    if let (Some(e), Some(c)) = (&watched.to_event, &watched.to_client) {
+        rep.notes.push(format!(
+            "where the Watch lag lies (wall-clock ms, from the events' own times): a reader's \
+             batch -> the core's event p50 {:.0}, p99 {:.0}; the event -> its arrival in the \
+             benchmark p50 {:.0}, p99 {:.0}; the rest is the agent's write -> the reader's read \
+             (batches of {} ms)",
+            e.p50,
+            e.p99,
+            c.p50,
+            c.p99,
+            wf_supervisor::run::output::HEARTBEAT_BATCH_MS
+        ));
     }
     if watched.lines_never_seen > 0 {
         rep.notes.push(format!(
@@ -186,6 +212,7 @@ async fn daemon_phase_inner(
             // Every event of every run, until each of the n runs has shown its end (or the
             // benchmark gives up waiting).
             let mut seen: HashMap<String, Sightings> = HashMap::new();
+            let (mut to_event, mut to_client) = (Vec::new(), Vec::new());
             let mut ended = std::collections::HashSet::new();
             while ended.len() < n {
                 let msg = tokio::select! {
@@ -199,13 +226,17 @@ async fn daemon_phase_inner(
                             ended.insert(ev.run_id.clone());
                         }
                         if let Some(run) = ev.run {
+                            if ev.kind == "heartbeat" {
+                                to_event.push((ev.at - run.last_heartbeat_at) as f64);
+                                to_client.push((wall_ms() - ev.at) as f64);
+                            }
                             seen.entry(ev.run_id).or_default().push((run.heartbeats, t));
                         }
                     }
                     _ => break,
                 }
             }
-            seen
+            (seen, Summary::of(&to_event), Summary::of(&to_client))
         }))
     } else {
         None
@@ -264,7 +295,7 @@ async fn daemon_phase_inner(
     let cpu1 = procs::cpu_seconds(d.pid).unwrap_or(0.0);
     let window_s = t0.elapsed().as_secs_f64();
     // The records may show the end before its event reaches us: let the stream catch up.
-    let seen = match watcher {
+    let (seen, to_event, to_client) = match watcher {
         Some(mut w) => match tokio::time::timeout(Duration::from_secs(10), &mut w).await {
             Ok(r) => r?,
             Err(_) => {
@@ -272,7 +303,7 @@ async fn daemon_phase_inner(
                 w.await?
             }
         },
-        None => HashMap::new(),
+        None => (HashMap::new(), None, None),
     };
 
     let counted: BTreeMap<&str, u64> = records
@@ -284,6 +315,8 @@ async fn daemon_phase_inner(
         runs: n,
         cpu_s: cpu1 - cpu0,
         window_s,
+        to_event,
+        to_client,
         ..Phase::default()
     };
     let mut rates = Vec::new();

@@ -58,6 +58,8 @@ pub struct Ctx {
     pub containment: String,
     /// The daemon's `[containment] cgroup_entry`: auto or procs-write.
     pub cgroup_entry: String,
+    /// The daemon's `[daemon] nice`.
+    pub daemon_nice: i32,
 }
 
 impl Ctx {
@@ -118,6 +120,9 @@ fn setup(args: &Args) -> anyhow::Result<(Ctx, Vec<&'static str>, u64)> {
             args.cgroup_entry
         );
     }
+    if args.daemon_nice.is_some_and(|n| !(-20..=19).contains(&n)) {
+        anyhow::bail!("--daemon-nice: a nice value is -20 to 19");
+    }
     let self_exe = std::env::current_exe().context("cannot find this executable")?;
     let daemon_bin = match &args.daemon {
         Some(p) => p.clone(),
@@ -176,6 +181,9 @@ fn setup(args: &Args) -> anyhow::Result<(Ctx, Vec<&'static str>, u64)> {
         self_exe: self_copy,
         containment: args.containment.clone(),
         cgroup_entry: args.cgroup_entry.clone(),
+        daemon_nice: args
+            .daemon_nice
+            .unwrap_or(wf_supervisor::config::DEFAULT_DAEMON_NICE),
     };
     Ok((ctx, measures, nofile))
 }
@@ -262,6 +270,7 @@ async fn run(args: Args) -> ExitCode {
         "machine": machine,
         "daemon": daemon_info(&ctx.daemon_src),
         "containment": ctx.containment,
+        "daemon_nice": ctx.daemon_nice,
         "plan": ctx.plan,
         "interrupted": interrupted,
         "seconds": t0.elapsed().as_secs_f64(),

@@ -5,7 +5,11 @@
 //! net in case the daemon skips events for a slow watcher. Each repetition gets a fresh daemon.
 //!
 //! The raw baseline: 4 threads, each starting its share of `true` with fork/exec into a new
-//! process group with pipes and a pidfd, then reaping them all.
+//! process group with pipes and a pidfd, then reaping them all. Beside it, as references with
+//! no target, the same work through the daemon's own spawn code without the daemon: once
+//! without cgroups, and once with a cgroup per run (made, cloned into, removed by the daemon's
+//! cgroup code). Together they tell how much of the ratio the containment every run gets costs
+//! by itself, apart from the spawn method.
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
@@ -39,13 +43,23 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     let p = &ctx.plan;
     let mut reps = Vec::new();
     let mut raw_rates = Vec::new();
+    let mut cgroup_rates = Vec::new();
+    let mut vfork_rates = Vec::new();
     let mut rep = Report::new("throughput");
+    let cgroup_root = raw_cgroup_root(ctx);
     for r in 0..p.throughput_repeats {
         let mut d = Daemon::start(ctx, &format!("throughput{r}")).await?;
         let result = daemon_once(ctx, &d).await;
         rep.daemon_stopped(d.stop());
         reps.push(result?);
         raw_rates.push(raw_once(ctx)?);
+        if let Some(root) = &cgroup_root {
+            vfork_rates.push(daemon_code_once(ctx, None)?);
+            cgroup_rates.push(daemon_code_once(ctx, Some(root))?);
+        }
+    }
+    if let Some(root) = &cgroup_root {
+        let _ = std::fs::remove_dir(root.path());
     }
     let rates: Vec<f64> = reps.iter().map(|r| r.runs_per_s).collect();
     let med = Summary::of(&rates).map(|s| s.p50).unwrap_or(0.0);
@@ -70,6 +84,26 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
             raw_med > 0.0 && med >= 0.9 * raw_med,
         ),
     );
+    let vf_med = Summary::of(&vfork_rates).map(|s| s.p50);
+    let cg_med = Summary::of(&cgroup_rates).map(|s| s.p50);
+    if let (Some(vf_med), Some(cg_med)) = (vf_med, cg_med) {
+        for (metric, v) in [
+            ("the daemon's spawn code, no daemon, no cgroup", vf_med),
+            ("the same with a cgroup per run", cg_med),
+        ] {
+            rep.rows
+                .push(Row::value("throughput", metric, "runs/s", v).raw_value(raw_med));
+        }
+        let x = |a: f64, b: f64| a / b.max(f64::MIN_POSITIVE);
+        rep.notes.push(format!(
+            "where the ratio goes: the daemon's spawn code alone x{:.2} of raw; a cgroup per run \
+             on top of it x{:.2}; the daemon x{:.2} of that (gRPC, the store's commits, the run \
+             tasks, Watch)",
+            x(vf_med, raw_med),
+            x(cg_med, vf_med),
+            x(med, cg_med)
+        ));
+    }
     rep.notes.push(format!(
         "median of {} repetition(s), each on a fresh daemon: {}",
         reps.len(),
@@ -116,7 +150,12 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
             break;
         }
     }
-    rep.data = serde_json::json!({ "repetitions": reps, "raw_runs_per_s": raw_rates });
+    rep.data = serde_json::json!({
+        "repetitions": reps,
+        "raw_runs_per_s": raw_rates,
+        "daemon_code_runs_per_s": vfork_rates,
+        "daemon_code_cgroup_runs_per_s": cgroup_rates,
+    });
     Ok(rep)
 }
 
@@ -279,6 +318,101 @@ fn raw_once(ctx: &Ctx) -> anyhow::Result<f64> {
             .map(|h| {
                 h.join()
                     .unwrap_or_else(|_| Err(std::io::Error::other("thread panicked")))
+            })
+            .collect()
+    });
+    let secs = t0.elapsed().as_secs_f64();
+    let mut n = 0;
+    for r in results {
+        n += r?;
+    }
+    Ok(n as f64 / secs)
+}
+
+/// A cgroup root of the benchmark's own for the cgroup reference, where the daemon's
+/// containment would make cgroups too (none under `--containment process-group`, or when this
+/// machine gives none).
+fn raw_cgroup_root(ctx: &Ctx) -> Option<wf_supervisor::process::cgroup::CgroupRoot> {
+    if ctx.containment == "process-group" {
+        return None;
+    }
+    let mount = wf_supervisor::process::cgroup::cgroup2_mount()?;
+    let path = mount.join(format!("wf-bench-raw-{}", std::process::id()));
+    wf_supervisor::process::cgroup::CgroupRoot::find(Some(&path)).ok()
+}
+
+/// The raw baseline's work through the daemon's spawn code (vfork-style, as the daemon does):
+/// with `root`, each run's cgroup is made and the leader cloned into it, and the cgroups are
+/// removed as the runs are reaped. Returns runs per second.
+fn daemon_code_once(
+    ctx: &Ctx,
+    root: Option<&wf_supervisor::process::cgroup::CgroupRoot>,
+) -> anyhow::Result<f64> {
+    use wf_supervisor::process::spawn::{self, SpawnMethod, SpawnSpec};
+    let p = &ctx.plan;
+    let total = p.throughput_runs;
+    let per = total.div_ceil(p.throughput_clients);
+    let mut env = spawn::base_env();
+    let (k, v) = ctx.tag_env();
+    env.insert(k, v);
+    let reaper = wf_supervisor::process::reaper::Reaper::new();
+    let t0 = Instant::now();
+    let results: Vec<anyhow::Result<usize>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..p.throughput_clients)
+            .map(|ci| {
+                let n = per.min(total.saturating_sub(ci * per));
+                let (env, reaper) = (&env, &reaper);
+                s.spawn(move || -> anyhow::Result<usize> {
+                    let mut runs = Vec::with_capacity(n);
+                    for i in 0..n {
+                        let cg = match root {
+                            Some(r) => Some(r.create_run(&format!("raw-{ci}-{i}"))?),
+                            None => None,
+                        };
+                        let spec = SpawnSpec {
+                            argv: vec!["true".into()],
+                            cwd: ctx.tmp().to_path_buf(),
+                            env: env.clone(),
+                            cgroup_procs_fd: cg.as_ref().and_then(|c| c.procs_fd()),
+                            cgroup_dir_fd: cg.as_ref().and_then(|c| c.dir_fd()),
+                            cgroup_v1_procs_fd: None,
+                            uid_gid: None,
+                            nice: 0,
+                            method: SpawnMethod::Vfork,
+                        };
+                        let child = spawn::spawn(&spec, reaper)?;
+                        super::cleanup::own(child.pid);
+                        runs.push((child, cg));
+                    }
+                    for (child, cg) in &runs {
+                        let _ =
+                            nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(child.pid), None);
+                        reaper.unregister(child.pid);
+                        let Some(cg) = cg else {
+                            continue;
+                        };
+                        // Empty once its only process is reaped; the kernel may take a moment
+                        // to say so.
+                        let deadline = Instant::now() + Duration::from_secs(5);
+                        while let Err(e) = cg.remove() {
+                            if Instant::now() > deadline {
+                                return Err(anyhow::anyhow!(
+                                    "cannot remove {}: {e}",
+                                    cg.path().display()
+                                ));
+                            }
+                            std::thread::yield_now();
+                        }
+                    }
+                    Ok(runs.len())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("thread panicked")))
             })
             .collect()
     });

@@ -5,6 +5,7 @@ pub mod cgroup_v1;
 pub mod limits;
 pub mod peercred;
 pub mod pidfd;
+pub mod priority;
 pub mod procscan;
 pub mod reaper;
 pub mod signals;

@@ -54,6 +54,8 @@ pub struct SpawnSpec {
     pub cgroup_v1_procs_fd: Option<RawFd>,
     /// Run as this uid/gid (when the daemon is privileged and a user is configured).
     pub uid_gid: Option<(u32, u32)>,
+    /// The nice value the run starts at (`runs.nice`), whatever the daemon's own is.
+    pub nice: i32,
     /// How to start the child.
     pub method: SpawnMethod,
 }
@@ -103,6 +105,7 @@ pub enum SpawnError {
 #[derive(Debug)]
 struct RunSetup {
     heartbeat_write: RawFd,
+    nice: i32,
     cgroup_procs: Option<RawFd>,
     cgroup_v1_procs: Option<RawFd>,
 }
@@ -112,19 +115,28 @@ impl CommandWrapper for RunSetup {
         let hb = self.heartbeat_write;
         let cg = self.cgroup_procs;
         let v1 = self.cgroup_v1_procs;
+        let nice = self.nice;
         // Safety: the closure runs in the forked child before exec and only makes
         // async-signal-safe system calls on integers; it neither allocates nor locks.
         unsafe {
-            command.pre_exec(move || child_setup(hb, cg, v1));
+            command.pre_exec(move || child_setup(hb, cg, v1, nice));
         }
         Ok(())
     }
 }
 
 /// In the child, between fork and exec. Only raw system calls: see the Safety note above.
-fn child_setup(hb: RawFd, cgroup_procs: Option<RawFd>, v1_procs: Option<RawFd>) -> io::Result<()> {
+fn child_setup(
+    hb: RawFd,
+    cgroup_procs: Option<RawFd>,
+    v1_procs: Option<RawFd>,
+    nice: i32,
+) -> io::Result<()> {
+    // std has dropped to the run user by now: raising the nice value from the daemon's needs
+    // no privilege, which is why `runs.nice` is never below 0.
     let ok = cgroup_procs.is_none_or(child::enter_cgroup)
         && v1_procs.is_none_or(child::enter_cgroup)
+        && child::set_nice(nice)
         && child::install_heartbeat(hb)
         && child::restore_nofile()
         && child::no_new_privs()
@@ -176,6 +188,12 @@ pub(crate) mod child {
             l.rlim_cur = soft.min(l.rlim_max);
             libc::setrlimit(libc::RLIMIT_NOFILE, &l) == 0
         }
+    }
+
+    /// Set the calling process's nice value (Linux: this thread, the child's only one).
+    pub fn set_nice(nice: libc::c_int) -> bool {
+        // Safety: setpriority(2) with integer arguments.
+        unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) == 0 }
     }
 
     /// No privileges can be gained through exec from here on.
@@ -253,6 +271,7 @@ fn spawn_clone(
         cgroup_dir: spec.cgroup_dir_fd,
         cgroup_v1_procs: spec.cgroup_v1_procs_fd,
         uid_gid: spec.uid_gid,
+        nice: spec.nice,
     };
     let mut guard = reaper.spawn_guard();
     let pid = match crate::process::vfork::spawn(&plan, mode) {
@@ -314,6 +333,7 @@ fn spawn_fork(spec: &SpawnSpec, reaper: &Reaper) -> Result<Spawned, SpawnError> 
     cmd.wrap(ProcessGroup::leader());
     cmd.wrap(RunSetup {
         heartbeat_write: hb_write.as_raw_fd(),
+        nice: spec.nice,
         cgroup_procs: spec.cgroup_procs_fd,
         cgroup_v1_procs: spec.cgroup_v1_procs_fd,
     });

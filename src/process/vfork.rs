@@ -35,7 +35,7 @@ use std::path::{Path, PathBuf};
 use crate::process::spawn::child;
 
 /// Which step of the child failed.
-const STEPS: [&str; 9] = [
+const STEPS: [&str; 10] = [
     "",
     "setpgid",
     "entering the run's cgroup",
@@ -45,6 +45,7 @@ const STEPS: [&str; 9] = [
     "no_new_privs and the open-file limit",
     "close_range",
     "exec",
+    "setting the run's nice value",
 ];
 
 /// Everything the child reads; built by the parent, immutable once the clone starts.
@@ -63,6 +64,8 @@ struct ChildPlan {
     /// A close-on-exec pipe for (step, errno) when the child does not share our memory, or -1.
     report: RawFd,
     uid_gid: Option<(libc::uid_t, libc::gid_t)>,
+    /// The run's nice value (`runs.nice`).
+    nice: i32,
     /// The parent's signal mask, restored in the child before exec.
     old_mask: libc::sigset_t,
     /// Written by the child on failure: (step, errno).
@@ -180,6 +183,10 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         if !child::install_heartbeat(plan.heartbeat) {
             return fail(plan, 3);
         }
+        // The daemon's own priority (`daemon.nice`) is not the run's.
+        if !child::set_nice(plan.nice) {
+            return fail(plan, 9);
+        }
         if let Some((uid, gid)) = plan.uid_gid {
             if libc::setgroups(0, std::ptr::null()) != 0
                 || libc::setgid(gid) != 0
@@ -224,6 +231,8 @@ pub struct Plan<'a> {
     /// (`CLONE_INTO_CGROUP` is v2 only).
     pub cgroup_v1_procs: Option<RawFd>,
     pub uid_gid: Option<(u32, u32)>,
+    /// The nice value the run starts at.
+    pub nice: i32,
 }
 
 /// How the child relates to the daemon until exec.
@@ -443,6 +452,7 @@ pub fn spawn(p: &Plan<'_>, mode: Mode) -> Result<Cloned, Failed> {
         cgroup_v1_procs: p.cgroup_v1_procs.unwrap_or(-1),
         report: report.as_ref().map_or(-1, |(_, w)| w.as_raw_fd()),
         uid_gid: p.uid_gid,
+        nice: p.nice,
         old_mask: unsafe { std::mem::zeroed() },
         failure: (0, 0),
     });

@@ -24,8 +24,9 @@ const FLOOD_PIPE: usize = 1 << 20;
 /// printing a line at a time does not reopen and reallocate them per line, while an idle run
 /// holds none of them.
 const LINGER: Duration = Duration::from_millis(500);
-/// How long heartbeat lines may gather in the pipe after a batch was read.
-const HEARTBEAT_BATCH: Duration = Duration::from_millis(10);
+/// How long heartbeat lines may gather in the pipe after a batch was read, in ms.
+pub const HEARTBEAT_BATCH_MS: u64 = 10;
+const HEARTBEAT_BATCH: Duration = Duration::from_millis(HEARTBEAT_BATCH_MS);
 
 /// Which output stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

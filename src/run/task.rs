@@ -57,6 +57,8 @@ pub struct RunContext {
     pub control: mpsc::UnboundedReceiver<Control>,
     pub progress: watch::Sender<OutputProgress>,
     pub uid_gid: Option<(u32, u32)>,
+    /// The nice value the run starts at (`runs.nice`).
+    pub nice: i32,
     /// memory.max and pids.max for the run's cgroup.
     pub limits: (Option<u64>, Option<u64>),
     pub spawn_method: crate::process::spawn::SpawnMethod,
@@ -237,6 +239,7 @@ async fn run_inner(mut ctx: RunContext) {
         cgroup_dir_fd: cgroup.as_ref().and_then(|c| c.dir_fd()),
         cgroup_v1_procs_fd: cgroup.as_ref().and_then(|c| c.memory_v1_procs_fd()),
         uid_gid: ctx.uid_gid,
+        nice: ctx.nice,
         method: ctx.spawn_method,
     };
     let spawned = match spawn(&spec, &ctx.reaper) {

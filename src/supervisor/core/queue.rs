@@ -275,6 +275,7 @@ impl Core {
             control: control_rx,
             progress: progress_tx,
             uid_gid: self.s.agent_user.as_ref().map(|u| (u.uid, u.gid)),
+            nice: self.s.config.run_nice,
             limits: (self.s.config.memory_max_bytes, self.s.config.pids_max),
             spawn_method: self.s.config.spawn_method,
             log_cap: self.s.config.log_max_bytes_per_stream,
