@@ -387,6 +387,13 @@ CG1=$(v2_cgroup "$PID1")
 [ "$CG1" = "/system.slice/wf-supervisor.service/runs/$RUN1" ] ||
   die "run $RUN1 (pid $PID1) is in cgroup '$CG1', not in the service's runs/$RUN1"
 ok "wfctl spawn -- sleep 300 -> $RUN1, pid $PID1, /proc/$PID1/cgroup: 0::$CG1"
+# The daemon outranks its runs (daemon.nice = -10, runs.nice = 0) under the shipped unit.
+nice_of() { ct cat "/proc/$1/stat" | sed 's/.*) //' | awk '{print $17}'; }
+DNICE=$(nice_of "$MAINPID")
+RNICE=$(nice_of "$PID1")
+[ "$DNICE" = -10 ] && [ "$RNICE" = 0 ] ||
+  die "nice values: daemon $DNICE (want -10), run $RNICE (want 0)"
+ok "the daemon runs at nice $DNICE, its run at nice $RNICE"
 
 RUN2=$(spawn_workflow demo "say hello" | grep -o 'run_[0-9a-f]\{12\}' | head -1)
 [ -n "$RUN2" ] || die "Spawn{workflow=demo} answered without a run id"
