@@ -21,8 +21,8 @@ use crate::schedule::{RestartOn, RestartPolicy, DEFAULT_QUEUE};
 pub const DEFAULT_CONFIG: &str = include_str!("default-config.toml");
 
 /// `daemon.nice` unless set. Under contention the kernel shares CPU by weight: at -10 a daemon
-/// thread weighs about nine runnable agents, so it is not left queued behind hundreds of them.
-/// It uses little CPU of its own, so what the agents give up is small.
+/// thread weighs about nine runnable agents, so it is not left queued behind hundreds of them
+/// (see the README, "CPU: the daemon outranks its runs").
 pub const DEFAULT_DAEMON_NICE: i32 = -10;
 
 /// Why a configuration was refused.
