@@ -60,14 +60,6 @@ struct Phase {
     stop: Option<StopReport>,
 }
 
-/// Wall-clock ms, as the daemon's timestamps are.
-fn wall_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
     let mut rep = Report::new("heartbeats");
     let watched = daemon_phase(ctx, true).await?;
@@ -228,7 +220,7 @@ async fn daemon_phase_inner(
                         if let Some(run) = ev.run {
                             if ev.kind == "heartbeat" {
                                 to_event.push((ev.at - run.last_heartbeat_at) as f64);
-                                to_client.push((wall_ms() - ev.at) as f64);
+                                to_client.push((wf_supervisor::time::now_ms() - ev.at) as f64);
                             }
                             seen.entry(ev.run_id).or_default().push((run.heartbeats, t));
                         }

@@ -286,38 +286,29 @@ pub(super) async fn daemon_once(ctx: &Ctx, d: &Daemon) -> anyhow::Result<Repetit
     })
 }
 
-/// The raw baseline; returns runs per second.
-fn raw_once(ctx: &Ctx) -> anyhow::Result<f64> {
+/// Split the measure's runs over its clients, each a thread doing `work(client, runs)` (which
+/// returns how many it ran); returns runs per second over all of them.
+fn runs_per_second(
+    ctx: &Ctx,
+    work: impl Fn(usize, usize) -> anyhow::Result<usize> + Sync,
+) -> anyhow::Result<f64> {
     let p = &ctx.plan;
     let total = p.throughput_runs;
     let per = total.div_ceil(p.throughput_clients);
-    let argv = vec!["true".to_string()];
-    let mut env = BTreeMap::new();
-    let (k, v) = ctx.tag_env();
-    env.insert(k, v);
+    let work = &work;
     let t0 = Instant::now();
-    let results: Vec<std::io::Result<usize>> = std::thread::scope(|s| {
+    let results: Vec<anyhow::Result<usize>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..p.throughput_clients)
             .map(|ci| {
                 let n = per.min(total.saturating_sub(ci * per));
-                let (argv, env) = (&argv, &env);
-                s.spawn(move || -> std::io::Result<usize> {
-                    let mut runs = Vec::with_capacity(n);
-                    for _ in 0..n {
-                        runs.push(raw::spawn(argv, env, ctx.tmp(), Stdout::Pipe)?);
-                    }
-                    for r in runs.iter_mut() {
-                        r.reap();
-                    }
-                    Ok(runs.len())
-                })
+                s.spawn(move || work(ci, n))
             })
             .collect();
         handles
             .into_iter()
             .map(|h| {
                 h.join()
-                    .unwrap_or_else(|_| Err(std::io::Error::other("thread panicked")))
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("thread panicked")))
             })
             .collect()
     });
@@ -327,6 +318,24 @@ fn raw_once(ctx: &Ctx) -> anyhow::Result<f64> {
         n += r?;
     }
     Ok(n as f64 / secs)
+}
+
+/// The raw baseline; returns runs per second.
+fn raw_once(ctx: &Ctx) -> anyhow::Result<f64> {
+    let argv = vec!["true".to_string()];
+    let mut env = BTreeMap::new();
+    let (k, v) = ctx.tag_env();
+    env.insert(k, v);
+    runs_per_second(ctx, |_, n| {
+        let mut runs = Vec::with_capacity(n);
+        for _ in 0..n {
+            runs.push(raw::spawn(&argv, &env, ctx.tmp(), Stdout::Pipe)?);
+        }
+        for r in runs.iter_mut() {
+            r.reap();
+        }
+        Ok(runs.len())
+    })
 }
 
 /// A cgroup root of the benchmark's own for the cgroup reference, where the daemon's
@@ -349,77 +358,47 @@ fn daemon_code_once(
     root: Option<&wf_supervisor::process::cgroup::CgroupRoot>,
 ) -> anyhow::Result<f64> {
     use wf_supervisor::process::spawn::{self, SpawnMethod, SpawnSpec};
-    let p = &ctx.plan;
-    let total = p.throughput_runs;
-    let per = total.div_ceil(p.throughput_clients);
     let mut env = spawn::base_env();
     let (k, v) = ctx.tag_env();
     env.insert(k, v);
     let reaper = wf_supervisor::process::reaper::Reaper::new();
-    let t0 = Instant::now();
-    let results: Vec<anyhow::Result<usize>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..p.throughput_clients)
-            .map(|ci| {
-                let n = per.min(total.saturating_sub(ci * per));
-                let (env, reaper) = (&env, &reaper);
-                s.spawn(move || -> anyhow::Result<usize> {
-                    let mut runs = Vec::with_capacity(n);
-                    for i in 0..n {
-                        let cg = match root {
-                            Some(r) => Some(r.create_run(&format!("raw-{ci}-{i}"))?),
-                            None => None,
-                        };
-                        let spec = SpawnSpec {
-                            argv: vec!["true".into()],
-                            cwd: ctx.tmp().to_path_buf(),
-                            env: env.clone(),
-                            cgroup_procs_fd: cg.as_ref().and_then(|c| c.procs_fd()),
-                            cgroup_dir_fd: cg.as_ref().and_then(|c| c.dir_fd()),
-                            cgroup_v1_procs_fd: None,
-                            uid_gid: None,
-                            nice: 0,
-                            method: SpawnMethod::Vfork,
-                        };
-                        let child = spawn::spawn(&spec, reaper)?;
-                        super::cleanup::own(child.pid);
-                        runs.push((child, cg));
-                    }
-                    for (child, cg) in &runs {
-                        let _ =
-                            nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(child.pid), None);
-                        reaper.unregister(child.pid);
-                        let Some(cg) = cg else {
-                            continue;
-                        };
-                        // Empty once its only process is reaped; the kernel may take a moment
-                        // to say so.
-                        let deadline = Instant::now() + Duration::from_secs(5);
-                        while let Err(e) = cg.remove() {
-                            if Instant::now() > deadline {
-                                return Err(anyhow::anyhow!(
-                                    "cannot remove {}: {e}",
-                                    cg.path().display()
-                                ));
-                            }
-                            std::thread::yield_now();
-                        }
-                    }
-                    Ok(runs.len())
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("thread panicked")))
-            })
-            .collect()
-    });
-    let secs = t0.elapsed().as_secs_f64();
-    let mut n = 0;
-    for r in results {
-        n += r?;
-    }
-    Ok(n as f64 / secs)
+    runs_per_second(ctx, |ci, n| {
+        let mut runs = Vec::with_capacity(n);
+        for i in 0..n {
+            let cg = match root {
+                Some(r) => Some(r.create_run(&format!("raw-{ci}-{i}"))?),
+                None => None,
+            };
+            let spec = SpawnSpec {
+                argv: vec!["true".into()],
+                cwd: ctx.tmp().to_path_buf(),
+                env: env.clone(),
+                cgroup_procs_fd: cg.as_ref().and_then(|c| c.procs_fd()),
+                cgroup_dir_fd: cg.as_ref().and_then(|c| c.dir_fd()),
+                cgroup_v1_procs_fd: None,
+                uid_gid: None,
+                nice: 0,
+                method: SpawnMethod::Vfork,
+            };
+            let child = spawn::spawn(&spec, &reaper)?;
+            super::cleanup::own(child.pid);
+            runs.push((child, cg));
+        }
+        for (child, cg) in &runs {
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(child.pid), None);
+            reaper.unregister(child.pid);
+            let Some(cg) = cg else {
+                continue;
+            };
+            // Empty once its only process is reaped; the kernel may take a moment to say so.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while let Err(e) = cg.remove() {
+                if Instant::now() > deadline {
+                    anyhow::bail!("cannot remove {}: {e}", cg.path().display());
+                }
+                std::thread::yield_now();
+            }
+        }
+        Ok(runs.len())
+    })
 }
