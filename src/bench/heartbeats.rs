@@ -115,7 +115,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Report> {
             e.p99,
             c.p50,
             c.p99,
-            wf_supervisor::run::output::HEARTBEAT_BATCH_MS
+            wf_supervisor::run::beats::HEARTBEAT_BATCH_MS
         ));
     }
     if watched.lines_never_seen > 0 {

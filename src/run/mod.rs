@@ -1,6 +1,7 @@
 //! Runs: the record the daemon keeps of each, the per-run task that owns the process, the kill
 //! plan, and the output drains.
 pub mod agent;
+pub mod beats;
 pub mod kill;
 pub mod output;
 pub mod task;

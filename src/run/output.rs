@@ -1,7 +1,6 @@
 //! Output drains: each pipe of a run is read from the moment of spawn, in its own task, in bounded
 //! chunks, whatever the agent prints (a pipe nobody drains blocks the agent at 64 KiB). stdout and
-//! stderr go to the run's log files; heartbeat lines on fd 3 are counted and reported to the core,
-//! coalesced so that a chatty agent cannot flood the core's queue.
+//! stderr go to the run's log files (heartbeat pipes: see `beats`).
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -11,7 +10,6 @@ use tokio::net::unix::pipe;
 use tokio::sync::{mpsc, watch};
 use tracing::warn;
 
-use crate::agent::heartbeat::{CriticalSection, HeartbeatTracker};
 use crate::agent::progress::StdoutTracker;
 use crate::run::agent::AgentState;
 use crate::supervisor::Msg;
@@ -24,9 +22,6 @@ const FLOOD_PIPE: usize = 1 << 20;
 /// printing a line at a time does not reopen and reallocate them per line, while an idle run
 /// holds none of them.
 const LINGER: Duration = Duration::from_millis(500);
-/// How long heartbeat lines may gather in the pipe after a batch was read, in ms.
-pub const HEARTBEAT_BATCH_MS: u64 = 10;
-const HEARTBEAT_BATCH: Duration = Duration::from_millis(HEARTBEAT_BATCH_MS);
 
 /// Which output stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -262,24 +257,6 @@ impl Relay {
     }
 }
 
-/// Read what waits in the (non-blocking) heartbeat pipe: (heartbeats completed, end of file).
-fn read_available(fd: &OwnedFd, tracker: &mut HeartbeatTracker, run_id: &str) -> (u64, bool) {
-    let mut buf = [0u8; 4096];
-    let mut got = 0u64;
-    loop {
-        match nix::unistd::read(fd, &mut buf) {
-            Ok(0) => return (got, true),
-            Ok(n) => got += tracker.feed(&buf[..n], crate::time::now_ms()) as u64,
-            Err(nix::errno::Errno::EAGAIN) => return (got, false),
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => {
-                warn!(run_id, error = %e, "heartbeat pipe read failed");
-                return (got, true);
-            }
-        }
-    }
-}
-
 /// Publish how many bytes of `stream` are in the log (and whether any were dropped).
 fn report_bytes(
     progress: &watch::Sender<OutputProgress>,
@@ -495,104 +472,6 @@ pub async fn drain_to_file(
             .await;
     }
     total
-}
-
-/// Read heartbeat lines on fd 3 until EOF: any line is a heartbeat; JSON lines may open or close
-/// a critical section, which the run task sees through `critical` (it lengthens a graceful kill's
-/// grace). The core hears of them at most every 20 ms per run when it is busy. Returns the number
-/// of heartbeats.
-pub async fn drain_heartbeats(
-    fd: OwnedFd,
-    run_id: String,
-    core: mpsc::Sender<Msg>,
-    max_line_bytes: usize,
-    critical: watch::Sender<Option<CriticalSection>>,
-) -> u64 {
-    let mut fd = fd;
-    let mut tracker = HeartbeatTracker::new(max_line_bytes.min(64 * 1024));
-    let mut pending = 0u64;
-    // The structured part (critical section, progress, message) goes to the core only when it
-    // changed; a plain heartbeat is a count and a time.
-    let mut last_sent: Option<(Option<CriticalSection>, Option<f64>, Option<String>, u64)> = None;
-    let mut send = |count: u64, tracker: &HeartbeatTracker| {
-        let s = tracker.state();
-        let now = (
-            s.critical,
-            s.last_progress,
-            s.last_message.clone(),
-            s.malformed,
-        );
-        let state = if last_sent.as_ref() != Some(&now) {
-            last_sent = Some(now);
-            Some(Box::new(s.clone()))
-        } else {
-            None
-        };
-        Msg::Heartbeat {
-            run_id: run_id.clone(),
-            count,
-            at: crate::time::now_ms(),
-            state,
-        }
-    };
-    // Two modes. Idle: the pipe is registered with the reactor and the task sleeps until a line
-    // arrives. Busy: the pipe is taken off the reactor (so the agent's writes wake nobody) and
-    // read every HEARTBEAT_BATCH until a batch finds nothing, then back to idle.
-    'idle: loop {
-        let rx = match pipe::Receiver::from_owned_fd(fd) {
-            Ok(rx) => rx,
-            Err(e) => {
-                warn!(run_id, error = %e, "cannot watch heartbeat pipe");
-                return tracker.state().count;
-            }
-        };
-        // Flush a report the core could not take yet after 20 ms.
-        let ready = if pending > 0 {
-            tokio::time::timeout(Duration::from_millis(20), rx.readable())
-                .await
-                .ok()
-        } else {
-            Some(rx.readable().await)
-        };
-        if let Some(Err(e)) = ready {
-            warn!(run_id, error = %e, "heartbeat pipe poll failed");
-            break 'idle;
-        }
-        fd = match rx.into_nonblocking_fd() {
-            Ok(fd) => fd,
-            Err(e) => {
-                warn!(run_id, error = %e, "cannot take the heartbeat pipe off the reactor");
-                return tracker.state().count;
-            }
-        };
-        loop {
-            let (got, eof) = read_available(&fd, &mut tracker, &run_id);
-            pending += got;
-            let open = tracker.state().critical;
-            if *critical.borrow() != open {
-                critical.send_replace(open);
-            }
-            if pending > 0 {
-                match core.try_send(send(pending, &tracker)) {
-                    Ok(()) => pending = 0,
-                    Err(mpsc::error::TrySendError::Full(_)) => {}
-                    Err(mpsc::error::TrySendError::Closed(_)) => break 'idle,
-                }
-            }
-            if eof {
-                break 'idle;
-            }
-            if got == 0 && pending == 0 {
-                continue 'idle;
-            }
-            tokio::time::sleep(HEARTBEAT_BATCH).await;
-        }
-    }
-    pending += tracker.finish(crate::time::now_ms()) as u64;
-    if pending > 0 {
-        let _ = core.send(send(pending, &tracker)).await;
-    }
-    tracker.state().count
 }
 
 #[cfg(test)]

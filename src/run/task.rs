@@ -25,10 +25,9 @@ use crate::process::procscan;
 use crate::process::reaper::Reaper;
 use crate::process::signals::{parse_signal, signal_name};
 use crate::process::spawn::{spawn, SpawnSpec};
+use crate::run::beats::drain_heartbeats;
 use crate::run::kill::{next as kill_next, plan, Next as KillNext};
-use crate::run::output::{
-    drain_heartbeats, drain_to_file, CappedLog, OutputProgress, StdoutWatch, Stream,
-};
+use crate::run::output::{drain_to_file, CappedLog, OutputProgress, StdoutWatch, Stream};
 use crate::run::{CleanupStep, KillPhase, KillReport, RunSpec, Survivor};
 use crate::supervisor::Msg;
 
@@ -54,6 +53,8 @@ pub struct RunContext {
     pub reaper: Reaper,
     pub kill_deadline: Duration,
     pub core: mpsc::Sender<Msg>,
+    /// The daemon's heartbeat poller, which reads the run's fd 3 while it is busy.
+    pub beats: crate::run::beats::Poller,
     pub control: mpsc::UnboundedReceiver<Control>,
     pub progress: watch::Sender<OutputProgress>,
     pub uid_gid: Option<(u32, u32)>,
@@ -304,6 +305,7 @@ async fn run_inner(mut ctx: RunContext) {
             spawned.heartbeat,
             run_id.clone(),
             ctx.core.clone(),
+            ctx.beats.clone(),
             ctx.max_line_bytes,
             critical_tx,
         )),

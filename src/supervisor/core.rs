@@ -20,6 +20,7 @@ use crate::process::pidfd::ExitKind;
 use crate::process::reaper::Reaper;
 use crate::process::signals::signal_name_raw;
 use crate::run::agent::AgentState;
+use crate::run::beats::{Beat, Poller};
 use crate::run::output::OutputProgress;
 use crate::run::task::{describe_exit, Control};
 use crate::run::{KillPhase, KillReport, RunRecord, RunStatus};
@@ -142,6 +143,8 @@ struct Core {
     no_output: watch::Receiver<OutputProgress>,
     /// The usage probe of a run that has not started (shared; replaced at its start).
     no_usage: UsageProbe,
+    /// Reads the busy heartbeat pipes of every run (see `run::beats`).
+    beats: Poller,
 }
 
 type Done = Box<dyn FnOnce(Result<(), CommitError>) + Send>;
@@ -224,6 +227,7 @@ pub fn start(settings: CoreSettings) -> SupervisorHandle {
         firing: HashSet::new(),
         no_output: watch::channel(OutputProgress::default()).1,
         no_usage: UsageProbe::new(),
+        beats: Poller::start(tx.clone()),
     };
     // A pause an operator set before a restart still holds.
     match core.s.store.paused_queues() {
@@ -626,50 +630,10 @@ impl Core {
                 self.emit(&run_id, "leader_exited", what, rec);
             }
             Msg::Agent { run_id, state } => self.agent_progress(run_id, *state),
-            Msg::Heartbeat {
-                run_id,
-                count,
-                at,
-                state,
-            } => {
-                let Some(e) = self.runs.get_mut(&run_id) else {
-                    return;
-                };
-                e.record.heartbeats += count;
-                e.record.last_heartbeat_at = at;
-                e.dirty = true;
-                let critical_changed = match (e.record.agent.as_mut(), state) {
-                    (Some(a), Some(state)) => {
-                        let before = a.critical.clone();
-                        a.apply_heartbeats(&state);
-                        before != a.critical
-                    }
-                    _ => false,
-                };
-                if critical_changed {
-                    let what = e
-                        .record
-                        .agent
-                        .as_ref()
-                        .and_then(|a| a.critical.clone())
-                        .map(|c| format!("critical section {c} open"))
-                        .unwrap_or_else(|| "critical section closed".into());
-                    info!(run_id, what, "critical section");
-                }
-                let (status, beats) = (e.record.status, e.record.heartbeats);
-                if e.record.agent.is_some() {
-                    self.arm_health(&run_id);
-                }
-                if self.events.receiver_count() > 0 {
-                    let _ = self.events.send(RunEvent {
-                        run_id: run_id.clone(),
-                        at: now_ms(),
-                        kind: "heartbeat",
-                        message: String::new(),
-                        status,
-                        run: None,
-                        heartbeat: Some((at, beats)),
-                    });
+            Msg::Heartbeat(beat) => self.heartbeat(beat),
+            Msg::Heartbeats(beats) => {
+                for beat in beats {
+                    self.heartbeat(beat);
                 }
             }
             Msg::Ended {
@@ -939,6 +903,56 @@ impl Core {
                     tx,
                 );
             }
+        }
+    }
+
+    /// Heartbeats a run's reader reported: counted, its critical section noted, its health
+    /// re-assessed, and an event for watchers.
+    fn heartbeat(&mut self, beat: Beat) {
+        let Beat {
+            run_id,
+            count,
+            at,
+            state,
+        } = beat;
+        let Some(e) = self.runs.get_mut(&run_id) else {
+            return;
+        };
+        e.record.heartbeats += count;
+        e.record.last_heartbeat_at = at;
+        e.dirty = true;
+        let critical_changed = match (e.record.agent.as_mut(), state) {
+            (Some(a), Some(state)) => {
+                let before = a.critical.clone();
+                a.apply_heartbeats(&state);
+                before != a.critical
+            }
+            _ => false,
+        };
+        if critical_changed {
+            let what = e
+                .record
+                .agent
+                .as_ref()
+                .and_then(|a| a.critical.clone())
+                .map(|c| format!("critical section {c} open"))
+                .unwrap_or_else(|| "critical section closed".into());
+            info!(run_id, what, "critical section");
+        }
+        let (status, beats) = (e.record.status, e.record.heartbeats);
+        if e.record.agent.is_some() {
+            self.arm_health(&run_id);
+        }
+        if self.events.receiver_count() > 0 {
+            let _ = self.events.send(RunEvent {
+                run_id,
+                at: now_ms(),
+                kind: "heartbeat",
+                message: String::new(),
+                status,
+                run: None,
+                heartbeat: Some((at, beats)),
+            });
         }
     }
 

@@ -149,13 +149,10 @@ pub enum Msg {
     Vacated {
         run_id: String,
     },
-    Heartbeat {
-        run_id: String,
-        count: u64,
-        at: i64,
-        /// Set when the structured part (critical section, progress, message) changed.
-        state: Option<Box<crate::agent::heartbeat::HeartbeatState>>,
-    },
+    /// A run's heartbeats since the last report (from its own task, the pipe being quiet).
+    Heartbeat(crate::run::beats::Beat),
+    /// The busy heartbeat pipes' reports of one batch, from the heartbeat poller.
+    Heartbeats(Vec<crate::run::beats::Beat>),
     /// An agent run's stdout progress changed.
     Agent {
         run_id: String,

@@ -272,6 +272,7 @@ impl Core {
             reaper: self.s.reaper.clone(),
             kill_deadline: self.s.config.kill_deadline,
             core: self.tx.clone(),
+            beats: self.beats.clone(),
             control: control_rx,
             progress: progress_tx,
             uid_gid: self.s.agent_user.as_ref().map(|u| (u.uid, u.gid)),
