@@ -219,9 +219,87 @@ pub(crate) mod child {
 
 /// Start a leader. The reaper's lock is held from the clone until the leader is registered.
 pub fn spawn(spec: &SpawnSpec, reaper: &Reaper) -> Result<Spawned, SpawnError> {
-    match spec.method {
-        SpawnMethod::Vfork => spawn_vfork(spec, reaper),
-        SpawnMethod::Fork => spawn_fork(spec, reaper),
+    let ready = prepare(spec);
+    start(spec, ready, reaper)
+}
+
+/// The part of a spawn that starts nothing: the program found on the child's `PATH`, its
+/// pipes, `/dev/null` for stdin. A run task makes it while its STARTING record is being
+/// written, so that only the clone waits for the store; dropped unused, it closes its fds.
+#[derive(Debug)]
+pub struct Prepared(PreparedHow);
+
+#[derive(Debug)]
+enum PreparedHow {
+    /// Our own clone: everything but the clone itself is ready.
+    Clone(CloneParts),
+    /// process-wrap's fork makes its own pipes when it starts.
+    Wrap,
+}
+
+#[derive(Debug)]
+struct CloneParts {
+    path: PathBuf,
+    stdout: (OwnedFd, OwnedFd),
+    stderr: (OwnedFd, OwnedFd),
+    heartbeat: (OwnedFd, OwnedFd),
+    null: OwnedFd,
+}
+
+/// Prepare the spawn of `spec` (see [`Prepared`]). Its error is what the spawn would report.
+pub fn prepare(spec: &SpawnSpec) -> Result<Prepared, SpawnError> {
+    let clone = match spec.method {
+        SpawnMethod::Vfork => true,
+        // std forks with fork(2), which cannot create the child inside a cgroup: a run that is
+        // to be born in its cgroup is forked by our own clone3 (copy-on-write, as fork does)
+        // with the same steps before exec; process-wrap forks every other run.
+        SpawnMethod::Fork => spec.cgroup_dir_fd.is_some(),
+    };
+    if !clone {
+        return Ok(Prepared(PreparedHow::Wrap));
+    }
+    let program = &spec.argv[0];
+    let path = crate::process::vfork::resolve_program(program, &spec.env).map_err(|source| {
+        SpawnError::Exec {
+            program: program.clone(),
+            cwd: spec.cwd.display().to_string(),
+            source,
+        }
+    })?;
+    let stdout = pipe()?;
+    let stderr = pipe()?;
+    let heartbeat = pipe()?;
+    let null = OwnedFd::from(
+        std::fs::OpenOptions::new()
+            .read(true)
+            .open("/dev/null")
+            .map_err(SpawnError::Pipes)?,
+    );
+    Ok(Prepared(PreparedHow::Clone(CloneParts {
+        path,
+        stdout,
+        stderr,
+        heartbeat,
+        null,
+    })))
+}
+
+/// Start the leader of `spec` from what [`prepare`] made of the same spec (or the error it
+/// gave, which is returned as it is).
+pub fn start(
+    spec: &SpawnSpec,
+    ready: Result<Prepared, SpawnError>,
+    reaper: &Reaper,
+) -> Result<Spawned, SpawnError> {
+    match ready?.0 {
+        PreparedHow::Clone(parts) => {
+            let mode = match spec.method {
+                SpawnMethod::Vfork => crate::process::vfork::Mode::Vfork,
+                SpawnMethod::Fork => crate::process::vfork::Mode::Fork,
+            };
+            spawn_clone(spec, parts, reaper, mode)
+        }
+        PreparedHow::Wrap => spawn_fork(spec, reaper),
     }
 }
 
@@ -229,35 +307,23 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), SpawnError> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| SpawnError::Pipes(e.into()))
 }
 
-fn spawn_vfork(spec: &SpawnSpec, reaper: &Reaper) -> Result<Spawned, SpawnError> {
-    spawn_clone(spec, reaper, crate::process::vfork::Mode::Vfork)
-}
-
 /// Both spawn methods when the run's child is cloned into its cgroup, and the vfork method
 /// always: our own clone with the run's steps before exec.
 fn spawn_clone(
     spec: &SpawnSpec,
+    parts: CloneParts,
     reaper: &Reaper,
     mode: crate::process::vfork::Mode,
 ) -> Result<Spawned, SpawnError> {
+    let CloneParts {
+        path,
+        stdout: (out_r, out_w),
+        stderr: (err_r, err_w),
+        heartbeat: (hb_r, hb_w),
+        null,
+    } = parts;
     let program = spec.argv[0].clone();
     let cwd = spec.cwd.display().to_string();
-    let path = crate::process::vfork::resolve_program(&program, &spec.env).map_err(|source| {
-        SpawnError::Exec {
-            program: program.clone(),
-            cwd: cwd.clone(),
-            source,
-        }
-    })?;
-    let (out_r, out_w) = pipe()?;
-    let (err_r, err_w) = pipe()?;
-    let (hb_r, hb_w) = pipe()?;
-    let null = OwnedFd::from(
-        std::fs::OpenOptions::new()
-            .read(true)
-            .open("/dev/null")
-            .map_err(SpawnError::Pipes)?,
-    );
     let plan = crate::process::vfork::Plan {
         program: &path,
         argv: &spec.argv,
@@ -308,13 +374,8 @@ fn spawn_clone(
     })
 }
 
+/// The fork method without a cgroup to be born in: process-wrap forks.
 fn spawn_fork(spec: &SpawnSpec, reaper: &Reaper) -> Result<Spawned, SpawnError> {
-    // std forks with fork(2), which cannot create the child inside a cgroup: a run that is to
-    // be born in its cgroup is forked by our own clone3 (copy-on-write, as fork does) with the
-    // same steps before exec; process-wrap forks every other run.
-    if spec.cgroup_dir_fd.is_some() {
-        return spawn_clone(spec, reaper, crate::process::vfork::Mode::Fork);
-    }
     let (hb_read, hb_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| SpawnError::Pipes(e.into()))?;
     let program = spec.argv[0].clone();
@@ -371,4 +432,77 @@ fn spawn_fork(spec: &SpawnSpec, reaper: &Reaper) -> Result<Spawned, SpawnError> 
         stderr,
         heartbeat: hb_read,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn spec(argv: &[&str], method: SpawnMethod) -> SpawnSpec {
+        SpawnSpec {
+            argv: argv.iter().map(|s| s.to_string()).collect(),
+            cwd: PathBuf::from("/"),
+            env: base_env(),
+            cgroup_procs_fd: None,
+            cgroup_dir_fd: None,
+            cgroup_v1_procs_fd: None,
+            uid_gid: None,
+            nice: 0,
+            method,
+        }
+    }
+
+    /// A program that is not there fails at `prepare`, naming it, and `start` hands that
+    /// error back without cloning anything.
+    #[test]
+    fn a_missing_program_fails_in_prepare_and_start_reports_it() {
+        let s = spec(&["wf-no-such-program-here"], SpawnMethod::Vfork);
+        let ready = prepare(&s);
+        assert!(
+            matches!(&ready, Err(SpawnError::Exec { program, .. }) if program == "wf-no-such-program-here")
+        );
+        let e = start(&s, ready, &Reaper::new()).expect_err("nothing to start");
+        assert!(e.to_string().contains("wf-no-such-program-here"), "{e}");
+    }
+
+    /// A prepared spawn that is never started (its run was not recorded) closes its pipes:
+    /// a reader on a copy of its stdout sees end of file, not a writer that lingers.
+    #[test]
+    fn a_prepared_spawn_dropped_unused_closes_its_pipes() {
+        let s = spec(&["sh", "-c", "true"], SpawnMethod::Vfork);
+        let ready = prepare(&s).expect("prepared");
+        let PreparedHow::Clone(parts) = &ready.0 else {
+            panic!("the vfork method clones");
+        };
+        let mut reader = std::fs::File::from(parts.stdout.0.try_clone().expect("dup"));
+        nix::fcntl::fcntl(
+            &reader,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        )
+        .expect("nonblocking");
+        let mut buf = [0u8; 8];
+        let open = reader.read(&mut buf).expect_err("a writer is still open");
+        assert_eq!(open.kind(), io::ErrorKind::WouldBlock);
+        drop(ready);
+        assert_eq!(reader.read(&mut buf).expect("end of file"), 0);
+    }
+
+    /// What `prepare` made is what the child gets: its stdout pipe carries the child's output,
+    /// and the fork method without a cgroup leaves the pipes to process-wrap.
+    #[test]
+    fn a_prepared_spawn_starts_on_its_own_pipes() {
+        let fork = spec(&["sh", "-c", "true"], SpawnMethod::Fork);
+        assert!(matches!(prepare(&fork), Ok(Prepared(PreparedHow::Wrap))));
+        let s = spec(&["sh", "-c", "echo started"], SpawnMethod::Vfork);
+        let reaper = Reaper::new();
+        let ready = prepare(&s);
+        let spawned = start(&s, ready, &reaper).expect("started");
+        let mut out = String::new();
+        std::fs::File::from(spawned.stdout)
+            .read_to_string(&mut out)
+            .expect("stdout");
+        assert_eq!(out, "started\n");
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(spawned.pid), None);
+    }
 }

@@ -24,7 +24,7 @@ use crate::process::pidfd::{ExitKind, PidFd};
 use crate::process::procscan;
 use crate::process::reaper::Reaper;
 use crate::process::signals::{parse_signal, signal_name};
-use crate::process::spawn::{spawn, SpawnSpec};
+use crate::process::spawn::{self, SpawnSpec};
 use crate::run::beats::drain_heartbeats;
 use crate::run::kill::{next as kill_next, plan, Next as KillNext};
 use crate::run::output::{drain_to_file, CappedLog, OutputProgress, StdoutWatch, Stream};
@@ -219,19 +219,6 @@ async fn run_inner(mut ctx: RunContext) {
         },
         Containment::ProcessGroup { .. } => None,
     };
-    // A new run is not started before STARTING is on record (a daemon killed in between must
-    // not leave an agent no later daemon knows about); the core hears of a failed write itself.
-    // A dequeued run, on record already, starts now; its cgroup marks the start meanwhile.
-    if !ctx.start_while_recording {
-        let r = (&mut ctx.recorded).await;
-        if !matches!(r, Ok(Ok(()))) {
-            if let Some(cg) = &cgroup {
-                let _ = cg.remove();
-            }
-            debug!(outcome = ?r, "STARTING not recorded: nothing started");
-            return;
-        }
-    }
     let spec = SpawnSpec {
         argv: ctx.spec.argv.clone(),
         cwd: ctx.spec.cwd.clone(),
@@ -243,7 +230,24 @@ async fn run_inner(mut ctx: RunContext) {
         nice: ctx.nice,
         method: ctx.spawn_method,
     };
-    let spawned = match spawn(&spec, &ctx.reaper) {
+    // The program's path and the pipes are ready while the store writes; its error, if any,
+    // is reported below as the spawn's, once the run is on record.
+    let ready = spawn::prepare(&spec);
+    // A new run is not started before STARTING is on record (a daemon killed in between must
+    // not leave an agent no later daemon knows about); the core hears of a failed write itself.
+    // A dequeued run, on record already, starts now; its cgroup marks the start meanwhile.
+    if !ctx.start_while_recording {
+        let r = (&mut ctx.recorded).await;
+        if !matches!(r, Ok(Ok(()))) {
+            drop(ready);
+            if let Some(cg) = &cgroup {
+                let _ = cg.remove();
+            }
+            debug!(outcome = ?r, "STARTING not recorded: nothing started");
+            return;
+        }
+    }
+    let spawned = match spawn::start(&spec, ready, &ctx.reaper) {
         Ok(s) => s,
         Err(e) => {
             if let Some(cg) = &cgroup {
