@@ -219,8 +219,7 @@ pub(crate) mod child {
 
 /// Start a leader. The reaper's lock is held from the clone until the leader is registered.
 pub fn spawn(spec: &SpawnSpec, reaper: &Reaper) -> Result<Spawned, SpawnError> {
-    let ready = prepare(spec);
-    start(spec, ready, reaper)
+    start(spec, prepare(spec)?, reaper)
 }
 
 /// The part of a spawn that starts nothing: the program found on the child's `PATH`, its
@@ -239,6 +238,7 @@ enum PreparedHow {
 
 #[derive(Debug)]
 struct CloneParts {
+    mode: crate::process::vfork::Mode,
     path: PathBuf,
     stdout: (OwnedFd, OwnedFd),
     stderr: (OwnedFd, OwnedFd),
@@ -248,16 +248,14 @@ struct CloneParts {
 
 /// Prepare the spawn of `spec` (see [`Prepared`]). Its error is what the spawn would report.
 pub fn prepare(spec: &SpawnSpec) -> Result<Prepared, SpawnError> {
-    let clone = match spec.method {
-        SpawnMethod::Vfork => true,
+    let mode = match spec.method {
+        SpawnMethod::Vfork => crate::process::vfork::Mode::Vfork,
         // std forks with fork(2), which cannot create the child inside a cgroup: a run that is
         // to be born in its cgroup is forked by our own clone3 (copy-on-write, as fork does)
         // with the same steps before exec; process-wrap forks every other run.
-        SpawnMethod::Fork => spec.cgroup_dir_fd.is_some(),
+        SpawnMethod::Fork if spec.cgroup_dir_fd.is_some() => crate::process::vfork::Mode::Fork,
+        SpawnMethod::Fork => return Ok(Prepared(PreparedHow::Wrap)),
     };
-    if !clone {
-        return Ok(Prepared(PreparedHow::Wrap));
-    }
     let program = &spec.argv[0];
     let path = crate::process::vfork::resolve_program(program, &spec.env).map_err(|source| {
         SpawnError::Exec {
@@ -276,6 +274,7 @@ pub fn prepare(spec: &SpawnSpec) -> Result<Prepared, SpawnError> {
             .map_err(SpawnError::Pipes)?,
     );
     Ok(Prepared(PreparedHow::Clone(CloneParts {
+        mode,
         path,
         stdout,
         stderr,
@@ -284,21 +283,10 @@ pub fn prepare(spec: &SpawnSpec) -> Result<Prepared, SpawnError> {
     })))
 }
 
-/// Start the leader of `spec` from what [`prepare`] made of the same spec (or the error it
-/// gave, which is returned as it is).
-pub fn start(
-    spec: &SpawnSpec,
-    ready: Result<Prepared, SpawnError>,
-    reaper: &Reaper,
-) -> Result<Spawned, SpawnError> {
-    match ready?.0 {
-        PreparedHow::Clone(parts) => {
-            let mode = match spec.method {
-                SpawnMethod::Vfork => crate::process::vfork::Mode::Vfork,
-                SpawnMethod::Fork => crate::process::vfork::Mode::Fork,
-            };
-            spawn_clone(spec, parts, reaper, mode)
-        }
+/// Start the leader of `spec` from what [`prepare`] made of the same spec.
+pub fn start(spec: &SpawnSpec, ready: Prepared, reaper: &Reaper) -> Result<Spawned, SpawnError> {
+    match ready.0 {
+        PreparedHow::Clone(parts) => spawn_clone(spec, parts, reaper),
         PreparedHow::Wrap => spawn_fork(spec, reaper),
     }
 }
@@ -313,9 +301,9 @@ fn spawn_clone(
     spec: &SpawnSpec,
     parts: CloneParts,
     reaper: &Reaper,
-    mode: crate::process::vfork::Mode,
 ) -> Result<Spawned, SpawnError> {
     let CloneParts {
+        mode,
         path,
         stdout: (out_r, out_w),
         stderr: (err_r, err_w),
@@ -462,7 +450,9 @@ mod tests {
         assert!(
             matches!(&ready, Err(SpawnError::Exec { program, .. }) if program == "wf-no-such-program-here")
         );
-        let e = start(&s, ready, &Reaper::new()).expect_err("nothing to start");
+        let e = ready
+            .and_then(|p| start(&s, p, &Reaper::new()))
+            .expect_err("nothing to start");
         assert!(e.to_string().contains("wf-no-such-program-here"), "{e}");
     }
 
@@ -496,7 +486,7 @@ mod tests {
         assert!(matches!(prepare(&fork), Ok(Prepared(PreparedHow::Wrap))));
         let s = spec(&["sh", "-c", "echo started"], SpawnMethod::Vfork);
         let reaper = Reaper::new();
-        let ready = prepare(&s);
+        let ready = prepare(&s).expect("prepared");
         let spawned = start(&s, ready, &reaper).expect("started");
         let mut out = String::new();
         std::fs::File::from(spawned.stdout)

@@ -239,7 +239,6 @@ async fn run_inner(mut ctx: RunContext) {
     if !ctx.start_while_recording {
         let r = (&mut ctx.recorded).await;
         if !matches!(r, Ok(Ok(()))) {
-            drop(ready);
             if let Some(cg) = &cgroup {
                 let _ = cg.remove();
             }
@@ -247,7 +246,7 @@ async fn run_inner(mut ctx: RunContext) {
             return;
         }
     }
-    let spawned = match spawn::start(&spec, ready, &ctx.reaper) {
+    let spawned = match ready.and_then(|p| spawn::start(&spec, p, &ctx.reaper)) {
         Ok(s) => s,
         Err(e) => {
             if let Some(cg) = &cgroup {
