@@ -166,6 +166,17 @@ fn failing_alert(h: &wf_supervisor::proto::GetHealthResponse) -> Option<String> 
         .map(|a| a.message.clone())
 }
 
+/// How many pipes the daemon holds open.
+fn daemon_pipes(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter(|t| t.to_string_lossy().starts_with("pipe:"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
 fn run_ids(runs: &[Run]) -> Vec<String> {
     let mut ids: Vec<String> = runs.iter().map(|r| r.run_id.clone()).collect();
     ids.sort();
@@ -387,6 +398,7 @@ async fn a_shutdown_on_a_full_disk_ends_every_run() {
     let api = t.site.start().await;
     let (run, procs) = spawn_tree(&api).await;
     t.fill(0);
+    let pipes_before = daemon_pipes(t.site.pid);
     let refused = api
         .try_spawn(SpawnRequest {
             argv: fake(&["--hang"]),
@@ -405,6 +417,11 @@ async fn a_shutdown_on_a_full_disk_ends_every_run() {
         })
         .await;
     }
+    // Its program and pipes were prepared beside that write too; they are closed again.
+    wait_until(TIMEOUT, "the refused run's pipes are closed", || {
+        daemon_pipes(t.site.pid) <= pipes_before
+    })
+    .await;
 
     t.site.stop().await;
     assert_nothing_left(&run.run_id, &procs);
