@@ -55,6 +55,11 @@ pub struct Args {
     /// daemon competing with its agents on equal terms.
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub daemon_nice: Option<i32>,
+    /// The HTTP/2 stream window (KiB) the heartbeat measure's Watch client advertises: how much
+    /// the daemon may send ahead of what the client has read. Default: HTTP/2's own (64 KiB, as
+    /// wfctl and grpc-go clients start with); 0: tonic's default (2 MiB).
+    #[arg(long, value_name = "KIB", default_value_t = 64)]
+    pub watch_window_kib: u32,
     /// Keep the temp dir (daemon logs, configs) for inspection.
     #[arg(long)]
     pub keep_temp: bool,

@@ -129,8 +129,15 @@ impl Daemon {
 
     /// A new connection to the daemon.
     pub async fn client(&self) -> anyhow::Result<Client> {
+        self.client_with_window(None).await
+    }
+
+    /// A new connection that advertises `window` bytes as its HTTP/2 stream window (how much
+    /// the daemon may send ahead of what this client has read); None: tonic's default.
+    pub async fn client_with_window(&self, window: Option<u32>) -> anyhow::Result<Client> {
         let path = self.socket.clone();
         let channel = Endpoint::try_from("http://[::]:50051")?
+            .initial_stream_window_size(window)
             .connect_with_connector(tower::service_fn(move |_| {
                 let path = path.clone();
                 async move {

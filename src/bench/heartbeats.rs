@@ -192,7 +192,7 @@ async fn daemon_phase_inner(
 
     let stop_watch = CancellationToken::new();
     let watcher = if watched {
-        let mut wc = d.client().await?;
+        let mut wc = d.client_with_window(ctx.watch_window).await?;
         let mut stream = wc
             .watch(WatchRequest {
                 run_id: String::new(),

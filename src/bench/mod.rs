@@ -60,6 +60,8 @@ pub struct Ctx {
     pub cgroup_entry: String,
     /// The daemon's `[daemon] nice`.
     pub daemon_nice: i32,
+    /// The Watch client's HTTP/2 stream window in bytes; None: the library's default.
+    pub watch_window: Option<u32>,
 }
 
 impl Ctx {
@@ -184,6 +186,7 @@ fn setup(args: &Args) -> anyhow::Result<(Ctx, Vec<&'static str>, u64)> {
         daemon_nice: args
             .daemon_nice
             .unwrap_or(wf_supervisor::config::DEFAULT_DAEMON_NICE),
+        watch_window: (args.watch_window_kib > 0).then(|| args.watch_window_kib * 1024),
     };
     Ok((ctx, measures, nofile))
 }
@@ -271,6 +274,7 @@ async fn run(args: Args) -> ExitCode {
         "daemon": daemon_info(&ctx.daemon_src),
         "containment": ctx.containment,
         "daemon_nice": ctx.daemon_nice,
+        "watch_window": ctx.watch_window,
         "plan": ctx.plan,
         "interrupted": interrupted,
         "seconds": t0.elapsed().as_secs_f64(),

@@ -147,6 +147,9 @@ pub fn resolve(
 }
 
 /// Connect to the daemon; the error names the target and suggests what to check.
+/// The HTTP/2 stream window wfctl advertises on the unix socket (HTTP/2's default size).
+const UNIX_STREAM_WINDOW: u32 = 64 * 1024;
+
 pub async fn connect_with(target: &Target, creds: &Credentials) -> anyhow::Result<Client> {
     let mut bearer = Bearer::default();
     let channel = match target {
@@ -155,6 +158,11 @@ pub async fn connect_with(target: &Target, creds: &Credentials) -> anyhow::Resul
             // The URI is required by the API but unused: the connector below ignores it.
             Endpoint::from_static("http://localhost")
                 .connect_timeout(CONNECT_TIMEOUT)
+                // HTTP/2's own default window instead of the library's 2 MiB: on a local socket a
+                // window update costs microseconds, and a Watch that falls behind (`wfctl top`
+                // on a busy host) holds at most this much stale data before the daemon's merged,
+                // up-to-date heartbeats.
+                .initial_stream_window_size(UNIX_STREAM_WINDOW)
                 .connect_with_connector(tower::service_fn(move |_| {
                     let path = path.clone();
                     async move {

@@ -10,6 +10,7 @@ mod logs;
 mod queue;
 mod status;
 mod uds_authority;
+mod watch_queue;
 
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -33,6 +34,13 @@ use crate::supervisor::{ApiError, Overrides, SpawnRequest, SupervisorHandle};
 pub use auth::{Access, Who};
 pub use convert::{queue_to_proto, run_to_proto, status_from_proto, status_to_proto};
 pub use uds_authority::{rewrite_authority, rewrite_bytes, AuthorityRewrite};
+
+/// Events a Watch stream hands the transport ahead of what it has sent: few, so that a watcher
+/// that falls behind leaves its backlog where its runs' heartbeats merge.
+const WATCH_IN_FLIGHT: usize = 16;
+/// State changes a Watch stream keeps for a watcher that falls behind before it tells it how
+/// many it missed (heartbeats merge and take one place per run).
+const WATCH_BACKLOG: usize = 16_384;
 
 /// The service; cheap to clone.
 #[derive(Clone)]
@@ -813,7 +821,7 @@ impl Supervisor for SupervisorService {
         bounds::watch(&r)?;
         // Subscribe first, then look the run up, so no change falls between the two.
         let mut events = self.handle.subscribe();
-        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        let (tx, rx) = tokio::sync::mpsc::channel(WATCH_IN_FLIGHT);
         let only = if r.run_id.is_empty() {
             None
         } else {
@@ -835,37 +843,60 @@ impl Supervisor for SupervisorService {
         };
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
-            loop {
-                let ev = tokio::select! {
+            // Events wait here, not in the channel to the transport, so that while the watcher
+            // cannot take more its runs' heartbeats merge (see `watch_queue`).
+            let mut waiting = watch_queue::WatchQueue::new(WATCH_BACKLOG);
+            let mut open = true;
+            while open || !waiting.is_empty() {
+                tokio::select! {
+                    // Take every event as it comes, so the broadcast never overflows for a
+                    // slow watcher; send when the transport has room.
+                    biased;
                     _ = shutdown.cancelled() => break,
+                    ev = events.recv(), if open => match ev {
+                        Ok(ev) => {
+                            if only.as_deref().is_none_or(|id| id == ev.run_id) {
+                                waiting.push(ev);
+                            }
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                            tracing::debug!(missed = n, "a Watch stream fell behind");
+                            waiting.skipped(n);
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => open = false,
+                    },
+                    permit = tx.reserve(), if !waiting.is_empty() => {
+                        let Ok(permit) = permit else { break };
+                        match waiting.pop() {
+                            Some(watch_queue::Item::Event(ev)) => {
+                                let done = only.is_some() && ev.status.is_terminal();
+                                permit.send(Ok(convert::event_to_proto(&ev)));
+                                if done {
+                                    break;
+                                }
+                            }
+                            Some(watch_queue::Item::Skipped(n)) => {
+                                // Tell the watcher it missed events, so it can re-list.
+                                permit.send(Ok(proto::RunEvent {
+                                    at: crate::time::now_ms(),
+                                    kind: "lagged".into(),
+                                    message: format!(
+                                        "{n} event(s) were skipped; List or Get to resync"
+                                    ),
+                                    ..Default::default()
+                                }));
+                            }
+                            None => {}
+                        }
+                    }
                     _ = tx.closed() => break,
-                    ev = events.recv() => ev,
-                };
-                match ev {
-                    Ok(ev) => {
-                        if only.as_deref().is_some_and(|id| id != ev.run_id) {
-                            continue;
-                        }
-                        let done = only.is_some() && ev.status.is_terminal();
-                        if tx.send(Ok(convert::event_to_proto(&ev))).await.is_err() || done {
-                            break;
-                        }
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        // Tell the watcher it missed events, so it can re-list.
-                        tracing::debug!(missed = n, "a Watch stream fell behind");
-                        let note = proto::RunEvent {
-                            at: crate::time::now_ms(),
-                            kind: "lagged".into(),
-                            message: format!("{n} event(s) were skipped; List or Get to resync"),
-                            ..Default::default()
-                        };
-                        if tx.send(Ok(note)).await.is_err() {
-                            break;
-                        }
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                 }
+            }
+            if waiting.merged() > 0 {
+                tracing::debug!(
+                    merged = waiting.merged(),
+                    "a Watch stream ended; heartbeats merged while it was behind"
+                );
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))

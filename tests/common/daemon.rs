@@ -4,7 +4,7 @@ use std::ops::Deref;
 use std::process::ExitStatus;
 use std::time::Duration;
 
-use tonic::transport::Endpoint;
+use tonic::transport::{Channel, Endpoint};
 use wf_supervisor::proto::supervisor_client::SupervisorClient;
 
 use super::api::unix_connector;
@@ -61,6 +61,17 @@ impl Daemon {
             api: site.api_on(SupervisorClient::new(channel)),
             site,
         }
+    }
+
+    /// A client on a connection of its own that advertises `window` bytes as its HTTP/2 stream
+    /// window: the daemon may send at most that much of a stream ahead of what it has read.
+    pub async fn client_with_window(&self, window: u32) -> SupervisorClient<Channel> {
+        let channel = Endpoint::from_static("http://[::]:50051")
+            .initial_stream_window_size(window)
+            .connect_with_connector(unix_connector(&self.site.socket))
+            .await
+            .expect("connecting to the daemon's socket");
+        SupervisorClient::new(channel)
     }
 
     /// A client handle; cheap to clone and `'static`, for use from spawned tasks.
