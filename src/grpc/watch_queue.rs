@@ -233,4 +233,109 @@ mod tests {
         q.skipped(1);
         assert_eq!(drain(&mut q), ["a:1", "skipped 7", "a:2", "skipped 1"]);
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            Beat(usize),
+            Change(usize),
+            Pop(usize),
+            Skip(u64),
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                6 => (0usize..3).prop_map(Op::Beat),
+                2 => (0usize..3).prop_map(Op::Change),
+                3 => (0usize..6).prop_map(Op::Pop),
+                1 => (1u64..4).prop_map(Op::Skip),
+            ]
+        }
+
+        /// A state change's kind carries its order among its run's changes, as "c<N>".
+        const KINDS: [&str; 8] = ["c0", "c1", "c2", "c3", "c4", "c5", "c6", "c7"];
+
+        proptest! {
+            /// For any events, reads and gaps: each run's heartbeat counts only go up; its
+            /// state changes arrive in order, all of them unless a gap was told; a heartbeat
+            /// never crosses a state change of its run; the newest count of every run arrives
+            /// unless a gap was told; and no more than `cap` events ever wait.
+            #[test]
+            fn merging_loses_and_reorders_nothing_a_watcher_relies_on(
+                cap in 1usize..8,
+                ops in proptest::collection::vec(op(), 0..120),
+            ) {
+                let runs = ["a", "b", "c"];
+                let mut q = WatchQueue::new(cap);
+                let (mut beats, mut changes) = ([0u64; 3], [0usize; 3]);
+                // Per run: (heartbeat count, changes pushed before it) as pushed.
+                let mut pushed_beats: Vec<Vec<(u64, usize)>> = vec![Vec::new(); 3];
+                let mut out = Vec::new();
+                let mut gaps = false;
+                for op in ops {
+                    match op {
+                        Op::Beat(r) => {
+                            beats[r] += 1;
+                            pushed_beats[r].push((beats[r], changes[r]));
+                            q.push(beat(runs[r], beats[r]));
+                        }
+                        Op::Change(r) if changes[r] < KINDS.len() => {
+                            q.push(change(runs[r], KINDS[changes[r]]));
+                            changes[r] += 1;
+                        }
+                        Op::Change(_) => {}
+                        Op::Pop(n) => out.extend((0..n).map_while(|_| q.pop())),
+                        Op::Skip(n) => {
+                            gaps = true;
+                            q.skipped(n);
+                        }
+                    }
+                    prop_assert!(q.events <= cap, "{} events wait, cap {cap}", q.events);
+                }
+                out.extend(std::iter::from_fn(|| q.pop()));
+                gaps |= out.iter().any(|i| matches!(i, Item::Skipped(_)));
+
+                for (r, run) in runs.iter().enumerate() {
+                    let mut seen_changes = Vec::new();
+                    let mut last_beat = 0;
+                    for item in &out {
+                        let Item::Event(e) = item else { continue };
+                        if e.run_id != *run {
+                            continue;
+                        }
+                        match e.heartbeat {
+                            Some((_, n)) => {
+                                prop_assert!(n > last_beat, "{run}: count {n} after {last_beat}");
+                                last_beat = n;
+                                let before = pushed_beats[r]
+                                    .iter()
+                                    .find(|(c, _)| *c == n)
+                                    .map(|(_, k)| *k);
+                                if !gaps {
+                                    prop_assert_eq!(
+                                        before, Some(seen_changes.len()),
+                                        "{}: heartbeat {} crossed a state change", run, n
+                                    );
+                                }
+                            }
+                            None => seen_changes.push(e.kind),
+                        }
+                    }
+                    let all = &KINDS[..changes[r]];
+                    // In order, whether or not some were skipped.
+                    let mut rest = all.iter();
+                    for k in &seen_changes {
+                        prop_assert!(rest.any(|x| x == k), "{run}: {seen_changes:?} not in order");
+                    }
+                    if !gaps {
+                        prop_assert_eq!(&seen_changes[..], all, "{}: a state change lost", run);
+                        prop_assert_eq!(last_beat, beats[r], "{}: the newest count lost", run);
+                    }
+                }
+            }
+        }
+    }
 }
