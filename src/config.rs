@@ -1464,7 +1464,7 @@ mod tests {
     fn the_daemon_outranks_its_runs_unless_told_otherwise() {
         let c = Config::parse("", "t.toml").expect("valid");
         assert_eq!((c.daemon_nice, c.run_nice), (DEFAULT_DAEMON_NICE, 0));
-        assert!(DEFAULT_DAEMON_NICE < 0);
+        const { assert!(DEFAULT_DAEMON_NICE < 0) };
         let embedded = Config::embedded().expect("the embedded default");
         assert_eq!(
             (embedded.daemon_nice, embedded.run_nice),

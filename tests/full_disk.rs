@@ -407,7 +407,10 @@ async fn a_shutdown_on_a_full_disk_ends_every_run() {
         .await
         .expect_err("a spawn the store cannot record must be refused");
     assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
-    assert_eq!(run_ids(&api.list().await), run_ids(&[run.clone()]));
+    assert_eq!(
+        run_ids(&api.list().await),
+        run_ids(std::slice::from_ref(&run))
+    );
     // Its cgroup was made while the STARTING record was being written; with the write failed,
     // nothing was started in it and it goes.
     if let Some(root) = t.site.cgroup_root.clone() {

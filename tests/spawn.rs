@@ -15,7 +15,7 @@ const TASKS: usize = 4;
 
 /// The exit code run `i` chooses: spread over 0..=255, with plenty of zeros.
 fn exit_code_of(i: usize) -> i32 {
-    if i % 5 == 0 {
+    if i.is_multiple_of(5) {
         0
     } else {
         ((i * 37) % 256) as i32

@@ -97,7 +97,6 @@ pub fn run_to_proto(r: &RunRecord) -> proto::Run {
             name: o.name.clone(),
         }),
         usage: r.usage.as_ref().map(usage_to_proto),
-        ..Default::default()
     }
 }
 

@@ -419,7 +419,7 @@ mod tests {
         };
         let settings = TlsSettings::load(&cfg).expect("valid");
         cfg.client_ca = Some(dir.path().join("missing.pem"));
-        let e = settings.reload(&cfg).err().expect("missing CA");
+        let e = settings.reload(&cfg).expect_err("missing CA");
         assert!(e.to_string().starts_with("tls.client_ca "), "{e}");
         cfg.client_ca = None;
         std::fs::write(&key_path, "junk").expect("write");
