@@ -146,10 +146,10 @@ pub fn resolve(
     ))
 }
 
-/// Connect to the daemon; the error names the target and suggests what to check.
 /// The HTTP/2 stream window wfctl advertises on the unix socket (HTTP/2's default size).
 const UNIX_STREAM_WINDOW: u32 = 64 * 1024;
 
+/// Connect to the daemon; the error names the target and suggests what to check.
 pub async fn connect_with(target: &Target, creds: &Credentials) -> anyhow::Result<Client> {
     let mut bearer = Bearer::default();
     let channel = match target {

@@ -39,10 +39,6 @@ pub struct WatchQueue {
     merged: u64,
 }
 
-fn is_heartbeat(e: &RunEvent) -> bool {
-    e.kind == "heartbeat" && e.run.is_none() && e.heartbeat.is_some()
-}
-
 impl WatchQueue {
     /// A queue that holds at most `cap` events that cannot be merged (at least one).
     pub fn new(cap: usize) -> Self {
@@ -71,7 +67,9 @@ impl WatchQueue {
     }
 
     pub fn push(&mut self, ev: RunEvent) {
-        if is_heartbeat(&ev) {
+        // A heartbeat event is the one that carries `heartbeat` (as the status page reads it).
+        let heartbeat = ev.heartbeat.is_some();
+        if heartbeat {
             if let Some(&pos) = self.beat_slot.get(&ev.run_id) {
                 if let Some(Item::Event(waiting)) = self.items.get_mut((pos - self.base) as usize) {
                     *waiting = ev;
@@ -87,7 +85,7 @@ impl WatchQueue {
             self.skipped(1);
             return;
         }
-        if is_heartbeat(&ev) {
+        if heartbeat {
             let pos = self.base + self.items.len() as u64;
             self.beat_slot.insert(ev.run_id.clone(), pos);
         }
